@@ -1,0 +1,85 @@
+//! Accept → respond: wiring. Builds each configured frontend, binds its
+//! listener and runs its accept loop; stops them all with a drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::types::Config;
+use crate::frontend::postgres::PgContext;
+use crate::net::tls::TlsError;
+use crate::server::{self, ShutdownTrigger};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("invalid listen address {0:?}")]
+    Addr(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A running Attaché: its bound addresses and the means to stop it.
+pub struct Attache {
+    /// The Postgres listener's actual address (useful with port 0).
+    pub postgres_addr: Option<SocketAddr>,
+    pub postgres: Option<Arc<PgContext>>,
+    trigger: ShutdownTrigger,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl Attache {
+    /// Binds every listener and starts serving in the background.
+    pub async fn start(config: Config) -> Result<Self, AppError> {
+        let trigger = ShutdownTrigger::new();
+        let mut tasks = Vec::new();
+        let mut postgres_addr = None;
+        let mut postgres = None;
+        if let Some(pg) = config.postgres.clone() {
+            let addr: SocketAddr = pg
+                .listen
+                .parse()
+                .map_err(|_| AppError::Addr(pg.listen.clone()))?;
+            let listener = server::bind(addr).map_err(|source| AppError::Bind {
+                addr: pg.listen.clone(),
+                source,
+            })?;
+            postgres_addr = Some(listener.addr);
+            let max = pg.max_client_connections;
+            let ctx = Arc::new(PgContext::new(pg)?);
+            postgres = Some(ctx.clone());
+            tasks.push(tokio::spawn(server::serve(
+                listener,
+                ctx,
+                max,
+                trigger.subscribe(),
+            )));
+        }
+        Ok(Self {
+            postgres_addr,
+            postgres,
+            trigger,
+            tasks,
+            shutdown_timeout: config.general.shutdown_timeout.0,
+        })
+    }
+
+    /// Stops accepting, lets sessions finish their work (up to
+    /// `shutdown_timeout`), then returns whether all of them did.
+    pub async fn shutdown(self) -> bool {
+        let drained = self.trigger.drain(self.shutdown_timeout).await;
+        for t in self.tasks {
+            t.abort();
+        }
+        info!(drained, "shut down");
+        drained
+    }
+}

@@ -1,0 +1,312 @@
+//! Tests for config validation: one exact, path-named message per rule.
+
+use super::{password_kind, valid_host_port, PasswordKind};
+use crate::config::{builtin_default, parse, validate, ConfigError};
+
+const SCRAM: &str = "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$dDAQURXaNx00K0V/dx6tagPt0IjSDc3zYPEWntiUOEw=:dOrJr++EBn4Lk3KvZ5JkDPVJr79TmLPTcH28z6tIwvc=";
+const MD5: &str = "md511ad2f8aab838ecc0045d58772751ac3";
+
+/// All validation messages for `text`, or a panic if it fails earlier.
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => Vec::new(),
+        Err(e @ (ConfigError::Invalid { .. } | ConfigError::Many(_))) => {
+            e.problems().iter().map(|p| p.to_string()).collect()
+        }
+        Err(other) => panic!("expected validation errors, got {other}"),
+    }
+}
+
+fn one_db(extra: &str) -> String {
+    format!("[postgres.databases.app]\nnodes = [{{ addr = \"db1:5432\" }}]\n{extra}")
+}
+
+#[test]
+fn builtin_default_and_empty_file_are_valid() {
+    validate(&builtin_default()).unwrap();
+    let cfg = parse("").unwrap();
+    assert!(cfg.postgres.is_none());
+}
+
+#[test]
+fn listen_must_be_a_socket_address() {
+    assert_eq!(
+        problems("[postgres]\nlisten = \"localhost\"\n"),
+        ["postgres.listen: invalid socket address \"localhost\""]
+    );
+    assert!(problems("[postgres]\nlisten = \"[::1]:6432\"\n").is_empty());
+}
+
+#[test]
+fn node_addresses_are_host_port() {
+    let text = r#"
+[postgres.databases.app]
+nodes = [
+  { addr = "db1:5432" },
+  { addr = "x", role = "replica" },
+  { addr = "[::1]:5432", role = "replica" },
+  { addr = ":5432", role = "replica" },
+  { addr = "db:99999", role = "replica" },
+  { addr = "::1:5432", role = "replica" },
+]
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "postgres.databases.app.nodes[1].addr: invalid socket address \"x\"",
+            "postgres.databases.app.nodes[3].addr: invalid socket address \":5432\"",
+            "postgres.databases.app.nodes[4].addr: invalid socket address \"db:99999\"",
+            "postgres.databases.app.nodes[5].addr: invalid socket address \"::1:5432\"",
+        ]
+    );
+}
+
+#[test]
+fn host_port_table() {
+    for ok in [
+        "db:5432",
+        "10.0.0.1:5432",
+        "[::1]:5432",
+        "[fe80::1]:1",
+        "my-db.internal:6543",
+    ] {
+        assert!(valid_host_port(ok), "{ok}");
+    }
+    for bad in [
+        "db",
+        "db:",
+        "db:0",
+        ":5432",
+        "[::1]",
+        "[nope]:5432",
+        "db :5432",
+        "a:b:5432",
+    ] {
+        assert!(!valid_host_port(bad), "{bad}");
+    }
+}
+
+#[test]
+fn databases_need_nodes_and_names() {
+    let text = "[postgres.databases.app]\nnodes = []\n[postgres.databases.\"\"]\nnodes = [{ addr = \"db:1\" }]\n";
+    assert_eq!(
+        problems(text),
+        [
+            "postgres.databases.\"\": database name must not be empty",
+            "postgres.databases.app.nodes: at least one node is required",
+        ]
+    );
+}
+
+#[test]
+fn at_most_one_primary() {
+    let text = "[postgres.databases.app]\nnodes = [{ addr = \"a:1\" }, { addr = \"b:1\", role = \"replica\" }, { addr = \"c:1\" }]\n";
+    let got = problems(text);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with(
+            "postgres.databases.app.nodes[2].role: at most one node per database may be primary, and nodes[0] already is"
+        ),
+        "{}",
+        got[0]
+    );
+}
+
+#[test]
+fn pool_size_range_at_every_layer() {
+    let text = format!(
+        "[postgres]\npool_size = 0\n{}[postgres.users.bob]\npool_size = 10001\n",
+        one_db("pool_size = 20000\n")
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "postgres.pool_size: must be between 1 and 10000, got 0",
+            "postgres.databases.app.pool_size: must be between 1 and 10000, got 20000",
+            "postgres.users.bob.pool_size: must be between 1 and 10000, got 10001",
+        ]
+    );
+}
+
+#[test]
+fn min_idle_is_checked_after_resolution() {
+    // Each layer alone is fine; the combination is not.
+    let text = format!(
+        "[postgres]\nmin_idle = 5\n{}[postgres.users.bob]\npool_size = 3\n",
+        one_db("")
+    );
+    assert_eq!(
+        problems(&text),
+        ["postgres.users.bob: min_idle (5) must not exceed pool_size (3) (with database \"app\")"]
+    );
+    let text = format!("[postgres]\nmin_idle = 5\n{}", one_db("pool_size = 4\n"));
+    assert_eq!(
+        problems(&text),
+        ["postgres.databases.app: min_idle (5) must not exceed pool_size (4)"]
+    );
+    // Reported once at the layer that breaks it, not for every database.
+    let text = "[postgres]\nmin_idle = 30\n[postgres.databases.a]\nnodes = [{ addr = \"a:1\" }]\n[postgres.databases.b]\nnodes = [{ addr = \"b:1\" }]\n";
+    assert_eq!(
+        problems(text),
+        ["postgres: min_idle (30) must not exceed pool_size (20)"]
+    );
+}
+
+#[test]
+fn max_message_size_range() {
+    let text = format!(
+        "[postgres]\nmax_message_size = \"100B\"\n{}",
+        one_db("max_message_size = \"2GiB\"\n")
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "postgres.max_message_size: must be between 1KiB and 1GiB, got \"100B\"",
+            "postgres.databases.app.max_message_size: must be between 1KiB and 1GiB, got \"2GiB\"",
+        ]
+    );
+}
+
+#[test]
+fn client_cert_and_key_come_together_and_files_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("client.crt");
+    std::fs::write(&cert, "x").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let text = format!(
+        "{}server_tls = {{ sslmode = \"verify-full\", client_cert = {:?}, ca_file = {:?} }}\n",
+        one_db(""),
+        cert.display().to_string(),
+        missing.display().to_string(),
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "postgres.databases.app.server_tls.client_key: required when client_cert is set"
+                .to_string(),
+            format!(
+                "postgres.databases.app.server_tls.ca_file: file not found: {}",
+                missing.display()
+            ),
+        ]
+    );
+    let text = format!(
+        "{}server_tls = {{ client_key = {:?} }}\n",
+        one_db(""),
+        cert.display().to_string()
+    );
+    assert_eq!(
+        problems(&text),
+        ["postgres.databases.app.server_tls.client_cert: required when client_key is set"]
+    );
+}
+
+#[test]
+fn local_tls_files_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("server.key");
+    std::fs::write(&key, "x").unwrap();
+    let text = format!(
+        "[postgres]\ntls = {{ cert = {:?}, key = {:?} }}\n",
+        "/nonexistent/attache/server.crt",
+        key.display().to_string()
+    );
+    assert_eq!(
+        problems(&text),
+        ["postgres.tls.cert: file not found: /nonexistent/attache/server.crt"]
+    );
+    let text = format!(
+        "[postgres]\ntls = {{ cert = {:?}, key = {:?} }}\n",
+        dir.path().display().to_string(),
+        key.display().to_string()
+    );
+    assert_eq!(
+        problems(&text),
+        [format!(
+            "postgres.tls.cert: not a file: {}",
+            dir.path().display()
+        )]
+    );
+}
+
+#[test]
+fn md5_users_cannot_use_scram_verifiers() {
+    let text = format!(
+        "[postgres]\nauth = \"md5\"\n{}[postgres.users.bob]\npassword = \"{SCRAM}\"\n[postgres.users.ann]\npassword = \"{MD5}\"\n[postgres.users.cid]\npassword = \"plain\"\n",
+        one_db("")
+    );
+    assert_eq!(
+        problems(&text),
+        ["postgres.users.bob.password: auth md5 needs a plaintext password or an md5 hash, not a SCRAM verifier (a SCRAM verifier cannot check an md5 response)"]
+    );
+}
+
+#[test]
+fn scram_users_cannot_use_md5_hashes() {
+    let text = format!(
+        "{}[postgres.users.bob]\nauth = \"scram-sha-256\"\npassword = \"{MD5}\"\n[postgres.users.ann]\nauth = \"scram-sha-256\"\npassword = \"{SCRAM}\"\n[postgres.users.cid]\nauth = \"scram-sha-256\"\n",
+        one_db("")
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "postgres.users.bob.password: auth scram-sha-256 needs a plaintext password or a SCRAM verifier, not an md5 hash",
+            "postgres.users.cid.password: auth scram-sha-256 needs a password for this user",
+        ]
+    );
+}
+
+#[test]
+fn effective_auth_includes_database_override() {
+    // `[postgres]` says passthrough, the database says md5: the user's
+    // verifier is useless there.
+    let text = format!(
+        "{}[postgres.users.bob]\npassword = \"{SCRAM}\"\n",
+        one_db("auth = \"md5\"\n")
+    );
+    assert_eq!(problems(&text).len(), 1);
+    assert!(problems(&text)[0].starts_with("postgres.users.bob.password: auth md5"));
+}
+
+#[test]
+fn password_kinds() {
+    assert_eq!(password_kind(SCRAM), PasswordKind::ScramVerifier);
+    assert_eq!(password_kind(MD5), PasswordKind::Md5Hash);
+    assert_eq!(password_kind("md5short"), PasswordKind::Plain);
+    assert_eq!(password_kind("hunter2"), PasswordKind::Plain);
+    assert_eq!(
+        password_kind("SCRAM-SHA-256$x"),
+        PasswordKind::MalformedScram
+    );
+    assert_eq!(
+        password_kind("SCRAM-SHA-256$0:AA==$AA==:AA=="),
+        PasswordKind::MalformedScram
+    );
+}
+
+#[test]
+fn names_and_counts() {
+    let text = format!(
+        "[postgres]\nmax_client_connections = 0\n{}[postgres.users.\"\"]\n[postgres.users.bob]\nserver_user = \"\"\n",
+        one_db("dbname = \"\"\n")
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "postgres.max_client_connections: must be at least 1",
+            "postgres.databases.app.dbname: must not be empty",
+            "postgres.users.\"\": user name must not be empty",
+            "postgres.users.bob.server_user: must not be empty",
+        ]
+    );
+}
+
+#[test]
+fn many_errors_display_all() {
+    let err = parse("[postgres]\nlisten = \"x\"\nmax_client_connections = 0\n").unwrap_err();
+    let shown = err.to_string();
+    assert_eq!(
+        shown,
+        "2 problems in the config:\n  postgres.listen: invalid socket address \"x\"\n  postgres.max_client_connections: must be at least 1"
+    );
+}

@@ -1,0 +1,10 @@
+//! Route and backend: what every frontend shares to reach the remote cluster.
+//! Core never imports a frontend; frontends ask core for connections.
+//!
+//! - [`error`]: where a failure came from and whether retrying is safe.
+//! - [`pg`]: PostgreSQL server connections, their pools and cancel routing.
+
+pub mod error;
+pub mod pg;
+
+pub use error::{ErrorSource, Retry};

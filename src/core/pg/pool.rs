@@ -1,0 +1,345 @@
+//! Backend (Postgres): pools of server connections keyed by (node, database,
+//! user), built on deadpool. A pool hands out authenticated connections,
+//! recycles only healthy ones, reaps idle and old ones, keeps `min_idle`
+//! warm, and counts what the metrics need.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
+use deadpool::Runtime;
+use tokio::io::AsyncReadExt;
+use tracing::{debug, warn};
+
+use super::conn::{BackendError, ServerConn, ServerSecret, ServerTarget};
+use crate::config::resolve::ResolvedPool;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PoolKey {
+    pub node: String,
+    pub database: String,
+    pub user: String,
+}
+
+impl std::fmt::Display for PoolKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}/{}", self.user, self.node, self.database)
+    }
+}
+
+/// Counters kept per pool for status and metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub checkouts: AtomicU64,
+    /// Checkouts that found no idle connection and had to wait or connect.
+    pub waits: AtomicU64,
+    pub wait_micros: AtomicU64,
+    pub checkout_timeouts: AtomicU64,
+    pub connect_errors: AtomicU64,
+    /// ReadyForQuery messages relayed: transactions and simple queries.
+    pub transactions: AtomicU64,
+    pub discarded: AtomicU64,
+}
+
+pub type PooledConn = managed::Object<Manager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("timed out after {waited:?} waiting for a server connection to {pool} (pool_size {size}, all in use)")]
+    Timeout {
+        pool: String,
+        waited: Duration,
+        size: usize,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("the pool for {0} is closed")]
+    Closed(String),
+}
+
+pub struct Manager {
+    target: Arc<ServerTarget>,
+    secret: Arc<RwLock<Option<ServerSecret>>>,
+    lifetime: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    stats: Arc<PoolStats>,
+}
+
+impl managed::Manager for Manager {
+    type Type = ServerConn;
+    type Error = BackendError;
+
+    async fn create(&self) -> Result<ServerConn, BackendError> {
+        let secret = self.secret.read().ok().and_then(|s| s.clone());
+        let r = ServerConn::connect(&self.target, secret.as_ref()).await;
+        if r.is_err() {
+            self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut ServerConn,
+        metrics: &Metrics,
+    ) -> RecycleResult<BackendError> {
+        if conn.broken {
+            return Err(RecycleError::message("connection state unknown"));
+        }
+        if self.lifetime.is_some_and(|l| conn.created.elapsed() > l) {
+            return Err(RecycleError::message("server_lifetime reached"));
+        }
+        if self.idle_timeout.is_some_and(|t| metrics.last_used() > t) {
+            return Err(RecycleError::message("server_idle_timeout reached"));
+        }
+        // An idle server connection must have nothing to say. EOF or any
+        // byte (a FATAL from an admin shutdown, say) means it is gone.
+        let mut probe = [0u8; 1];
+        match tokio::time::timeout(Duration::ZERO, conn.stream.read(&mut probe)).await {
+            Err(_) => Ok(()),
+            Ok(_) => Err(RecycleError::message("server closed or spoke while idle")),
+        }
+    }
+}
+
+/// One pool: its target, settings, counters and the deadpool behind it.
+pub struct PgPool {
+    pub key: PoolKey,
+    pub settings: ResolvedPool,
+    pub stats: Arc<PoolStats>,
+    target: Arc<ServerTarget>,
+    secret: Arc<RwLock<Option<ServerSecret>>>,
+    server_params: Mutex<Option<Vec<(String, String)>>>,
+    inner: managed::Pool<Manager>,
+    /// Passthrough auth found that the server lets this user in without a
+    /// password, so clients need not be asked for one.
+    pub passthrough_trust: AtomicBool,
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot for status pages and the demo.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStatus {
+    pub size: usize,
+    pub idle: usize,
+    pub waiting: usize,
+    pub max_size: usize,
+}
+
+impl PgPool {
+    pub fn new(
+        key: PoolKey,
+        target: ServerTarget,
+        secret: Option<ServerSecret>,
+        settings: ResolvedPool,
+    ) -> Result<Arc<Self>, managed::BuildError> {
+        let target = Arc::new(target);
+        let secret = Arc::new(RwLock::new(secret));
+        let stats = Arc::new(PoolStats::default());
+        let manager = Manager {
+            target: target.clone(),
+            secret: secret.clone(),
+            lifetime: settings.server_lifetime,
+            idle_timeout: settings.server_idle_timeout,
+            stats: stats.clone(),
+        };
+        let inner = managed::Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .runtime(Runtime::Tokio1)
+            .build()?;
+        let pool = Arc::new(Self {
+            key,
+            settings,
+            stats,
+            target,
+            secret,
+            server_params: Mutex::new(None),
+            inner,
+            passthrough_trust: AtomicBool::new(false),
+        });
+        spawn_maintenance(Arc::downgrade(&pool));
+        Ok(pool)
+    }
+
+    pub fn target(&self) -> &ServerTarget {
+        &self.target
+    }
+
+    /// Waits up to `checkout_timeout` for a connection, creating one within
+    /// `connect_timeout` when the pool has room.
+    pub async fn checkout(&self) -> Result<PooledConn, CheckoutError> {
+        let started = Instant::now();
+        let waited = self.inner.status().available == 0;
+        let timeouts = Timeouts {
+            wait: Some(self.settings.checkout_timeout),
+            create: Some(self.settings.connect_timeout + Duration::from_millis(100)),
+            recycle: Some(Duration::from_secs(1)),
+        };
+        let r = self.inner.timeout_get(&timeouts).await;
+        self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+        if waited {
+            self.stats.waits.fetch_add(1, Ordering::Relaxed);
+            let us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            self.stats.wait_micros.fetch_add(us, Ordering::Relaxed);
+        }
+        match r {
+            Ok(conn) => {
+                self.remember_params(&conn);
+                Ok(conn)
+            }
+            Err(PoolError::Backend(e)) => Err(e.into()),
+            Err(PoolError::Timeout(managed::TimeoutType::Create)) => {
+                Err(BackendError::ConnectTimeout {
+                    addr: self.target.addr.clone(),
+                    after: self.settings.connect_timeout,
+                }
+                .into())
+            }
+            Err(PoolError::Timeout(_)) => {
+                self.stats.checkout_timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(CheckoutError::Timeout {
+                    pool: self.key.to_string(),
+                    waited: started.elapsed(),
+                    size: self.settings.pool_size,
+                })
+            }
+            Err(_) => Err(CheckoutError::Closed(self.key.to_string())),
+        }
+    }
+
+    /// Drops a connection whose state is unknown instead of returning it.
+    pub fn discard(&self, conn: PooledConn) {
+        self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        drop(managed::Object::take(conn));
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let s = self.inner.status();
+        PoolStatus {
+            size: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+            max_size: s.max_size,
+        }
+    }
+
+    pub fn secret(&self) -> Option<ServerSecret> {
+        self.secret.read().ok().and_then(|s| s.clone())
+    }
+
+    /// Passthrough auth learns the password from the first client that
+    /// proves it to the server; new connections then use it.
+    pub fn set_secret(&self, secret: Option<ServerSecret>) {
+        if let Ok(mut s) = self.secret.write() {
+            *s = secret;
+        }
+    }
+
+    /// The ParameterStatus set a server reported at login, to greet clients
+    /// with in transaction mode before they have a server of their own.
+    pub fn server_params(&self) -> Option<Vec<(String, String)>> {
+        self.server_params.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn remember_params(&self, conn: &ServerConn) {
+        if let Ok(mut p) = self.server_params.lock() {
+            if p.is_none() {
+                *p = Some(conn.params.clone());
+            }
+        }
+    }
+
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// Reaps idle and expired connections and keeps `min_idle` warm, until the
+/// pool is dropped.
+fn spawn_maintenance(pool: Weak<PgPool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
+            let idle = pool.settings.server_idle_timeout;
+            let lifetime = pool.settings.server_lifetime;
+            let reaped = pool.inner.retain(|conn, m| {
+                !conn.broken
+                    && idle.is_none_or(|t| m.last_used() < t)
+                    && lifetime.is_none_or(|l| conn.created.elapsed() < l)
+            });
+            if !reaped.removed.is_empty() {
+                debug!(pool = %pool.key, removed = reaped.removed.len(), "reaped server connections");
+            }
+            let status = pool.inner.status();
+            if status.available < pool.settings.min_idle && status.size < status.max_size {
+                let missing =
+                    (pool.settings.min_idle - status.available).min(status.max_size - status.size);
+                let mut held = Vec::with_capacity(missing);
+                for _ in 0..missing {
+                    match pool.checkout().await {
+                        Ok(c) => held.push(c),
+                        Err(error) => {
+                            warn!(pool = %pool.key, %error, "could not warm min_idle connection");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Every pool of one listener, created on first use.
+#[derive(Debug, Default)]
+pub struct Pools {
+    map: RwLock<HashMap<PoolKey, Arc<PgPool>>>,
+}
+
+impl Pools {
+    pub fn get(&self, key: &PoolKey) -> Option<Arc<PgPool>> {
+        self.map.read().ok().and_then(|m| m.get(key).cloned())
+    }
+
+    /// Returns the pool for `key`, building it with `make` if absent.
+    pub fn get_or_insert<E>(
+        &self,
+        key: &PoolKey,
+        make: impl FnOnce() -> Result<Arc<PgPool>, E>,
+    ) -> Result<Arc<PgPool>, E> {
+        if let Some(p) = self.get(key) {
+            return Ok(p);
+        }
+        let mut map = match self.map.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(p) = map.get(key) {
+            return Ok(p.clone());
+        }
+        let p = make()?;
+        map.insert(key.clone(), p.clone());
+        Ok(p)
+    }
+
+    pub fn all(&self) -> Vec<Arc<PgPool>> {
+        let mut v: Vec<_> = self
+            .map
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+}

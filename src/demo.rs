@@ -1,0 +1,4 @@
+//! Demo: placeholder.
+pub async fn run() -> Result<(), std::io::Error> {
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! Parse → route (Postgres): what to do with each message a client sends
+//! after login: forward it (checking out a server first if needed), rename
+//! its prepared statement, answer it ourselves, or refuse it.
+
+use attache_postgres_protocol::classify::{self, SessionCommand};
+use attache_postgres_protocol::frame::Message;
+use attache_postgres_protocol::messages;
+use attache_postgres_protocol::sqlstate;
+use bytes::{Bytes, BytesMut};
+
+use super::error::FrontendError;
+use super::relay::{Expect, QueryEffects};
+use super::session::{Flow, Session};
+use super::statements::{self, MAX_CLIENT_STATEMENTS};
+
+fn malformed(e: impl std::fmt::Display) -> FrontendError {
+    FrontendError::protocol(e.to_string())
+}
+
+impl Session {
+    pub(super) async fn on_client_message(&mut self, m: Message) -> Result<Flow, FrontendError> {
+        if self.skip_until_sync && m.tag != b'S' {
+            return Ok(Flow::Continue);
+        }
+        match m.tag {
+            b'Q' => self.on_query(m).await?,
+            b'P' => self.on_parse(m).await?,
+            b'B' => self.on_bind(m).await?,
+            b'D' => self.on_describe(m).await?,
+            b'C' => self.on_close(m).await?,
+            b'E' | b'F' => self.forward(m, true).await?,
+            b'S' => self.on_sync(m),
+            b'H' if self.server.is_some() => self.sout.extend_from_slice(&m.frame),
+            b'H' => {}
+            // COPY data outside COPY is ignored by the server too.
+            b'd' | b'c' | b'f' if self.server.is_some() => self.sout.extend_from_slice(&m.frame),
+            b'd' | b'c' | b'f' => {}
+            b'X' => return Ok(Flow::Exit),
+            other => {
+                let e = FrontendError::protocol(format!(
+                    "unexpected message type {:?} after login",
+                    other as char
+                ));
+                super::send_fatal(&mut self.client, e.sqlstate(), &e.to_string()).await;
+                return Err(e);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Makes sure a server is attached. On failure the client gets the
+    /// error in order, and the rest of its batch is skipped.
+    async fn ensure_server(&mut self, simple: bool) -> bool {
+        if self.server.is_some() {
+            return true;
+        }
+        match self.attach().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "no server connection for client request");
+                self.synth_error(e.sqlstate(), &e.to_string(), simple);
+                false
+            }
+        }
+    }
+
+    /// Queues an error of Attaché's own; a simple query also gets its
+    /// ReadyForQuery, an extended batch is skipped up to Sync.
+    fn synth_error(&mut self, code: &str, message: &str, simple: bool) {
+        let mut b = BytesMut::new();
+        messages::error(&mut b, code, message);
+        if simple {
+            messages::ready_for_query(&mut b, self.tx_status);
+        } else {
+            self.skip_until_sync = true;
+        }
+        self.push_synth(b.freeze(), None);
+    }
+
+    fn push_synth(&mut self, bytes: Bytes, forget: Option<Box<str>>) {
+        self.expect.push_back(Expect::Synth { bytes, forget });
+    }
+
+    async fn forward(&mut self, m: Message, replies: bool) -> Result<(), FrontendError> {
+        if self.ensure_server(false).await {
+            self.sout.extend_from_slice(&m.frame);
+            if replies {
+                self.expect.push_back(Expect::Reply(m.tag));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_sync(&mut self, m: Message) {
+        self.skip_until_sync = false;
+        if self.server.is_some() {
+            self.sout.extend_from_slice(&m.frame);
+            self.expect.push_back(Expect::Reply(b'S'));
+        } else {
+            let mut b = BytesMut::new();
+            messages::ready_for_query(&mut b, self.tx_status);
+            self.push_synth(b.freeze(), None);
+        }
+    }
+
+    async fn on_query(&mut self, m: Message) -> Result<(), FrontendError> {
+        let sql = messages::read_query(m.body()).map_err(malformed)?;
+        let commands = session_commands(sql);
+        if let [SessionCommand::Deallocate { name: Some(name) }] = commands.as_slice() {
+            if self.rename && self.statements.remove(name).is_some() {
+                // The server-side statement is shared; only the client's name goes.
+                let mut b = BytesMut::new();
+                command_complete(&mut b, "DEALLOCATE");
+                messages::ready_for_query(&mut b, self.tx_status);
+                self.push_synth(b.freeze(), None);
+                return Ok(());
+            }
+        }
+        if !self.ensure_server(true).await {
+            return Ok(());
+        }
+        if commands.iter().any(|c| matches!(c, SessionCommand::Listen)) {
+            self.pinned = true;
+        }
+        self.sout.extend_from_slice(&m.frame);
+        if commands.is_empty() {
+            self.expect.push_back(Expect::Reply(b'Q'));
+        } else {
+            let fx = QueryEffects {
+                commands,
+                failed: false,
+            };
+            self.expect.push_back(Expect::Query(Box::new(fx)));
+        }
+        Ok(())
+    }
+
+    async fn on_parse(&mut self, m: Message) -> Result<(), FrontendError> {
+        let p = messages::read_parse(m.body()).map_err(malformed)?;
+        if !self.rename || p.name.is_empty() {
+            return self.forward(m, true).await;
+        }
+        if self.statements.contains(p.name) {
+            let msg = format!("prepared statement \"{}\" already exists", p.name);
+            self.synth_error(sqlstate::DUPLICATE_PREPARED_STATEMENT, &msg, false);
+            return Ok(());
+        }
+        if self.statements.len() >= MAX_CLIENT_STATEMENTS {
+            let msg =
+                format!("too many prepared statements (limit {MAX_CLIENT_STATEMENTS} per client)");
+            self.synth_error(sqlstate::PROGRAM_LIMIT_EXCEEDED, &msg, false);
+            return Ok(());
+        }
+        if !self.ensure_server(false).await {
+            return Ok(());
+        }
+        let stmt = self.statements.insert(p.name, p.query, p.param_types);
+        let limit = self.pool.settings.max_prepared_statements;
+        let Some(conn) = self.server.as_mut() else {
+            return Ok(());
+        };
+        if statements::touch(conn, &stmt.server_name) {
+            let mut b = BytesMut::new();
+            messages::parse_complete(&mut b);
+            self.push_synth(b.freeze(), Some(p.name.into()));
+        } else {
+            statements::admit(
+                conn,
+                &stmt.server_name,
+                limit,
+                &mut self.sout,
+                &mut self.expect,
+            );
+            messages::write_parse(&mut self.sout, &stmt.server_name, p.query, p.param_types);
+            self.expect.push_back(Expect::Parse {
+                server: stmt.server_name.clone(),
+                client: p.name.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Looks up a client statement for Bind or Describe and prepares it on
+    /// the attached server; `None` means an error was queued instead.
+    async fn prepared_for_use(&mut self, name: &str) -> Option<statements::Statement> {
+        let Some(stmt) = self.statements.get(name).cloned() else {
+            let msg = format!("prepared statement \"{name}\" does not exist");
+            self.synth_error(sqlstate::INVALID_SQL_STATEMENT_NAME, &msg, false);
+            return None;
+        };
+        if !self.ensure_server(false).await {
+            return None;
+        }
+        let limit = self.pool.settings.max_prepared_statements;
+        let conn = self.server.as_mut()?;
+        statements::ensure_prepared(conn, &stmt, limit, &mut self.sout, &mut self.expect);
+        Some(stmt)
+    }
+
+    async fn on_bind(&mut self, m: Message) -> Result<(), FrontendError> {
+        let (portal, name, rest) = messages::read_bind(m.body()).map_err(malformed)?;
+        if !self.rename || name.is_empty() {
+            return self.forward(m, true).await;
+        }
+        let Some(stmt) = self.prepared_for_use(name).await else {
+            return Ok(());
+        };
+        messages::write_bind(&mut self.sout, portal, &stmt.server_name, rest);
+        self.expect.push_back(Expect::Reply(b'B'));
+        Ok(())
+    }
+
+    async fn on_describe(&mut self, m: Message) -> Result<(), FrontendError> {
+        let (kind, name) = messages::read_target(m.body(), "Describe").map_err(malformed)?;
+        if !self.rename || kind != b'S' || name.is_empty() {
+            return self.forward(m, true).await;
+        }
+        let Some(stmt) = self.prepared_for_use(name).await else {
+            return Ok(());
+        };
+        messages::write_target(&mut self.sout, b'D', b'S', &stmt.server_name);
+        self.expect.push_back(Expect::Reply(b'D'));
+        Ok(())
+    }
+
+    async fn on_close(&mut self, m: Message) -> Result<(), FrontendError> {
+        let (kind, name) = messages::read_target(m.body(), "Close").map_err(malformed)?;
+        let ours = self.rename && kind == b'S' && !name.is_empty();
+        if ours {
+            // Server-side statements are shared and cached; the client's
+            // name is all that goes. Closing an unknown name is no error.
+            self.statements.remove(name);
+        }
+        if ours || self.server.is_none() {
+            let mut b = BytesMut::new();
+            messages::close_complete(&mut b);
+            self.push_synth(b.freeze(), None);
+            return Ok(());
+        }
+        self.forward(m, true).await
+    }
+}
+
+/// The session-relevant commands in a simple query, cheaply: most queries
+/// start with a keyword that rules them out without splitting.
+fn session_commands(sql: &str) -> Vec<SessionCommand> {
+    const KEYWORDS: &[&str] = &[
+        "set",
+        "reset",
+        "discard",
+        "deallocate",
+        "listen",
+        "unlisten",
+        "begin",
+        "start",
+        "commit",
+        "end",
+    ];
+    let head = sql.trim_start();
+    let has_more = head.trim_end().trim_end_matches(';').contains(';');
+    let word_len = head.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let first = &head[..word_len];
+    if !has_more && !KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(first)) {
+        return Vec::new();
+    }
+    classify::split_statements(sql)
+        .into_iter()
+        .map(classify::classify_session)
+        .filter(|c| {
+            !matches!(
+                c,
+                SessionCommand::Other
+                    | SessionCommand::SetLocalOrTransaction
+                    | SessionCommand::Unlisten
+            )
+        })
+        .collect()
+}
+
+fn command_complete(out: &mut BytesMut, tag: &str) {
+    use bytes::BufMut;
+    out.put_u8(b'C');
+    out.put_i32((tag.len() + 5) as i32);
+    out.put_slice(tag.as_bytes());
+    out.put_u8(0);
+}

@@ -1,0 +1,64 @@
+//! Parse (Postgres): one client session, from its first byte to its last.
+//!
+//! [`handshake`] negotiates TLS and reads the startup packet, [`auth`]
+//! checks the client's credentials, and [`session`] relays messages between
+//! the client and pooled server connections, with [`relay`] following the
+//! server's replies, [`statements`] renaming prepared statements and
+//! [`settings`] carrying the client's SETs from one server to the next.
+
+mod auth;
+mod client;
+mod context;
+mod error;
+mod handshake;
+mod relay;
+mod session;
+mod settings;
+mod statements;
+
+pub use context::PgContext;
+pub use error::FrontendError;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use attache_postgres_protocol::messages;
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{debug, info_span, Instrument};
+
+use crate::server::{App, Shutdown};
+
+impl App for PgContext {
+    fn protocol(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
+        let span = info_span!("client", protocol = "postgres", client.addr = %peer, user = tracing::field::Empty, db = tracing::field::Empty);
+        async move {
+            if let Err(error) = session::run(self, tcp, peer, shutdown).await {
+                debug!(%error, source = ?error.source_kind(), "client session ended with an error");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn reject(self: Arc<Self>, tcp: TcpStream, _peer: SocketAddr) {
+        handshake::reject_too_many(tcp, self.config.max_client_connections).await;
+    }
+}
+
+/// Writes a FATAL error to the client and flushes it; the caller closes.
+pub(crate) async fn send_fatal<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    code: &str,
+    message: &str,
+) {
+    let mut out = BytesMut::new();
+    messages::error_full(&mut out, "FATAL", code, message, None);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
+}

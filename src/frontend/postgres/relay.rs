@@ -1,0 +1,229 @@
+//! Backend → respond (Postgres): following the server's replies.
+//!
+//! Every message sent to the server that will be answered has an entry in
+//! the expectation queue, in order. The queue tells which replies complete
+//! which request, where Attaché's own replies (for statements it did not
+//! need to send, or errors of its own) go in the stream, which replies to
+//! messages Attaché injected must be swallowed, and when the server is idle
+//! with nothing outstanding, which is when transaction pooling may release it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use attache_postgres_protocol::classify::SessionCommand;
+use attache_postgres_protocol::frame::Message;
+use attache_postgres_protocol::messages;
+use bytes::Bytes;
+use tracing::warn;
+
+use super::session::Session;
+use super::settings::Settings;
+
+/// What a server reply (or Attaché itself) owes the client, in order.
+#[derive(Debug)]
+pub(super) enum Expect {
+    /// A forwarded client message, by its tag (`P B D E C S Q F`).
+    Reply(u8),
+    /// A forwarded, renamed Parse: undone if it fails.
+    Parse { server: Arc<str>, client: Box<str> },
+    /// A forwarded simple Query whose session effects apply when it succeeds.
+    Query(Box<QueryEffects>),
+    /// Attaché's own reply; `forget` names a client statement that must be
+    /// forgotten if an earlier error means the server skipped its Parse.
+    Synth {
+        bytes: Bytes,
+        forget: Option<Box<str>>,
+    },
+    /// A Parse Attaché injected to prepare a statement on this server.
+    SwallowParse(Arc<str>),
+    /// A Close Attaché injected to evict a statement.
+    SwallowClose(Arc<str>),
+    /// SET/RESET Attaché ran to carry a client's settings over.
+    SwallowQuery,
+}
+
+/// What a simple Query changes beyond its results.
+#[derive(Debug, Default)]
+pub(super) struct QueryEffects {
+    pub commands: Vec<SessionCommand>,
+    /// An error was reported while the query ran.
+    pub failed: bool,
+}
+
+impl Expect {
+    /// Whether `tag` from the server completes this entry.
+    fn completed_by(&self, tag: u8) -> bool {
+        match self {
+            Expect::Reply(b'P') | Expect::Parse { .. } | Expect::SwallowParse(_) => tag == b'1',
+            Expect::Reply(b'B') => tag == b'2',
+            Expect::Reply(b'C') | Expect::SwallowClose(_) => tag == b'3',
+            Expect::Reply(b'D') => tag == b'T' || tag == b'n',
+            Expect::Reply(b'E') => matches!(tag, b'C' | b'I' | b's'),
+            Expect::Reply(_) | Expect::Query(_) | Expect::SwallowQuery => tag == b'Z',
+            Expect::Synth { .. } => false,
+        }
+    }
+
+    /// Simple-protocol entries survive an error: the server still sends
+    /// ReadyForQuery for them. Extended ones are skipped up to Sync.
+    fn survives_error(&self) -> bool {
+        matches!(
+            self,
+            Expect::Reply(b'Q' | b'F' | b'S') | Expect::Query(_) | Expect::SwallowQuery
+        )
+    }
+}
+
+impl Session {
+    /// Emits Attaché's own replies that are next in line.
+    pub(super) fn drain_synth(&mut self) {
+        while let Some(Expect::Synth { .. }) = self.expect.front() {
+            if let Some(Expect::Synth { bytes, .. }) = self.expect.pop_front() {
+                self.cout.extend_from_slice(&bytes);
+            }
+        }
+    }
+
+    /// Handles one message from the server.
+    pub(super) fn on_server_message(&mut self, m: Message) {
+        self.drain_synth();
+        match m.tag {
+            b'E' => return self.on_server_error(m),
+            b'A' => {
+                self.cout.extend_from_slice(&m.frame);
+                return;
+            }
+            b'C' => self.last_commit = m.body().starts_with(b"COMMIT"),
+            _ => {}
+        }
+        let swallow = matches!(
+            self.expect.front(),
+            Some(Expect::SwallowParse(_) | Expect::SwallowClose(_) | Expect::SwallowQuery)
+        );
+        if !swallow {
+            self.cout.extend_from_slice(&m.frame);
+        }
+        let done = self.expect.front().is_some_and(|e| e.completed_by(m.tag));
+        if done {
+            let entry = self.expect.pop_front();
+            if m.tag == b'Z' {
+                let status = messages::read_ready_status(m.body()).unwrap_or(b'I');
+                self.on_ready(status, entry);
+            }
+        } else if m.tag == b'Z' {
+            // A ReadyForQuery nobody asked for: the server and we disagree.
+            self.server_confused("unexpected ReadyForQuery");
+        }
+    }
+
+    fn on_server_error(&mut self, m: Message) {
+        match self.expect.front_mut() {
+            Some(Expect::Query(fx)) => fx.failed = true,
+            Some(Expect::SwallowQuery) => {
+                let f = messages::read_error_fields(m.body());
+                warn!(code = %f.code, message = %f.message, "re-applying client settings failed");
+                self.server_confused("settings could not be re-applied");
+            }
+            _ => {}
+        }
+        self.cout.extend_from_slice(&m.frame);
+        if self.expect.front().is_some_and(|e| !e.survives_error()) {
+            // The server now skips everything up to the next Sync.
+            while let Some(e) = self.expect.front() {
+                if matches!(e, Expect::Reply(b'S')) {
+                    break;
+                }
+                if let Some(e) = self.expect.pop_front() {
+                    self.undo(e);
+                }
+            }
+        }
+    }
+
+    /// Reverts what Attaché assumed about a request the server never ran.
+    fn undo(&mut self, e: Expect) {
+        match e {
+            Expect::Parse { server, client } => {
+                self.statements.remove(&client);
+                if let Some(s) = self.server.as_mut() {
+                    s.prepared.remove(&server);
+                }
+            }
+            Expect::SwallowParse(name) => {
+                if let Some(s) = self.server.as_mut() {
+                    s.prepared.remove(&name);
+                }
+            }
+            Expect::SwallowClose(name) => {
+                if let Some(s) = self.server.as_mut() {
+                    s.prepared_tick += 1;
+                    let tick = s.prepared_tick;
+                    s.prepared.insert(name, tick);
+                }
+            }
+            Expect::Synth { forget, .. } => {
+                if let Some(name) = forget {
+                    self.statements.remove(&name);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// ReadyForQuery: the end of a request cycle.
+    fn on_ready(&mut self, status: u8, entry: Option<Expect>) {
+        self.tx_status = status;
+        self.pool.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        if let Some(Expect::Query(fx)) = entry {
+            if !fx.failed {
+                self.apply_effects(status, fx.commands);
+            }
+        }
+        if status == b'I' && !self.settings.in_transaction.is_empty() {
+            let pending = std::mem::take(&mut self.settings.in_transaction);
+            if self.last_commit {
+                self.commit_settings(&pending);
+            }
+        }
+    }
+
+    fn apply_effects(&mut self, status: u8, commands: Vec<SessionCommand>) {
+        for cmd in &commands {
+            match cmd {
+                SessionCommand::DiscardAll => {
+                    self.statements.clear();
+                    if let Some(s) = self.server.as_mut() {
+                        s.forget_session_state(true);
+                    }
+                }
+                SessionCommand::Deallocate { name: None } => {
+                    self.statements.clear();
+                    if let Some(s) = self.server.as_mut() {
+                        s.prepared.clear();
+                    }
+                }
+                SessionCommand::Listen => self.pinned = true,
+                _ => {}
+            }
+        }
+        if status == b'I' {
+            self.commit_settings(&commands);
+        } else {
+            self.settings.in_transaction.extend(commands);
+        }
+    }
+
+    fn commit_settings(&mut self, commands: &[SessionCommand]) {
+        self.settings.apply_client(commands);
+        if let Some(s) = self.server.as_mut() {
+            Settings::apply_server(&mut s.settings, commands);
+        }
+    }
+
+    fn server_confused(&mut self, why: &str) {
+        warn!(why, "server connection state unknown; it will be discarded");
+        if let Some(s) = self.server.as_mut() {
+            s.broken = true;
+        }
+    }
+}

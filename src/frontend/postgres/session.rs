@@ -1,0 +1,488 @@
+//! Parse → route → backend → respond (Postgres): one client session's loop.
+//!
+//! After login the session reads client messages and server replies at the
+//! same time. In transaction mode a server connection is checked out when a
+//! request arrives and returned when the server reports idle with nothing
+//! outstanding; in session mode (or when LISTEN pins it) it is kept until
+//! the client leaves. Writes are batched: everything produced from one read
+//! goes out in one write.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use attache_postgres_protocol::frame;
+use attache_postgres_protocol::messages;
+use attache_postgres_protocol::sqlstate;
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, Span};
+
+use super::context::PgContext;
+use super::error::FrontendError;
+use super::relay::Expect;
+use super::settings::Settings;
+use super::statements::Statements;
+use super::{auth, handshake, send_fatal};
+use crate::config::types::PoolMode;
+use crate::core::pg::cancel::{CancelHandle, CancelTarget};
+use crate::core::pg::pool::PooledConn;
+use crate::core::pg::PgPool;
+use crate::net::Stream;
+use crate::server::Shutdown;
+
+/// Buffers that grew past this while serving one large message are
+/// replaced once empty, so one 100 MB COPY row does not pin 100 MB.
+const BUF_KEEP: usize = 1 << 20;
+
+pub(super) struct Session {
+    pub pool: Arc<PgPool>,
+    pub client: Stream,
+    pub cbuf: BytesMut,
+    pub cout: BytesMut,
+    pub server: Option<PooledConn>,
+    pub sout: BytesMut,
+    pub expect: VecDeque<Expect>,
+    /// The last transaction status the client was told.
+    pub tx_status: u8,
+    pub mode: PoolMode,
+    /// Whether client statement names are mapped to shared server names.
+    pub rename: bool,
+    /// Kept on one server connection until the client leaves (LISTEN).
+    pub pinned: bool,
+    /// After an error Attaché raised itself in an extended-protocol batch,
+    /// the rest of the batch is ignored up to Sync, as a server would.
+    pub skip_until_sync: bool,
+    pub last_commit: bool,
+    pub statements: Statements,
+    pub settings: Settings,
+    pub cancel: CancelHandle,
+    pub max_message: usize,
+    pub closing: bool,
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+    Shutdown,
+    Idle,
+}
+
+pub(super) enum Flow {
+    Continue,
+    Exit,
+}
+
+pub(super) async fn run(
+    ctx: Arc<PgContext>,
+    tcp: TcpStream,
+    _peer: SocketAddr,
+    mut shutdown: Shutdown,
+) -> Result<(), FrontendError> {
+    let _ = tcp.set_nodelay(true);
+    let mut cbuf = BytesMut::with_capacity(8 * 1024);
+    let Some((mut client, startup)) = handshake::open(&ctx, tcp, &mut cbuf).await? else {
+        return Ok(());
+    };
+    let login = async {
+        let user = startup
+            .param("user")
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                FrontendError::refused(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    "no PostgreSQL user name specified in startup packet",
+                )
+            })?;
+        let database = startup
+            .param("database")
+            .filter(|d| !d.is_empty())
+            .unwrap_or(user);
+        Span::current().record("user", user).record("db", database);
+        if startup
+            .param("replication")
+            .is_some_and(|r| r != "false" && r != "0")
+        {
+            return Err(FrontendError::refused(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "replication connections are not supported through Attaché; connect to the server directly",
+            ));
+        }
+        negotiate(&mut client, &startup).await?;
+        let route = ctx.route(database, user)?;
+        auth::authenticate(&ctx, &mut client, &mut cbuf, &route, user).await?;
+        Ok(route)
+    };
+    let route = match login.await {
+        Ok(r) => r,
+        Err(e) => {
+            send_fatal(&mut client, e.sqlstate(), &e.to_string()).await;
+            return Err(e);
+        }
+    };
+    let settings = route.pool.settings.clone();
+    let mut session = Session {
+        pool: route.pool,
+        client,
+        cbuf,
+        cout: BytesMut::with_capacity(8 * 1024),
+        server: None,
+        sout: BytesMut::with_capacity(8 * 1024),
+        expect: VecDeque::with_capacity(16),
+        tx_status: b'I',
+        mode: settings.pool_mode,
+        rename: settings.pool_mode == PoolMode::Transaction,
+        pinned: false,
+        skip_until_sync: false,
+        last_commit: false,
+        statements: Statements::default(),
+        settings: Settings::from_startup(&startup.params),
+        cancel: ctx.cancel.register(),
+        max_message: settings.max_message_size,
+        closing: false,
+    };
+    if let Err(e) = session.greet().await {
+        send_fatal(&mut session.client, e.sqlstate(), &e.to_string()).await;
+        session.finish().await;
+        return Err(e);
+    }
+    let r = session
+        .serve(&mut shutdown, settings.client_idle_timeout)
+        .await;
+    session.finish().await;
+    r
+}
+
+/// Tells a client asking for a newer minor version or `_pq_.` options what
+/// we speak, as PostgreSQL does, instead of failing the connection.
+async fn negotiate(
+    client: &mut Stream,
+    startup: &attache_postgres_protocol::startup::Startup,
+) -> Result<(), FrontendError> {
+    let unknown: Vec<String> = startup
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if startup.minor > 0 || !unknown.is_empty() {
+        let mut out = BytesMut::new();
+        messages::negotiate_protocol_version(&mut out, &unknown);
+        client.write_all(&out).await?;
+    }
+    Ok(())
+}
+
+impl Session {
+    /// Finishes login: the server parameters, our cancel key, ReadyForQuery.
+    async fn greet(&mut self) -> Result<(), FrontendError> {
+        if self.mode == PoolMode::Session {
+            self.attach().await?;
+        } else if self.pool.server_params().is_none() {
+            // Learn the server's parameters (and prove it is reachable).
+            drop(self.pool.checkout().await?);
+        }
+        let mut out = BytesMut::new();
+        messages::auth_ok(&mut out);
+        for (k, v) in self.pool.server_params().unwrap_or_default() {
+            let lower = k.to_ascii_lowercase();
+            let own = self.settings.startup.contains_key(&lower);
+            let value = startup_value(&self.settings, &lower).unwrap_or(v);
+            if own || k != "application_name" {
+                messages::parameter_status(&mut out, &k, &value);
+            }
+        }
+        messages::backend_key_data(&mut out, self.cancel.pid, self.cancel.secret);
+        messages::ready_for_query(&mut out, b'I');
+        self.cout.extend_from_slice(&out);
+        self.flush_client().await
+    }
+
+    async fn serve(
+        &mut self,
+        shutdown: &mut Shutdown,
+        idle: Option<Duration>,
+    ) -> Result<(), FrontendError> {
+        loop {
+            self.flush().await?;
+            if self.closing && self.at_rest() {
+                send_fatal(
+                    &mut self.client,
+                    sqlstate::ADMIN_SHUTDOWN,
+                    "Attaché is shutting down",
+                )
+                .await;
+                return Ok(());
+            }
+            let idle = idle.filter(|_| self.at_rest());
+            match self.next_event(shutdown, idle).await {
+                Event::Client(Ok(0)) => return Ok(()),
+                Event::Client(Ok(_)) => {
+                    if let Flow::Exit = self.on_client_bytes().await? {
+                        return Ok(());
+                    }
+                }
+                Event::Client(Err(e)) => return Err(e.into()),
+                Event::Server(Ok(0)) => self.server_lost("server closed the connection").await?,
+                Event::Server(Ok(_)) => self.on_server_bytes().await?,
+                Event::Server(Err(e)) => self.server_lost(&e.to_string()).await?,
+                Event::Shutdown => self.closing = true,
+                Event::Idle => {
+                    let e = FrontendError::ClientTimeout;
+                    send_fatal(
+                        &mut self.client,
+                        e.sqlstate(),
+                        "terminating connection due to client_idle_timeout",
+                    )
+                    .await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn next_event(&mut self, shutdown: &mut Shutdown, idle: Option<Duration>) -> Event {
+        let client = &mut self.client;
+        let cbuf = &mut self.cbuf;
+        let server = &mut self.server;
+        let closing = self.closing;
+        if cbuf.capacity() - cbuf.len() < 4096 {
+            cbuf.reserve(16 * 1024);
+        }
+        let server_read = async move {
+            match server.as_mut() {
+                Some(s) => {
+                    let conn: &mut crate::core::pg::ServerConn = s;
+                    let (stream, rbuf) = (&mut conn.stream, &mut conn.rbuf);
+                    if rbuf.capacity() - rbuf.len() < 4096 {
+                        rbuf.reserve(16 * 1024);
+                    }
+                    stream.read_buf(rbuf).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let idle_sleep = async move {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = server_read => Event::Server(r),
+            r = client.read_buf(cbuf) => Event::Client(r),
+            _ = shutdown.wait(), if !closing => Event::Shutdown,
+            _ = idle_sleep => Event::Idle,
+        }
+    }
+
+    /// Nothing is outstanding: the session may be idled out or shut down.
+    fn at_rest(&self) -> bool {
+        self.expect.is_empty()
+            && self.tx_status == b'I'
+            && (self.server.is_none() || self.mode == PoolMode::Session || self.pinned)
+    }
+
+    async fn on_client_bytes(&mut self) -> Result<Flow, FrontendError> {
+        loop {
+            let m = match frame::next_message(&mut self.cbuf, self.max_message) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    let e = FrontendError::from(e);
+                    send_fatal(
+                        &mut self.client,
+                        e.sqlstate(),
+                        &format!("{e} (max_message_size)"),
+                    )
+                    .await;
+                    return Err(e);
+                }
+            };
+            if let Flow::Exit = self.on_client_message(m).await? {
+                return Ok(Flow::Exit);
+            }
+        }
+        self.drain_synth();
+        Ok(Flow::Continue)
+    }
+
+    async fn on_server_bytes(&mut self) -> Result<(), FrontendError> {
+        loop {
+            let Some(server) = self.server.as_mut() else {
+                return Ok(());
+            };
+            let m = match frame::next_message(&mut server.rbuf, self.max_message) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => return self.server_lost(&e.to_string()).await,
+            };
+            self.on_server_message(m);
+        }
+        self.maybe_release();
+        Ok(())
+    }
+
+    /// Checks out a server connection and brings it to this client's state.
+    pub(super) async fn attach(&mut self) -> Result<(), FrontendError> {
+        let conn = self.pool.checkout().await?;
+        if let Ok(mut slot) = self.cancel.slot.lock() {
+            *slot = Some(CancelTarget {
+                addr: conn.addr.clone(),
+                pid: conn.pid,
+                secret: conn.secret.clone(),
+            });
+        }
+        self.server = Some(conn);
+        self.sync_settings();
+        Ok(())
+    }
+
+    /// Applies the difference between the client's settings and the
+    /// attached server's, swallowing the replies.
+    pub(super) fn sync_settings(&mut self) {
+        let Some(conn) = self.server.as_mut() else {
+            return;
+        };
+        if let Some(sql) = self.settings.diff_sql(&conn.settings) {
+            messages::query(&mut self.sout, &sql);
+            self.expect.push_back(Expect::SwallowQuery);
+            conn.settings.clone_from(&self.settings.values);
+        }
+    }
+
+    /// Transaction pooling: hand the server back once it is idle with
+    /// nothing outstanding.
+    fn maybe_release(&mut self) {
+        if self.server.is_none() || self.tx_status != b'I' || !self.expect.is_empty() {
+            return;
+        }
+        if self.mode == PoolMode::Transaction && !self.pinned && !self.skip_until_sync {
+            self.release();
+        } else {
+            // Kept: make sure RESET ALL and the like leave it as the client expects.
+            self.sync_settings();
+        }
+    }
+
+    fn release(&mut self) {
+        if let Ok(mut slot) = self.cancel.slot.lock() {
+            *slot = None;
+        }
+        if let Some(conn) = self.server.take() {
+            if conn.broken {
+                self.pool.discard(conn);
+            }
+        }
+    }
+
+    /// The server connection failed. Work that had not started is answered
+    /// with an error the client can retry; a transaction in flight cannot be
+    /// saved, so that client is disconnected with 08006.
+    async fn server_lost(&mut self, why: &str) -> Result<(), FrontendError> {
+        debug!(why, "server connection lost");
+        let in_tx = self.tx_status != b'I' || self.pinned || self.mode == PoolMode::Session;
+        if let Some(conn) = self.server.take() {
+            self.pool.discard(conn);
+        }
+        if let Ok(mut slot) = self.cancel.slot.lock() {
+            *slot = None;
+        }
+        if in_tx {
+            let msg = format!("server connection lost during a transaction or session ({why}); its outcome is unknown");
+            send_fatal(&mut self.client, sqlstate::CONNECTION_FAILURE, &msg).await;
+            return Err(FrontendError::refused(sqlstate::CONNECTION_FAILURE, msg));
+        }
+        if self.expect.is_empty() {
+            return Ok(());
+        }
+        let synced = self
+            .expect
+            .iter()
+            .any(|e| matches!(e, Expect::Reply(b'S' | b'Q' | b'F') | Expect::Query(_)));
+        self.expect.clear();
+        messages::error(
+            &mut self.cout,
+            sqlstate::CONNECTION_FAILURE,
+            &format!("server connection lost before the query completed ({why}); it may or may not have run"),
+        );
+        if synced {
+            messages::ready_for_query(&mut self.cout, b'I');
+        } else {
+            self.skip_until_sync = true;
+        }
+        self.tx_status = b'I';
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), FrontendError> {
+        if !self.sout.is_empty() {
+            let r = match self.server.as_mut() {
+                Some(s) => s.stream.write_all(&self.sout).await,
+                None => Ok(()),
+            };
+            self.sout.clear();
+            shrink(&mut self.sout);
+            if let Err(e) = r {
+                self.server_lost(&e.to_string()).await?;
+            }
+        }
+        self.flush_client().await
+    }
+
+    async fn flush_client(&mut self) -> Result<(), FrontendError> {
+        if !self.cout.is_empty() {
+            self.client.write_all(&self.cout).await?;
+            self.cout.clear();
+            shrink(&mut self.cout);
+        }
+        Ok(())
+    }
+
+    /// Returns the server connection at the end of the session: clean ones
+    /// go back (reset first if they carried session state), others are
+    /// discarded.
+    async fn finish(&mut self) {
+        if let Ok(mut slot) = self.cancel.slot.lock() {
+            *slot = None;
+        }
+        let Some(mut conn) = self.server.take() else {
+            return;
+        };
+        let clean = self.tx_status == b'I' && self.expect.is_empty() && !conn.broken;
+        if !clean {
+            self.pool.discard(conn);
+            return;
+        }
+        if self.mode == PoolMode::Session || self.pinned {
+            let query = self
+                .pool
+                .settings
+                .server_reset_query
+                .clone()
+                .or_else(|| self.pinned.then(|| "DISCARD ALL".to_owned()));
+            if let Some(q) = query {
+                let reset =
+                    tokio::time::timeout(Duration::from_secs(5), conn.simple_query(&q)).await;
+                match reset {
+                    Ok(Ok(None)) => conn.forget_session_state(true),
+                    _ => return self.pool.discard(conn),
+                }
+            }
+        }
+    }
+}
+
+fn startup_value(settings: &Settings, lower: &str) -> Option<String> {
+    let quoted = settings.startup.get(lower)?;
+    let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
+    Some(inner.replace("''", "'"))
+}
+
+fn shrink(buf: &mut BytesMut) {
+    if buf.capacity() > BUF_KEEP {
+        *buf = BytesMut::with_capacity(8 * 1024);
+    }
+}

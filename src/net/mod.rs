@@ -1,0 +1,8 @@
+//! Net: the byte pipes under every layer. Accept and backend connect both end
+//! up here: [`tls`] turns config into rustls configs and runs handshakes, and
+//! [`Stream`] lets the parse/respond layers treat plain and TLS sockets alike.
+
+pub mod stream;
+pub mod tls;
+
+pub use stream::Stream;
