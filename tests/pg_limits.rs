@@ -1,0 +1,419 @@
+//! Accept → parse, end to end: the untagged opening of a Postgres connection
+//! spoken byte by byte (SSLRequest, GSSENCRequest, protocol negotiation,
+//! unsupported versions, garbage, silent clients), the client limit, and the
+//! `attache` command line (`check`, `--version`).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Every raw read is bounded, so a misbehaving Attaché fails the test
+/// instead of hanging it.
+const READ_BUDGET: Duration = Duration::from_secs(5);
+
+const SSL_REQUEST: i32 = 80_877_103;
+const GSSENC_REQUEST: i32 = 80_877_104;
+const PROTOCOL_3_0: i32 = 3 << 16;
+
+/// A trusting server and an Attaché with trust client auth, so raw clients
+/// need no password exchange.
+async fn trust_setup(extra: &str) -> (PgServer, attache::app::Attache, SocketAddr) {
+    let pg = PgBuilder::new()
+        .auth(HbaAuth::Trust)
+        .user("app", "unused")
+        .database("app")
+        .start()
+        .unwrap();
+    let toml = pg_config(&pg, "app", &format!("auth = \"trust\"\n{extra}"), "");
+    let attache = start_attache(&toml).await;
+    let addr = attache.postgres_addr.unwrap();
+    (pg, attache, addr)
+}
+
+/// An untagged packet: length, then `code` and `rest`.
+fn untagged(code: i32, rest: &[u8]) -> Vec<u8> {
+    let mut out = ((8 + rest.len()) as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(rest);
+    out
+}
+
+fn startup_packet(version: i32, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (k, v) in params {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    untagged(version, &body)
+}
+
+async fn read_byte(s: &mut TcpStream) -> u8 {
+    tokio::time::timeout(READ_BUDGET, s.read_u8())
+        .await
+        .expect("Attaché must answer within the read budget")
+        .expect("one byte")
+}
+
+/// Reads one tagged message; `None` when Attaché closed the connection.
+async fn read_message(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let read = async {
+        let tag = s.read_u8().await.ok()?;
+        let len = s.read_i32().await.ok()?;
+        assert!((4..1 << 20).contains(&len), "bad length {len}");
+        let mut body = vec![0; len as usize - 4];
+        s.read_exact(&mut body).await.ok()?;
+        Some((tag, body))
+    };
+    tokio::time::timeout(READ_BUDGET, read)
+        .await
+        .expect("Attaché must answer or close within the read budget")
+}
+
+/// The `C` (SQLSTATE) and `M` fields of an ErrorResponse body.
+fn error_fields(body: &[u8]) -> (String, String) {
+    let (mut code, mut message) = (String::new(), String::new());
+    for field in body.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let text = String::from_utf8_lossy(&field[1..]).into_owned();
+        match field[0] {
+            b'C' => code = text,
+            b'M' => message = text,
+            _ => {}
+        }
+    }
+    (code, message)
+}
+
+/// Reads the login answer up to ReadyForQuery; returns the tags seen.
+async fn read_until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut seen = Vec::new();
+    loop {
+        let Some((tag, body)) = read_message(s).await else {
+            panic!("connection closed during login after {:?}", tags(&seen));
+        };
+        if tag == b'E' {
+            panic!("login failed: {:?}", error_fields(&body));
+        }
+        seen.push((tag, body));
+        if tag == b'Z' {
+            return seen;
+        }
+    }
+}
+
+fn tags(seen: &[(u8, Vec<u8>)]) -> String {
+    seen.iter().map(|(t, _)| *t as char).collect()
+}
+
+/// A simple query over a raw session; returns the first DataRow's first
+/// column as text.
+async fn raw_query_one(s: &mut TcpStream, sql: &str) -> String {
+    let mut msg = vec![b'Q'];
+    msg.extend_from_slice(&((4 + sql.len() + 1) as i32).to_be_bytes());
+    msg.extend_from_slice(sql.as_bytes());
+    msg.push(0);
+    s.write_all(&msg).await.unwrap();
+    let mut value = None;
+    loop {
+        let (tag, body) = read_message(s).await.expect("query answer");
+        match tag {
+            b'D' if value.is_none() => {
+                let len = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
+                value = Some(String::from_utf8(body[6..6 + len].to_vec()).unwrap());
+            }
+            b'E' => panic!("query failed: {:?}", error_fields(&body)),
+            b'Z' => return value.expect("a row"),
+            _ => {}
+        }
+    }
+}
+
+/// Logs in with a 3.0 startup on `s` and checks a query works.
+async fn login_and_query(s: &mut TcpStream) {
+    let p = startup_packet(PROTOCOL_3_0, &[("user", "app"), ("database", "app")]);
+    s.write_all(&p).await.unwrap();
+    let seen = read_until_ready(s).await;
+    assert_eq!(seen[0].0, b'R', "{}", tags(&seen));
+    assert_eq!(raw_query_one(s, "select 40 + 2").await, "42");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_and_gssenc_requests_without_tls_are_refused_with_n() {
+    let (_pg, attache, addr) = trust_setup("").await;
+    for code in [SSL_REQUEST, GSSENC_REQUEST] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&untagged(code, &[])).await.unwrap();
+        assert_eq!(read_byte(&mut s).await, b'N', "answer to request {code}");
+        // The same connection then carries a normal startup.
+        login_and_query(&mut s).await;
+    }
+    // Both, one after the other, as libpq does with gssencmode=prefer.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&untagged(GSSENC_REQUEST, &[])).await.unwrap();
+    assert_eq!(read_byte(&mut s).await, b'N');
+    s.write_all(&untagged(SSL_REQUEST, &[])).await.unwrap();
+    assert_eq!(read_byte(&mut s).await, b'N');
+    login_and_query(&mut s).await;
+    attache.shutdown().await;
+}
+
+/// NegotiateProtocolVersion body: newest minor, then the options we refused.
+fn parse_negotiate(body: &[u8]) -> (i32, Vec<String>) {
+    let minor = i32::from_be_bytes(body[0..4].try_into().unwrap());
+    let count = i32::from_be_bytes(body[4..8].try_into().unwrap());
+    let names: Vec<String> = body[8..]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert_eq!(names.len(), count as usize, "{names:?}");
+    (minor, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_minor_version_and_pq_options_are_negotiated() {
+    let (_pg, attache, addr) = trust_setup("").await;
+    let cases: [(i32, &[(&str, &str)], &[&str]); 3] = [
+        (PROTOCOL_3_0 | 2, &[], &[]),
+        (PROTOCOL_3_0, &[("_pq_.foo", "bar")], &["_pq_.foo"]),
+        (PROTOCOL_3_0 | 2, &[("_pq_.foo", "1"), ("_pq_.bar", "2")], &["_pq_.foo", "_pq_.bar"]),
+    ];
+    for (version, extra, refused) in cases {
+        let mut params = vec![("user", "app"), ("database", "app")];
+        params.extend_from_slice(extra);
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&startup_packet(version, &params)).await.unwrap();
+        let seen = read_until_ready(&mut s).await;
+        assert_eq!(tags(&seen[..2]), "vR", "all: {}", tags(&seen));
+        let (minor, names) = parse_negotiate(&seen[0].1);
+        assert_eq!(minor, 0, "Attaché speaks 3.0");
+        let mut expected: Vec<String> = refused.iter().map(|s| s.to_string()).collect();
+        let mut names = names;
+        names.sort();
+        expected.sort();
+        assert_eq!(names, expected);
+        assert_eq!(seen[1].1, 0i32.to_be_bytes(), "AuthenticationOk");
+        assert!(seen.iter().any(|(t, _)| *t == b'K'), "BackendKeyData");
+        assert_eq!(raw_query_one(&mut s, "select 'ok'").await, "ok");
+    }
+    attache.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_2_gets_an_error_response() {
+    let (_pg, attache, addr) = trust_setup("").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&startup_packet(2 << 16, &[("user", "app"), ("database", "app")]))
+        .await
+        .unwrap();
+    let (tag, body) = read_message(&mut s).await.expect("an error, not a bare close");
+    assert_eq!(tag, b'E');
+    let (code, message) = error_fields(&body);
+    // PostgreSQL says 0A000 here; a protocol violation is as clear.
+    assert!(code == "08P01" || code == "0A000", "{code}: {message}");
+    assert!(message.contains("2.0"), "the message names the version: {message}");
+    assert!(read_message(&mut s).await.is_none(), "then closes");
+    attache.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_an_error_or_close_never_a_hang() {
+    let (_pg, attache, addr) = trust_setup("").await;
+    let garbage: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\n\r\n",
+        // A length word smaller than itself.
+        &[0, 0, 0, 2, 0, 0, 0, 0],
+        // A 3.0 startup whose parameters are not NUL-terminated.
+        &[0, 0, 0, 12, 0, 3, 0, 0, b'u', b's', b'e', b'r'],
+        // A cancel request with a key too short.
+        &[0, 0, 0, 10, 4, 210, 22, 46, 0, 0],
+    ];
+    for bytes in garbage {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let _ = s.shutdown().await;
+        match read_message(&mut s).await {
+            None => {}
+            Some((b'E', body)) => {
+                let (code, message) = error_fields(&body);
+                assert!(code.starts_with("08"), "{bytes:?}: {code} {message}");
+                assert!(read_message(&mut s).await.is_none(), "then closes");
+            }
+            Some((tag, _)) => panic!("{bytes:?}: unexpected {:?}", tag as char),
+        }
+    }
+    // Attaché is still serving.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    login_and_query(&mut s).await;
+    attache.shutdown().await;
+}
+
+/// A client that connects and says nothing holds only its own socket:
+/// others log in meanwhile (it is dropped after the 15 s opening timeout,
+/// which this test does not wait for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_do_not_block_others() {
+    let (_pg, attache, addr) = trust_setup("").await;
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // One that stops half-way through its startup packet.
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(&[0, 0, 0, 40, 0, 3]).await.unwrap();
+    silent.push(half);
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let c = connect(addr, "app", "app", None).await;
+        let n: i32 = c.query_one("select 7", &[]).await.unwrap().get(0);
+        assert_eq!(n, 7);
+    }
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    login_and_query(&mut s).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "others were delayed");
+    // The silent ones got nothing, and were not closed yet either.
+    for s in &mut silent {
+        let mut byte = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_millis(100), s.read(&mut byte)).await;
+        assert!(r.is_err(), "a silent client got an answer or a close: {r:?}");
+    }
+    attache.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_clients_get_53300_until_one_leaves() {
+    let (_pg, attache, addr) = trust_setup("max_client_connections = 2").await;
+    let first = connect(addr, "app", "app", None).await;
+    let second = connect(addr, "app", "app", None).await;
+    let e = match tokio::time::timeout(READ_BUDGET, try_connect(addr, "app", "app", None)).await {
+        Ok(Ok(_)) => panic!("the third client must be refused"),
+        Ok(Err(e)) => e,
+        Err(_) => panic!("the third client hung"),
+    };
+    assert_eq!(sqlstate(&e).as_deref(), Some("53300"), "{e:?}");
+    let message = e.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("too many clients"), "{message}");
+    // The raw protocol agrees, including after an SSLRequest.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&untagged(SSL_REQUEST, &[])).await.unwrap();
+    assert_eq!(read_byte(&mut s).await, b'N');
+    s.write_all(&startup_packet(PROTOCOL_3_0, &[("user", "app")]))
+        .await
+        .unwrap();
+    let (tag, body) = read_message(&mut s).await.expect("an error");
+    assert_eq!(tag, b'E');
+    assert_eq!(error_fields(&body).0, "53300");
+    // Those in are unaffected.
+    for c in [&first, &second] {
+        c.simple_query("select 1").await.unwrap();
+    }
+    drop(first);
+    let got_in = eventually(Duration::from_secs(5), || async move {
+        match try_connect(addr, "app", "app", None).await {
+            Ok(c) => c.simple_query("select 1").await.is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(got_in, "a slot must free up when a client leaves");
+    second.simple_query("select 1").await.unwrap();
+    attache.shutdown().await;
+}
+
+/// Runs the built binary with a timeout, returning (success, stdout, stderr).
+fn run_attache(args: &[&str]) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attache"))
+        .args(args)
+        .env("ATTACHE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run attache");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("attache {args:?} did not exit within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_the_resolved_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attache.toml");
+    std::fs::write(
+        &path,
+        r#"
+[postgres]
+listen = "127.0.0.1:7432"
+auth = "scram-sha-256"
+[postgres.databases.app]
+nodes = [{ addr = "127.0.0.1:5432" }]
+[postgres.users.app]
+password = "very-secret-pw"
+server_password = "other-secret-pw"
+"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run_attache(&["check", "-c", path.to_str().unwrap()]);
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("<redacted>"), "{stdout}");
+    for secret in ["very-secret-pw", "other-secret-pw"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{stdout}{stderr}");
+    }
+    assert!(stdout.contains("127.0.0.1:7432") && stdout.contains("127.0.0.1:5432"));
+    // Resolved: built-in pool defaults are spelled out.
+    assert!(stdout.contains("pool_size"), "{stdout}");
+    // The output is itself a valid config.
+    let shown = stdout.replace("<redacted>", "x");
+    attache::config::parse(&shown).expect("check output parses back");
+}
+
+#[test]
+fn check_rejects_an_invalid_config_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attache.toml");
+    std::fs::write(
+        &path,
+        "[postgres]\n[postgres.databases.app]\nnodes = [{ addr = \"x\" }]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run_attache(&["check", "-c", path.to_str().unwrap()]);
+    assert!(!ok, "an invalid config must fail: {stdout}");
+    assert!(
+        stderr.contains("postgres.databases.app.nodes[0].addr"),
+        "stderr: {stderr}"
+    );
+    // A missing file fails too, naming it.
+    let missing = dir.path().join("nope.toml");
+    let (ok, _, stderr) = run_attache(&["check", "-c", missing.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("nope.toml"), "{stderr}");
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let (ok, stdout, stderr) = run_attache(&["--version"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!("attache {}", env!("CARGO_PKG_VERSION")),
+        "stderr: {stderr}"
+    );
+}
