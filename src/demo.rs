@@ -41,15 +41,27 @@ pub async fn run() -> Result<(), DemoError> {
     let pg = tokio::task::spawn_blocking(start_postgres)
         .await
         .map_err(|e| DemoError::Other(e.to_string()))??;
-    let listen = if std::net::TcpListener::bind("127.0.0.1:6432").is_ok() { "127.0.0.1:6432" } else { "127.0.0.1:0" };
+    let listen = if std::net::TcpListener::bind("127.0.0.1:6432").is_ok() {
+        "127.0.0.1:6432"
+    } else {
+        "127.0.0.1:0"
+    };
     let toml = format!(
         "[postgres]\nlisten = \"{listen}\"\npool_mode = \"transaction\"\npool_size = {POOL_SIZE}\n\n[postgres.databases.app]\nnodes = [{{ addr = \"{}\" }}]\n",
         pg.addr()
     );
     let attache = Attache::start(crate::config::parse(&toml)?).await?;
-    let addr = attache.postgres_addr.ok_or_else(|| DemoError::Other("no postgres listener".into()))?;
-    println!("PostgreSQL on {}, Attaché on {addr} (transaction pooling, pool_size {POOL_SIZE}).", pg.addr());
-    println!("Connect yourself:  psql \"postgres://app:app-secret@127.0.0.1:{}/app\"", addr.port());
+    let addr = attache
+        .postgres_addr
+        .ok_or_else(|| DemoError::Other("no postgres listener".into()))?;
+    println!(
+        "PostgreSQL on {}, Attaché on {addr} (transaction pooling, pool_size {POOL_SIZE}).",
+        pg.addr()
+    );
+    println!(
+        "Connect yourself:  psql \"postgres://app:app-secret@127.0.0.1:{}/app\"",
+        addr.port()
+    );
     prepare_schema(addr).await?;
     let counters = Arc::new(Counters::default());
     let mut workers = Vec::new();
@@ -75,7 +87,9 @@ fn start_postgres() -> Result<PgServer, attache_harness::HarnessError> {
         .start()
 }
 
-async fn connect(addr: std::net::SocketAddr) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+async fn connect(
+    addr: std::net::SocketAddr,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let dsn = format!("host=127.0.0.1 port={} user=app password=app-secret dbname=app application_name=attache-demo", addr.port());
     let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
@@ -98,7 +112,12 @@ async fn client_loop(addr: std::net::SocketAddr, seed: i64, counters: Arc<Counte
         counters.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let Ok(read) = c.prepare("SELECT balance FROM accounts WHERE id = $1").await else { return };
+    let Ok(read) = c
+        .prepare("SELECT balance FROM accounts WHERE id = $1")
+        .await
+    else {
+        return;
+    };
     let mut n = seed;
     loop {
         n = (n * 7 + 13) % 1000;
@@ -106,8 +125,16 @@ async fn client_loop(addr: std::net::SocketAddr, seed: i64, counters: Arc<Counte
             let mut rng = rand::thread_rng();
             (rng.gen_ratio(1, 5), rng.gen_range(5..40))
         };
-        let r = if write { transfer(&mut c, n).await } else { c.query_one(&read, &[&n]).await.map(|_| ()) };
-        let counter = if r.is_ok() { &counters.ok } else { &counters.errors };
+        let r = if write {
+            transfer(&mut c, n).await
+        } else {
+            c.query_one(&read, &[&n]).await.map(|_| ())
+        };
+        let counter = if r.is_ok() {
+            &counters.ok
+        } else {
+            &counters.errors
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
@@ -115,13 +142,23 @@ async fn client_loop(addr: std::net::SocketAddr, seed: i64, counters: Arc<Counte
 
 async fn transfer(c: &mut tokio_postgres::Client, from: i64) -> Result<(), tokio_postgres::Error> {
     let tx = c.transaction().await?;
-    tx.execute("UPDATE accounts SET balance = balance - 1 WHERE id = $1", &[&from]).await?;
-    tx.execute("UPDATE accounts SET balance = balance + 1 WHERE id = $1", &[&((from + 1) % 1000)]).await?;
+    tx.execute(
+        "UPDATE accounts SET balance = balance - 1 WHERE id = $1",
+        &[&from],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE accounts SET balance = balance + 1 WHERE id = $1",
+        &[&((from + 1) % 1000)],
+    )
+    .await?;
     tx.commit().await
 }
 
 async fn report_until_stopped(attache: &Attache, counters: &Counters) {
-    let limit = std::env::var("ATTACHE_DEMO_SECONDS").ok().and_then(|s| s.parse::<u64>().ok());
+    let limit = std::env::var("ATTACHE_DEMO_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok());
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let (mut last_ok, mut last_waits) = (0u64, 0u64);

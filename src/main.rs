@@ -40,7 +40,11 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo prints its own live summary; only warnings interrupt it.
-    let default_level = if matches!(cli.command, Some(Command::Demo)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Some(Command::Demo)) {
+        "warn"
+    } else {
+        "info"
+    };
     init_logging(cli.log_format, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,6 +65,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = attache::config::load(config.as_deref())?;
+    anyhow::ensure!(
+        cfg.postgres.is_some(),
+        "nothing to serve: the config has no [postgres] section"
+    );
     let app = attache::app::Attache::start(cfg).await?;
     wait_for_signal().await?;
     tracing::info!("shutting down: no new clients; waiting for work in flight");
@@ -80,7 +88,8 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 
 fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ATTACHE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_env("ATTACHE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -11,10 +11,20 @@ fn demo_runs_a_workload_and_cleans_up() {
         .output()
         .expect("run attache demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("psql \"postgres://app:app-secret@127.0.0.1:"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("psql \"postgres://app:app-secret@127.0.0.1:"),
+        "{stdout}"
+    );
     // The last summary must show queries flowing and no errors.
-    let last = stdout.rsplit('\r').find(|s| s.contains("queries/s")).unwrap_or_default();
+    let last = stdout
+        .rsplit('\r')
+        .find(|s| s.contains("queries/s"))
+        .unwrap_or_default();
     let qps: u64 = last
         .split("queries/s")
         .nth(1)

@@ -181,21 +181,25 @@ fn parse_negotiate(body: &[u8]) -> (i32, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newer_minor_version_and_pq_options_are_negotiated() {
     let (_pg, attache, addr) = trust_setup("").await;
-    let cases: [(i32, &[(&str, &str)], &[&str]); 3] = [
-        (PROTOCOL_3_0 | 2, &[], &[]),
-        (PROTOCOL_3_0, &[("_pq_.foo", "bar")], &["_pq_.foo"]),
-        (PROTOCOL_3_0 | 2, &[("_pq_.foo", "1"), ("_pq_.bar", "2")], &["_pq_.foo", "_pq_.bar"]),
+    // The version asked for, and extra startup parameters; every `_pq_.`
+    // one must be listed back as not recognized.
+    let cases: [(i32, &[(&str, &str)]); 3] = [
+        (PROTOCOL_3_0 | 2, &[]),
+        (PROTOCOL_3_0, &[("_pq_.foo", "bar")]),
+        (PROTOCOL_3_0 | 2, &[("_pq_.foo", "1"), ("_pq_.bar", "2")]),
     ];
-    for (version, extra, refused) in cases {
+    for (version, extra) in cases {
         let mut params = vec![("user", "app"), ("database", "app")];
         params.extend_from_slice(extra);
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(&startup_packet(version, &params)).await.unwrap();
+        s.write_all(&startup_packet(version, &params))
+            .await
+            .unwrap();
         let seen = read_until_ready(&mut s).await;
         assert_eq!(tags(&seen[..2]), "vR", "all: {}", tags(&seen));
         let (minor, names) = parse_negotiate(&seen[0].1);
         assert_eq!(minor, 0, "Attaché speaks 3.0");
-        let mut expected: Vec<String> = refused.iter().map(|s| s.to_string()).collect();
+        let mut expected: Vec<String> = extra.iter().map(|(k, _)| k.to_string()).collect();
         let mut names = names;
         names.sort();
         expected.sort();
@@ -211,15 +215,23 @@ async fn newer_minor_version_and_pq_options_are_negotiated() {
 async fn protocol_2_gets_an_error_response() {
     let (_pg, attache, addr) = trust_setup("").await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&startup_packet(2 << 16, &[("user", "app"), ("database", "app")]))
+    s.write_all(&startup_packet(
+        2 << 16,
+        &[("user", "app"), ("database", "app")],
+    ))
+    .await
+    .unwrap();
+    let (tag, body) = read_message(&mut s)
         .await
-        .unwrap();
-    let (tag, body) = read_message(&mut s).await.expect("an error, not a bare close");
+        .expect("an error, not a bare close");
     assert_eq!(tag, b'E');
     let (code, message) = error_fields(&body);
     // PostgreSQL says 0A000 here; a protocol violation is as clear.
     assert!(code == "08P01" || code == "0A000", "{code}: {message}");
-    assert!(message.contains("2.0"), "the message names the version: {message}");
+    assert!(
+        message.contains("2.0"),
+        "the message names the version: {message}"
+    );
     assert!(read_message(&mut s).await.is_none(), "then closes");
     attache.shutdown().await;
 }
@@ -227,14 +239,17 @@ async fn protocol_2_gets_an_error_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_gets_an_error_or_close_never_a_hang() {
     let (_pg, attache, addr) = trust_setup("").await;
-    let garbage: [&[u8]; 4] = [
-        b"GET / HTTP/1.1\r\n\r\n",
+    let garbage: [&[u8]; 5] = [
         // A length word smaller than itself.
         &[0, 0, 0, 2, 0, 0, 0, 0],
         // A 3.0 startup whose parameters are not NUL-terminated.
         &[0, 0, 0, 12, 0, 3, 0, 0, b'u', b's', b'e', b'r'],
         // A cancel request with a key too short.
         &[0, 0, 0, 10, 4, 210, 22, 46, 0, 0],
+        // A startup packet over PostgreSQL's 10 000-byte limit.
+        &[0, 0, 0x27, 0x11, 0, 3, 0, 0],
+        // Not Postgres at all: the length word reads as over 1 GB.
+        b"GET / HTTP/1.1\r\n\r\n",
     ];
     for bytes in garbage {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -278,14 +293,30 @@ async fn silent_clients_do_not_block_others() {
     }
     let mut s = TcpStream::connect(addr).await.unwrap();
     login_and_query(&mut s).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "others were delayed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "others were delayed"
+    );
     // The silent ones got nothing, and were not closed yet either.
     for s in &mut silent {
         let mut byte = [0u8; 1];
         let r = tokio::time::timeout(Duration::from_millis(100), s.read(&mut byte)).await;
-        assert!(r.is_err(), "a silent client got an answer or a close: {r:?}");
+        assert!(
+            r.is_err(),
+            "a silent client got an answer or a close: {r:?}"
+        );
     }
+    // Hanging up ends their sessions at once, so shutdown has nothing to
+    // wait for (a still-silent socket would hold the drain until its opening
+    // timeout).
+    drop(silent);
+    let t = std::time::Instant::now();
     attache.shutdown().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,7 +406,10 @@ server_password = "other-secret-pw"
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("<redacted>"), "{stdout}");
     for secret in ["very-secret-pw", "other-secret-pw"] {
-        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{stdout}{stderr}");
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{stdout}{stderr}"
+        );
     }
     assert!(stdout.contains("127.0.0.1:7432") && stdout.contains("127.0.0.1:5432"));
     // Resolved: built-in pool defaults are spelled out.

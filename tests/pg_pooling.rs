@@ -71,7 +71,11 @@ async fn errors_abort_the_transaction_and_commits_are_visible() {
     let e = a.query("select 2", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e).as_deref(), Some("25P02"), "{e}");
     a.batch_execute("rollback").await.unwrap();
-    let n: i64 = a.query_one("select count(*) from t", &[]).await.unwrap().get(0);
+    let n: i64 = a
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "the rolled-back insert must not be visible");
 
     // A simple-protocol error outside a transaction leaves the client usable.
@@ -81,7 +85,11 @@ async fn errors_abort_the_transaction_and_commits_are_visible() {
     a.batch_execute("begin; insert into t values (2)")
         .await
         .unwrap();
-    let seen: i64 = b.query_one("select count(*) from t", &[]).await.unwrap().get(0);
+    let seen: i64 = b
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(seen, 0, "uncommitted row visible to another client");
     a.batch_execute("commit").await.unwrap();
     let seen: i32 = b.query_one("select id from t", &[]).await.unwrap().get(0);
@@ -98,6 +106,18 @@ async fn many_clients_share_two_server_connections() {
         .await
         .unwrap();
 
+    // Log everyone in first: passthrough login checks use connections of
+    // their own, which are not the pool's (see the next test).
+    let clients =
+        futures_util::future::join_all((0..20).map(|_| connect(addr, "app", "app", PW))).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app_backends(&su).await <= 2
+        })
+        .await,
+        "login connections linger"
+    );
+
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicI64::new(0));
     let watcher = {
@@ -111,9 +131,8 @@ async fn many_clients_share_two_server_connections() {
         })
     };
     let mut tasks = Vec::new();
-    for id in 0..20i32 {
+    for (id, mut c) in (0..20i32).zip(clients) {
         tasks.push(tokio::spawn(async move {
-            let mut c = connect(addr, "app", "app", PW).await;
             for n in 0..20i32 {
                 let tx = c.transaction().await?;
                 tx.execute("insert into hits values ($1, $2)", &[&id, &n])
@@ -145,6 +164,42 @@ async fn many_clients_share_two_server_connections() {
     attache.shutdown().await;
 }
 
+/// Concurrent first logins (before the pool knows the password) must not
+/// open more server connections than `pool_size` either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_stay_within_pool_size() {
+    let pg = app_server();
+    let (attache, addr) = start(&pg, "pool_size = 2").await;
+    let su = superuser(&pg).await;
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicI64::new(0));
+    let watcher = {
+        let (done, peak) = (done.clone(), peak.clone());
+        let su = superuser(&pg).await;
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(app_backends(&su).await, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let clients = futures_util::future::join_all((0..20).map(|_| async move {
+        let c = connect(addr, "app", "app", PW).await;
+        c.simple_query("select 1").await.unwrap();
+        c
+    }))
+    .await;
+    done.store(true, Ordering::Relaxed);
+    watcher.await.unwrap();
+    assert_eq!(clients.len(), 20);
+    let peak = peak.load(Ordering::Relaxed).max(app_backends(&su).await);
+    assert!(
+        peak <= 2,
+        "{peak} app backends during 20 concurrent logins (pool_size 2)"
+    );
+    attache.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_stay_with_their_client() {
     let pg = app_server();
@@ -152,7 +207,9 @@ async fn settings_stay_with_their_client() {
     let a = connect(addr, "app", "app", PW).await;
     let b = connect_with(addr, "application_name=client-b").await;
 
-    a.batch_execute("SET search_path TO a_schema").await.unwrap();
+    a.batch_execute("SET search_path TO a_schema")
+        .await
+        .unwrap();
     a.batch_execute("SET application_name = 'client-a'")
         .await
         .unwrap();
@@ -161,21 +218,33 @@ async fn settings_stay_with_their_client() {
     assert_eq!(show(&a, "search_path").await, "a_schema");
     assert_eq!(show(&a, "application_name").await, "client-a");
     assert_eq!(show(&b, "application_name").await, "client-b");
-    let pa: i32 = a.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
-    let pb: i32 = b.query_one("select pg_backend_pid()", &[]).await.unwrap().get(0);
+    let pa: i32 = a
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let pb: i32 = b
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(pa, pb, "pool_size 1 must share one server connection");
 
     a.batch_execute("RESET search_path").await.unwrap();
     assert_eq!(show(&a, "search_path").await, "\"$user\", public");
 
     a.batch_execute("begin").await.unwrap();
-    a.batch_execute("set search_path to rolled_back").await.unwrap();
+    a.batch_execute("set search_path to rolled_back")
+        .await
+        .unwrap();
     a.batch_execute("rollback").await.unwrap();
     assert_eq!(show(&b, "search_path").await, "\"$user\", public");
     assert_eq!(show(&a, "search_path").await, "\"$user\", public");
 
     a.batch_execute("begin").await.unwrap();
-    a.batch_execute("set search_path to committed").await.unwrap();
+    a.batch_execute("set search_path to committed")
+        .await
+        .unwrap();
     a.batch_execute("commit").await.unwrap();
     assert_eq!(show(&b, "search_path").await, "\"$user\", public");
     assert_eq!(show(&a, "search_path").await, "committed");
@@ -188,5 +257,237 @@ async fn settings_stay_with_their_client() {
     b.simple_query("select pg_sleep(0.2)").await.unwrap();
     let e = a.query("select pg_sleep(1)", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e}");
+    attache.shutdown().await;
+}
+
+async fn backend_pid(c: &Client) -> i32 {
+    c.query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_mode_keeps_state_until_the_client_leaves() {
+    let pg = app_server();
+    let (attache, addr) = start(&pg, "pool_mode = \"session\"\npool_size = 1").await;
+    let a = connect(addr, "app", "app", PW).await;
+    let pid_a = backend_pid(&a).await;
+    a.batch_execute("create temp table scratch(v int)")
+        .await
+        .unwrap();
+    a.batch_execute("begin; insert into scratch values (1); commit")
+        .await
+        .unwrap();
+    a.batch_execute("insert into scratch values (2)")
+        .await
+        .unwrap();
+    let n: i64 = a
+        .query_one("select count(*) from scratch", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "temp table lost between transactions");
+    assert_eq!(backend_pid(&a).await, pid_a);
+
+    // The only server connection is A's: B waits at login.
+    let waiting = tokio::spawn(async move { connect(addr, "app", "app", PW).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "second client got in while pool_size 1 is held"
+    );
+    drop(a);
+    let b = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("second client still waiting after the first left")
+        .unwrap();
+    assert_eq!(
+        backend_pid(&b).await,
+        pid_a,
+        "expected the same server connection"
+    );
+    let e = b
+        .simple_query("select count(*) from scratch")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&e).as_deref(),
+        Some("42P01"),
+        "temp table leaked: {e}"
+    );
+    attache.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_pins_the_server_connection() {
+    use futures_util::StreamExt;
+    let pg = app_server();
+    let (attache, addr) = start(&pg, "pool_size = 2").await;
+    let cs = conn_string(addr, "app", "app", PW);
+    let (a, mut conn) = tokio_postgres::connect(&cs, NoTls).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = m {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    a.batch_execute("LISTEN jobs").await.unwrap();
+    let pid_a = backend_pid(&a).await;
+
+    let b = connect(addr, "app", "app", PW).await;
+    b.batch_execute("begin").await.unwrap();
+    assert_ne!(
+        backend_pid(&b).await,
+        pid_a,
+        "B got the listening connection"
+    );
+    b.batch_execute("NOTIFY jobs, 'hello'; commit")
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("no notification within 5 s")
+        .unwrap();
+    assert_eq!((n.channel(), n.payload()), ("jobs", "hello"));
+
+    let su = superuser(&pg).await;
+    su.execute("select pg_notify('jobs', 'direct')", &[])
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("no second notification within 5 s")
+        .unwrap();
+    assert_eq!(n.payload(), "direct");
+    assert_eq!(backend_pid(&a).await, pid_a, "listening client moved");
+    attache.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_timeout_fails_the_request_not_the_client() {
+    let pg = app_server();
+    let (attache, addr) = start(&pg, "pool_size = 1\ncheckout_timeout = \"300ms\"").await;
+    let a = connect(addr, "app", "app", PW).await;
+    let b = connect(addr, "app", "app", PW).await;
+    a.batch_execute("begin; select 1").await.unwrap();
+
+    for extended in [false, true] {
+        let t0 = Instant::now();
+        let e = if extended {
+            b.query("select 1", &[]).await.unwrap_err()
+        } else {
+            b.simple_query("select 1").await.map(|_| ()).unwrap_err()
+        };
+        let waited = t0.elapsed();
+        assert_eq!(sqlstate(&e).as_deref(), Some("53300"), "{e}");
+        let msg = e.as_db_error().unwrap().message().to_owned();
+        assert!(
+            msg.contains("wait"),
+            "message does not mention the wait: {msg}"
+        );
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(1),
+            "failed after {waited:?}"
+        );
+    }
+    a.batch_execute("commit").await.unwrap();
+    b.simple_query("select 1").await.unwrap();
+    let v: i32 = b.query_one("select 7", &[]).await.unwrap().get(0);
+    assert_eq!(v, 7);
+    attache.shutdown().await;
+}
+
+/// Starts `select pg_sleep(10)` on `c` and waits until the server runs it;
+/// returns the task and the server pid running it.
+async fn start_sleep(
+    su: &Client,
+    c: Client,
+) -> (
+    tokio::task::JoinHandle<(Client, Result<(), tokio_postgres::Error>)>,
+    i32,
+) {
+    let task = tokio::spawn(async move {
+        let r = c.simple_query("select pg_sleep(10)").await.map(|_| ());
+        (c, r)
+    });
+    let sql = "select pid from pg_stat_activity where usename = 'app' \
+               and state = 'active' and query = 'select pg_sleep(10)'";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(row) = su.query_opt(sql, &[]).await.unwrap() {
+            return (task, row.get(0));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sleep never started on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_lost(e: &tokio_postgres::Error) -> bool {
+    matches!(sqlstate(e).as_deref(), Some("57P01" | "08006")) || e.is_closed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_backend_fails_only_its_query() {
+    let pg = app_server();
+    let (attache, addr) = start(&pg, "pool_size = 2").await;
+    let su = superuser(&pg).await;
+    let a = connect(addr, "app", "app", PW).await;
+    let b = connect(addr, "app", "app", PW).await;
+    b.simple_query("select 1").await.unwrap();
+    let (task, pid) = start_sleep(&su, a).await;
+    let t0 = Instant::now();
+    su.execute("select pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let (a, r) = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("query survived its backend")
+        .unwrap();
+    let e = r.unwrap_err();
+    assert!(is_lost(&e), "unexpected error: {e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+
+    let v: i32 = b.query_one("select 1", &[]).await.unwrap().get(0);
+    assert_eq!(v, 1, "bystander affected");
+    // Outside a transaction the client connection itself survives.
+    let v: i32 = a.query_one("select 2", &[]).await.unwrap().get(0);
+    assert_eq!(v, 2);
+    let c = connect(addr, "app", "app", PW).await;
+    c.simple_query("select 3").await.unwrap();
+    attache.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_recovers_after_server_crash() {
+    let mut pg = app_server();
+    let (attache, addr) = start(&pg, "pool_size = 2").await;
+    let su = superuser(&pg).await;
+    let a = connect(addr, "app", "app", PW).await;
+    let b = connect(addr, "app", "app", PW).await;
+    b.simple_query("select 1").await.unwrap();
+    let (task, _) = start_sleep(&su, a).await;
+    tokio::task::block_in_place(|| pg.kill9());
+    let (_a, r) = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("query survived the server crash")
+        .unwrap();
+    let e = r.unwrap_err();
+    assert!(is_lost(&e), "unexpected error: {e:?}");
+
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    // B's pooled server connection died with the server; the pool must
+    // notice and connect afresh, without restarting Attaché.
+    let v: i32 = b.query_one("select 1", &[]).await.unwrap().get(0);
+    assert_eq!(v, 1);
+    let c = connect(addr, "app", "app", PW).await;
+    let v: i32 = c.query_one("select 2", &[]).await.unwrap().get(0);
+    assert_eq!(v, 2);
     attache.shutdown().await;
 }

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::units::{ByteSize, Dur};
 
-/// The whole file. Every section is optional so that an empty file (or no
-/// file at all) gives the built-in default: a Postgres listener on
-/// 127.0.0.1:6432 forwarding to 127.0.0.1:5432 with passthrough auth.
+/// The whole file. Every section is optional; `attache` refuses to start a
+/// config that serves nothing. With no file at all, `builtin_default()`
+/// serves: a Postgres listener on 127.0.0.1:6432 forwarding to
+/// 127.0.0.1:5432 with passthrough auth.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

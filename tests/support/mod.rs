@@ -1,6 +1,6 @@
 //! Test support: real PostgreSQL servers from the harness, Attaché started
 //! in-process on a free port, and tokio-postgres clients.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -57,7 +57,7 @@ async fn send(stream: &mut Stream, out: &BytesMut) -> Result<(), FrontendError> 
     Ok(())
 }
 
-async fn read_password_message<'a>(
+async fn read_password_message(
     stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<attache_postgres_protocol::frame::Message, FrontendError> {

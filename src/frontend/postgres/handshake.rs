@@ -84,7 +84,9 @@ async fn read_startup(
 ) -> Result<StartupPacket, FrontendError> {
     let read = async {
         loop {
-            if let Some(body) = frame::next_startup(buf)? {
+            let packet = frame::next_startup(buf)
+                .map_err(|_| FrontendError::protocol("invalid length of startup packet"))?;
+            if let Some(body) = packet {
                 return startup::parse(&body).map_err(|e| FrontendError::protocol(e.to_string()));
             }
             buf.reserve(1024);

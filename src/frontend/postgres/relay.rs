@@ -161,10 +161,10 @@ impl Session {
                     s.prepared.insert(name, tick);
                 }
             }
-            Expect::Synth { forget, .. } => {
-                if let Some(name) = forget {
-                    self.statements.remove(&name);
-                }
+            Expect::Synth {
+                forget: Some(name), ..
+            } => {
+                self.statements.remove(&name);
             }
             _ => {}
         }

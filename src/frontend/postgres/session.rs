@@ -83,7 +83,12 @@ pub(super) async fn run(
 ) -> Result<(), FrontendError> {
     let _ = tcp.set_nodelay(true);
     let mut cbuf = BytesMut::with_capacity(8 * 1024);
-    let Some((mut client, startup)) = handshake::open(&ctx, tcp, &mut cbuf).await? else {
+    // A client still opening or logging in must not hold up shutdown.
+    let opened = tokio::select! {
+        r = handshake::open(&ctx, tcp, &mut cbuf) => r?,
+        _ = shutdown.wait() => return Ok(()),
+    };
+    let Some((mut client, startup)) = opened else {
         return Ok(());
     };
     let login = async {
@@ -115,7 +120,11 @@ pub(super) async fn run(
         auth::authenticate(&ctx, &mut client, &mut cbuf, &route, user).await?;
         Ok(route)
     };
-    let route = match login.await {
+    let login = tokio::select! {
+        r = login => r,
+        _ = shutdown.wait() => Err(FrontendError::refused(sqlstate::ADMIN_SHUTDOWN, "Attaché is shutting down")),
+    };
+    let route = match login {
         Ok(r) => r,
         Err(e) => {
             send_fatal(&mut client, e.sqlstate(), &e.to_string()).await;
@@ -468,7 +477,7 @@ impl Session {
                     tokio::time::timeout(Duration::from_secs(5), conn.simple_query(&q)).await;
                 match reset {
                     Ok(Ok(None)) => conn.forget_session_state(true),
-                    _ => return self.pool.discard(conn),
+                    _ => self.pool.discard(conn),
                 }
             }
         }

@@ -1,0 +1,574 @@
+#!/usr/bin/env python3
+"""pgbench against direct PostgreSQL, Attaché and PgBouncer, interleaved.
+
+Started by benches/pgbench_compare.sh, which installs the packages and builds
+target/release/attache first. This file starts a private PostgreSQL, Attaché
+and PgBouncer on free loopback ports, runs every workload against the three
+targets back to back, prints the table and the bar, and rewrites the results
+section of BENCHMARKS.md. Everything it starts is stopped on exit.
+
+pgbench aborts a client on any non-retryable error and still prints the TPS of
+the clients that survived, so a run with an aborted client or a nonzero exit
+status is reported as FAILED with the reason, never as a TPS.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ATTACHE_BIN = REPO / "target" / "release" / "attache"
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+MARK_START = "<!-- pgbench-results:start -->"
+MARK_END = "<!-- pgbench-results:end -->"
+
+QUICK = os.environ.get("QUICK") == "1"
+DURATION = int(os.environ.get("DURATION", "3" if QUICK else "10"))
+ROUNDS = int(os.environ.get("ROUNDS", "1"))
+SCALE = int(os.environ.get("SCALE", "10"))
+WARMUP = int(os.environ.get("WARMUP", "2"))
+WRITE = os.environ.get("WRITE", "0" if QUICK else "1") == "1"
+KEEP_TMP = os.environ.get("KEEP_TMP") == "1"
+POOL_SIZE = 20
+DB = "bench"
+USER = "postgres"
+
+TARGETS = ["direct", "attache", "pgbouncer"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    args: tuple[str, ...]
+    clients: int
+    tpcb: bool = False
+
+
+def _workloads() -> list[Workload]:
+    out = []
+    for mode in ("simple", "extended", "prepared"):
+        for clients, threads in ((1, 1), (64, 2)):
+            out.append(
+                Workload(
+                    f"select-only {mode} c={clients}",
+                    ("-S", "-M", mode, "-c", str(clients), "-j", str(threads)),
+                    clients,
+                )
+            )
+    out.append(Workload("tpc-b simple c=32", ("-c", "32", "-j", "2"), 32, tpcb=True))
+    return out
+
+
+WORKLOADS = _workloads()
+
+
+@dataclass
+class RunResult:
+    """One pgbench run. `failure` set means: do not trust `tps`."""
+
+    tps: float | None = None
+    latency_ms: float | None = None
+    failed_txns: int = 0
+    failure: str | None = None
+    error_lines: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Stack:
+    """The servers under test; `close` stops them in reverse order."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="attache-bench-"))
+        shutil.chown(self.tmp, USER, USER)
+        os.chmod(self.tmp, 0o755)
+        self.pg_bin = _pg_bin_dir()
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.pg_started = False
+        self.ports: dict[str, int] = {}
+
+    def path(self, name: str) -> Path:
+        return self.tmp / name
+
+    def close(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    print(f"{name} did not stop on SIGTERM; killing", file=sys.stderr)
+                    proc.kill()
+                    proc.wait()
+        if self.pg_started:
+            as_postgres([str(self.pg_bin / "pg_ctl"), "-D", str(self.path("data")),
+                         "-m", "fast", "-w", "stop"], check=False, quiet=True)
+        if KEEP_TMP:
+            print(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _pg_bin_dir() -> Path:
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(d.split("/")[-2]))
+    if not dirs:
+        sys.exit("no PostgreSQL server under /usr/lib/postgresql: run pgbench_compare.sh")
+    return Path(dirs[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def as_postgres(cmd: list[str], check: bool = True, quiet: bool = False):
+    """Runs a command as the unprivileged postgres user (initdb refuses root)."""
+    full = ["runuser", "-u", USER, "--", *cmd] if os.geteuid() == 0 else cmd
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.run(full, check=check, stdout=out, stderr=out)
+
+
+def client_env() -> dict[str, str]:
+    """libpq settings shared by every client: plain TCP, no password."""
+    env = dict(os.environ)
+    env.update(PGSSLMODE="disable", PGGSSENCMODE="disable", PGUSER=USER)
+    env.pop("PGPASSWORD", None)
+    return env
+
+
+def psql(stack: Stack, port: int, sql: str, db: str = DB) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(stack.pg_bin / "psql"), "-h", "127.0.0.1", "-p", str(port), "-d", db,
+         "-X", "-q", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+        env=client_env(), capture_output=True, text=True, timeout=120,
+    )
+
+
+def wait_ready(stack: Stack, name: str, port: int, proc: subprocess.Popen | None) -> None:
+    deadline = time.monotonic() + 30
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            sys.exit(f"{name} exited with status {proc.returncode}; log in {stack.tmp}")
+        r = psql(stack, port, "select 1")
+        if r.returncode == 0:
+            return
+        last = r.stderr.strip()
+        time.sleep(0.2)
+    sys.exit(f"{name} on port {port} not ready after 30 s: {last}")
+
+
+PG_CONF = """
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = '{sock}'
+max_connections = 200
+shared_buffers = 256MB
+# Benchmark only: no durability, so the disk is not what is measured.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+checkpoint_timeout = 30min
+max_wal_size = 4GB
+log_min_messages = warning
+"""
+
+
+def start_postgres(stack: Stack) -> None:
+    port = free_port()
+    data = stack.path("data")
+    as_postgres([str(stack.pg_bin / "initdb"), "-D", str(data), "-U", USER,
+                 "--auth=trust", "-E", "UTF8", "--no-sync"], quiet=True)
+    with open(data / "postgresql.conf", "a") as f:
+        f.write(PG_CONF.format(port=port, sock=stack.tmp))
+    as_postgres([str(stack.pg_bin / "pg_ctl"), "-D", str(data), "-l",
+                 str(stack.path("postgres.log")), "-w", "start"], quiet=True)
+    stack.pg_started = True
+    stack.ports["direct"] = port
+    r = psql(stack, port, f"create database {DB}", db="postgres")
+    if r.returncode != 0:
+        sys.exit(f"create database failed: {r.stderr}")
+    print(f"postgres on 127.0.0.1:{port}; pgbench -i -s {SCALE} …", flush=True)
+    subprocess.run([str(stack.pg_bin / "pgbench"), "-h", "127.0.0.1", "-p", str(port),
+                    "-i", "-q", "-s", str(SCALE), DB],
+                   env=client_env(), check=True, stdout=subprocess.DEVNULL)
+
+
+ATTACHE_TOML = """# Generated by benches/pgbench_compare.py
+[postgres]
+listen = "127.0.0.1:{port}"
+auth = "passthrough"
+max_client_connections = 1000
+pool_mode = "transaction"
+pool_size = {pool}
+
+[postgres.databases.{db}]
+nodes = [{{ addr = "127.0.0.1:{pg_port}" }}]
+"""
+
+
+def start_attache(stack: Stack) -> None:
+    port = free_port()
+    cfg = stack.path("attache.toml")
+    cfg.write_text(ATTACHE_TOML.format(port=port, pool=POOL_SIZE, db=DB,
+                                       pg_port=stack.ports["direct"]))
+    log = open(stack.path("attache.log"), "w")
+    proc = subprocess.Popen([str(ATTACHE_BIN), "-c", str(cfg)], stdout=log, stderr=log)
+    stack.procs.append(("attache", proc))
+    stack.ports["attache"] = port
+    wait_ready(stack, "attache", port, proc)
+
+
+PGBOUNCER_INI = """;; Generated by benches/pgbench_compare.py
+[databases]
+{db} = host=127.0.0.1 port={pg_port} dbname={db}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {tmp}/userlist.txt
+pool_mode = transaction
+default_pool_size = {pool}
+max_client_conn = 1000
+logfile = {tmp}/pgbouncer.log
+pidfile = {tmp}/pgbouncer.pid
+"""
+
+
+def start_pgbouncer(stack: Stack) -> None:
+    port = free_port()
+    ini = stack.path("pgbouncer.ini")
+    ini.write_text(PGBOUNCER_INI.format(db=DB, pg_port=stack.ports["direct"], port=port,
+                                        tmp=stack.tmp, pool=POOL_SIZE))
+    # auth_type=trust still wants the user listed in auth_file.
+    stack.path("userlist.txt").write_text(f'"{USER}" ""\n')
+    for p in (ini, stack.path("userlist.txt")):
+        shutil.chown(p, USER, USER)
+    # PgBouncer refuses to run as root.
+    cmd = ["pgbouncer", str(ini)]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", USER, "--", *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.procs.append(("pgbouncer", proc))
+    stack.ports["pgbouncer"] = port
+    wait_ready(stack, "pgbouncer", port, proc)
+
+
+# ---------------------------------------------------------------- pgbench
+
+TPS_RE = re.compile(r"^tps = ([\d.]+) \(without initial connection time\)", re.M)
+LATENCY_RE = re.compile(r"^latency average = ([\d.]+) ms", re.M)
+FAILED_RE = re.compile(r"^number of failed transactions: (\d+)", re.M)
+PROCESSED_RE = re.compile(r"^number of transactions actually processed: (\d+)(?:/(\d+))?", re.M)
+# pgbench 15: "pgbench: error: client 3 aborted in command 1 (SQL) of script 0; …";
+# other versions put "script N" before "aborted".
+ABORTED_RE = re.compile(r"client (\d+) (?:script \d+ )?aborted")
+
+
+def parse_pgbench(status: int, stdout: str, stderr: str, clients: int) -> RunResult:
+    """Reads pgbench's summary; any sign of an aborted client makes it a failure."""
+    res = RunResult()
+    reasons = []
+    aborted = set(ABORTED_RE.findall(stdout + stderr))
+    if aborted:
+        reasons.append(f"{len(aborted)}/{clients} clients aborted")
+    m = PROCESSED_RE.search(stdout)
+    if m and m.group(2) and int(m.group(1)) < int(m.group(2)):
+        reasons.append(f"only {m.group(1)}/{m.group(2)} transactions processed")
+    if status != 0:
+        reasons.append(f"pgbench exit status {status}")
+    tps, lat, failed = TPS_RE.search(stdout), LATENCY_RE.search(stdout), FAILED_RE.search(stdout)
+    if tps is None and not reasons:
+        reasons.append("pgbench printed no tps line")
+    res.tps = float(tps.group(1)) if tps else None
+    res.latency_ms = float(lat.group(1)) if lat else None
+    res.failed_txns = int(failed.group(1)) if failed else 0
+    if reasons:
+        res.failure = "; ".join(reasons)
+        res.error_lines = error_lines(stderr)
+    return res
+
+
+def error_lines(stderr: str, limit: int = 6) -> list[str]:
+    """pgbench's distinct error lines, client numbers blanked so 64 copies become one."""
+    seen: list[str] = []
+    for line in stderr.splitlines():
+        if not re.search(r"error|abort|fatal", line, re.I):
+            continue
+        norm = re.sub(r"client \d+", "client N", line.strip())
+        if norm not in seen:
+            seen.append(norm)
+    return seen[:limit]
+
+
+def run_pgbench(stack: Stack, target: str, wl: Workload, duration: int) -> RunResult:
+    cmd = [str(stack.pg_bin / "pgbench"), "-h", "127.0.0.1", "-p", str(stack.ports[target]),
+           "-n", "-T", str(duration), *wl.args, DB]
+    limit = duration + 120
+    try:
+        r = subprocess.run(cmd, env=client_env(), capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return RunResult(failure=f"pgbench still running after {limit} s; killed")
+    res = parse_pgbench(r.returncode, r.stdout, r.stderr, wl.clients)
+    for name, proc in stack.procs:
+        if name == target and proc.poll() is not None:
+            res.failure = f"{name} exited with status {proc.returncode} during the run"
+    return res
+
+
+def reset_tpcb_tables(stack: Stack) -> None:
+    """What pgbench does before a TPC-B run without -n, done directly so every
+    target starts from the same table state (the vacuum cannot go through a pooler
+    fairly: it would be timed on one and not the other)."""
+    for sql in ("vacuum pgbench_branches", "vacuum pgbench_tellers", "truncate pgbench_history"):
+        r = psql(stack, stack.ports["direct"], sql)
+        if r.returncode != 0:
+            sys.exit(f"{sql} failed: {r.stderr}")
+
+
+def warm_up(stack: Stack) -> None:
+    """Fills the buffer cache and the poolers' pools before anything is timed."""
+    wl = Workload("warm-up", ("-S", "-c", str(POOL_SIZE), "-j", "2"), POOL_SIZE)
+    for target in TARGETS:
+        res = run_pgbench(stack, target, wl, WARMUP)
+        if res.failure:
+            print(f"warm-up via {target} FAILED: {res.failure}", file=sys.stderr)
+
+
+def run_matrix(stack: Stack) -> dict[tuple[str, str], list[RunResult]]:
+    """Every workload against every target back to back, so drift (cache, WAL,
+    table bloat) hits all three alike; later rounds rotate the target order."""
+    results: dict[tuple[str, str], list[RunResult]] = {}
+    for rnd in range(ROUNDS):
+        order = TARGETS[rnd % 3:] + TARGETS[:rnd % 3]
+        for wl in WORKLOADS:
+            for target in order:
+                if wl.tpcb:
+                    reset_tpcb_tables(stack)
+                res = run_pgbench(stack, target, wl, DURATION)
+                results.setdefault((wl.name, target), []).append(res)
+                shown = f"FAILED ({res.failure})" if res.failure else f"{res.tps:.0f} tps"
+                print(f"  round {rnd + 1}/{ROUNDS}  {wl.name:<28} {target:<10} {shown}",
+                      flush=True)
+    return results
+
+
+def summarize(runs: list[RunResult]) -> RunResult:
+    """Median over rounds; one failed round fails the point."""
+    for i, r in enumerate(runs):
+        if r.failure:
+            prefix = f"round {i + 1}: " if len(runs) > 1 else ""
+            return RunResult(failure=prefix + r.failure, error_lines=r.error_lines,
+                             failed_txns=r.failed_txns)
+    return RunResult(
+        tps=statistics.median(r.tps for r in runs),
+        latency_ms=statistics.median(r.latency_ms for r in runs if r.latency_ms is not None),
+        failed_txns=sum(r.failed_txns for r in runs),
+    )
+
+
+# ---------------------------------------------------------------- report
+
+Summary = dict[tuple[str, str], RunResult]
+
+
+def table_rows(summary: Summary) -> list[list[str]]:
+    rows = []
+    for wl in WORKLOADS:
+        direct = summary[(wl.name, "direct")]
+        for target in TARGETS:
+            r = summary[(wl.name, target)]
+            if r.failure:
+                rows.append([wl.name, target, "FAILED", "—", str(r.failed_txns), r.failure])
+                continue
+            ratio = "—" if direct.failure or not direct.tps else f"{r.tps / direct.tps:.2f}×"
+            lat = "—" if r.latency_ms is None else f"{r.latency_ms:.3f}"
+            rows.append([wl.name, target, f"{r.tps:,.0f}", lat, str(r.failed_txns), ratio])
+    return rows
+
+
+HEADER = ["workload", "target", "TPS", "mean latency ms", "failed txns", "vs direct"]
+
+
+def text_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*HEADER), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|---|---|--:|--:|--:|---|"]
+    for r in rows:
+        cells = [f"**{c}**" if c == "FAILED" else c for c in r]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_checks(summary: Summary) -> list[tuple[bool | None, str]]:
+    """(met?, text) per point of the bar; None where the point does not apply."""
+    checks: list[tuple[bool | None, str]] = []
+    for wl in WORKLOADS:
+        a, b = summary[(wl.name, "attache")], summary[(wl.name, "pgbouncer")]
+        if a.failure:
+            checks.append((False, f"{wl.name}: Attaché run FAILED ({a.failure})"))
+            continue
+        if b.failure:
+            checks.append((None, f"{wl.name}: PgBouncer FAILED ({b.failure}); "
+                                 f"Attaché completed at {a.tps:,.0f} TPS"))
+            continue
+        checks.append((a.tps >= b.tps, f"{wl.name}: TPS Attaché {a.tps:,.0f} vs "
+                                       f"PgBouncer {b.tps:,.0f} ({a.tps / b.tps:.2f}×)"))
+        if wl.clients == 1 and a.latency_ms is not None and b.latency_ms is not None:
+            checks.append((a.latency_ms <= b.latency_ms,
+                           f"{wl.name}: latency Attaché {a.latency_ms:.3f} ms vs "
+                           f"PgBouncer {b.latency_ms:.3f} ms"))
+    return checks
+
+
+def verdict(ok: bool | None) -> str:
+    return {True: "met", False: "NOT met", None: "n/a"}[ok]
+
+
+def failure_details(summary: Summary) -> list[str]:
+    out = []
+    for wl in WORKLOADS:
+        for target in TARGETS:
+            r = summary[(wl.name, target)]
+            if r.failure:
+                out.append(f"{wl.name} via {target}: {r.failure}")
+                out += [f"    {line}" for line in r.error_lines]
+    return out
+
+
+# ---------------------------------------------------------------- machine
+
+
+def sh(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine_lines(stack: Stack) -> list[str]:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = next((line.split()[1] for line in sh(["free", "-h"]).splitlines()
+                if line.startswith("Mem:")), "?")
+    rev = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    if sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
+        rev += " + uncommitted changes"
+    return [
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- CPU: {cpu}, `nproc` = {sh(['nproc'])}; memory (`free -h`): {mem} total; "
+        f"kernel {sh(['uname', '-r'])}",
+        f"- {sh([str(stack.pg_bin / 'postgres'), '--version'])}; "
+        f"{(sh(['pgbouncer', '--version']).splitlines() or ['PgBouncer ?'])[0]}; "
+        f"{sh([str(ATTACHE_BIN), '--version'])} (git {rev}, `cargo build --release`)",
+        f"- pgbench: `-T {DURATION}` s per run, {ROUNDS} round(s) (median shown), "
+        f"scale {SCALE}, `-n`; targets run back to back per workload",
+        f"- Poolers: transaction mode, pool size {POOL_SIZE}, default logging; "
+        "PostgreSQL: max_connections 200, shared_buffers 256MB, "
+        "**fsync off, synchronous_commit off, full_page_writes off**",
+    ]
+
+
+def markdown_section(machine: list[str], rows: list[list[str]], checks, failures) -> str:
+    parts = ["### Machine and settings", "", *machine, "",
+             "### Results", "", markdown_table(rows), "", "### The bar", ""]
+    parts += [f"- {verdict(ok)}: {text}" for ok, text in checks]
+    overall = all(ok is not False for ok, _ in checks)
+    parts += ["", f"Overall: **{'met' if overall else 'NOT met'}**."]
+    if failures:
+        parts += ["", "### Failed runs (pgbench's error lines)", "", "```", *failures, "```"]
+    return "\n".join(parts)
+
+
+SKELETON = f"""# Benchmarks
+
+Produced by `benches/pgbench_compare.sh` (see `benches/README.md`).
+
+{MARK_START}
+{MARK_END}
+"""
+
+
+def write_markdown(section: str) -> None:
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else SKELETON
+    if MARK_START not in text or MARK_END not in text:
+        text = text.rstrip("\n") + "\n\n" + MARK_START + "\n" + MARK_END + "\n"
+    head, rest = text.split(MARK_START, 1)
+    _, tail = rest.split(MARK_END, 1)
+    BENCHMARKS_MD.write_text(f"{head}{MARK_START}\n{section}\n{MARK_END}{tail}")
+    print(f"results written to {BENCHMARKS_MD}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def _raise_exit(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    if not ATTACHE_BIN.exists():
+        sys.exit(f"{ATTACHE_BIN} missing: run benches/pgbench_compare.sh (it builds it)")
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGHUP, _raise_exit)
+    stack = Stack()
+    try:
+        start_postgres(stack)
+        start_attache(stack)
+        start_pgbouncer(stack)
+        print(f"ports: {stack.ports}; {len(WORKLOADS)} workloads × {len(TARGETS)} targets × "
+              f"{ROUNDS} round(s) × {DURATION} s", flush=True)
+        warm_up(stack)
+        results = run_matrix(stack)
+        machine = machine_lines(stack)
+        summary = {k: summarize(v) for k, v in results.items()}
+        rows = table_rows(summary)
+        checks = bar_checks(summary)
+        failures = failure_details(summary)
+        section = markdown_section(machine, rows, checks, failures)
+    finally:
+        stack.close()
+    print("\n" + "\n".join(machine) + "\n\n" + text_table(rows) + "\n")
+    print("The bar (Attaché TPS ≥ PgBouncer's where PgBouncer completed; no Attaché "
+          "failure; 1-client latency ≤ PgBouncer's):")
+    for ok, text in checks:
+        print(f"  {verdict(ok):>7}  {text}")
+    met = all(ok is not False for ok, _ in checks)
+    print(f"Overall: {'met' if met else 'NOT met'}")
+    if failures:
+        print("\nFailed runs:\n" + "\n".join(failures))
+    if WRITE:
+        write_markdown(section)
+    else:
+        print("BENCHMARKS.md not touched (QUICK=1 without WRITE=1, or WRITE=0)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
