@@ -282,23 +282,37 @@ fn spawn_maintenance(pool: Weak<PgPool>) {
             if !reaped.removed.is_empty() {
                 debug!(pool = %pool.key, removed = reaped.removed.len(), "reaped server connections");
             }
-            let status = pool.inner.status();
-            if status.available < pool.settings.min_idle && status.size < status.max_size {
-                let missing =
-                    (pool.settings.min_idle - status.available).min(status.max_size - status.size);
-                let mut held = Vec::with_capacity(missing);
-                for _ in 0..missing {
-                    match pool.checkout().await {
-                        Ok(c) => held.push(c),
-                        Err(error) => {
-                            warn!(pool = %pool.key, %error, "could not warm min_idle connection");
-                            break;
-                        }
-                    }
-                }
-            }
+            warm_min_idle(&pool).await;
         }
     });
+}
+
+/// Creates connections until `min_idle` are idle. Idle ones are held while
+/// warming, since a checkout would otherwise hand back an idle one instead
+/// of creating a new one.
+async fn warm_min_idle(pool: &PgPool) {
+    let status = pool.inner.status();
+    let min_idle = pool.settings.min_idle;
+    if status.available >= min_idle || status.size >= status.max_size {
+        return;
+    }
+    let missing = (min_idle - status.available).min(status.max_size - status.size);
+    let mut held = Vec::with_capacity(status.available + missing);
+    for _ in 0..status.available + missing {
+        let timeouts = Timeouts {
+            wait: Some(Duration::ZERO),
+            create: Some(pool.settings.connect_timeout),
+            recycle: Some(Duration::from_secs(1)),
+        };
+        match pool.inner.timeout_get(&timeouts).await {
+            Ok(c) => held.push(c),
+            Err(PoolError::Timeout(managed::TimeoutType::Wait)) => break,
+            Err(error) => {
+                warn!(pool = %pool.key, %error, "could not warm min_idle connection");
+                break;
+            }
+        }
+    }
 }
 
 /// Every pool of one listener, created on first use.
