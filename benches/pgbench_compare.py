@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ATTACHE_BIN = REPO / "target" / "release" / "attache"
+ATTACHE_BIN = Path(os.environ.get("ATTACHE_BIN", REPO / "target" / "release" / "attache"))
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 MARK_START = "<!-- pgbench-results:start -->"
 MARK_END = "<!-- pgbench-results:end -->"
@@ -47,6 +47,12 @@ DB = "bench"
 USER = "postgres"
 
 TARGETS = ["direct", "attache", "pgbouncer"]
+# Other work on the machine skews every number; recorded beside the results.
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+LOAD_BEFORE = _loadavg()
 
 
 @dataclass(frozen=True)
@@ -307,12 +313,15 @@ def parse_pgbench(status: int, stdout: str, stderr: str, clients: int) -> RunRes
 
 
 def error_lines(stderr: str, limit: int = 6) -> list[str]:
-    """pgbench's distinct error lines, client numbers blanked so 64 copies become one."""
+    """pgbench's distinct error lines. Its threads write stderr concurrently, so
+    lines are also split where a new "pgbench: " starts; client numbers are
+    blanked so 64 copies of one error become one line."""
     seen: list[str] = []
-    for line in stderr.splitlines():
-        if not re.search(r"error|abort|fatal", line, re.I):
+    for chunk in re.split(r"\n|(?=pgbench: )", stderr):
+        body = re.sub(r"^pgbench: (?:error|fatal|warning):\s*", "", chunk.strip())
+        if not body or not re.search(r"error|abort|fatal", body, re.I):
             continue
-        norm = re.sub(r"client \d+", "client N", line.strip())
+        norm = re.sub(r"client \d+", "client N", body)
         if norm not in seen:
             seen.append(norm)
     return seen[:limit]
@@ -483,7 +492,8 @@ def machine_lines(stack: Stack) -> list[str]:
     return [
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"- CPU: {cpu}, `nproc` = {sh(['nproc'])}; memory (`free -h`): {mem} total; "
-        f"kernel {sh(['uname', '-r'])}",
+        f"kernel {sh(['uname', '-r'])}; load average before the run: {LOAD_BEFORE}, "
+        f"after: {_loadavg()}",
         f"- {sh([str(stack.pg_bin / 'postgres'), '--version'])}; "
         f"{(sh(['pgbouncer', '--version']).splitlines() or ['PgBouncer ?'])[0]}; "
         f"{sh([str(ATTACHE_BIN), '--version'])} (git {rev}, `cargo build --release`)",

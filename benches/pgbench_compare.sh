@@ -13,6 +13,7 @@
 #   WRITE=0|1     whether to rewrite the results section of BENCHMARKS.md
 #   SCALE=10      pgbench -i scale factor
 #   KEEP_TMP=1    keep the temporary directory (configs, server logs)
+#   ATTACHE_BIN=… benchmark another attache binary (default target/release/attache)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh

@@ -23,5 +23,6 @@ attache_need_packages() {
 }
 
 # PostgreSQL server and client (pgbench ships with the server package),
-# openssl for certificate checks, util-linux for runuser.
-ATTACHE_TEST_PACKAGES=(postgresql postgresql-client openssl util-linux ca-certificates)
+# openssl for certificate checks, util-linux for runuser, redis-server (with
+# redis-cli and sentinel) and nutcracker (twemproxy) for the Redis tests.
+ATTACHE_TEST_PACKAGES=(postgresql postgresql-client openssl util-linux ca-certificates redis-server nutcracker)

@@ -29,13 +29,31 @@ async fn one(c: &Client, sql: &str) -> i32 {
 const ROWS: usize = 1_000_000;
 const PAYLOAD: usize = 95;
 
-/// Row `i` of the COPY text: `i<TAB>95 letters<LF>`, about 100 bytes.
-fn push_row(buf: &mut BytesMut, i: usize) {
-    use std::fmt::Write;
-    let letter = (b'a' + (i % 26) as u8) as char;
-    let _ = write!(buf, "{i}\t");
-    buf.extend(std::iter::repeat(letter as u8).take(PAYLOAD));
-    buf.extend_from_slice(b"\n");
+/// Builds the COPY text rows: `i<TAB>95 copies of one letter<LF>`, about
+/// 100 bytes each, cheaply (this runs a million times in a debug build).
+struct Rows {
+    /// `\t` + payload + `\n` for each letter.
+    tails: Vec<Vec<u8>>,
+}
+
+impl Rows {
+    fn new() -> Self {
+        let tails = (b'a'..=b'z')
+            .map(|l| {
+                let mut t = vec![b'\t'];
+                t.resize(PAYLOAD + 1, l);
+                t.push(b'\n');
+                t
+            })
+            .collect();
+        Rows { tails }
+    }
+
+    fn push(&self, buf: &mut BytesMut, i: usize) {
+        use std::fmt::Write;
+        let _ = write!(buf, "{i}");
+        buf.extend_from_slice(&self.tails[i % 26]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,34 +65,45 @@ async fn copy_100_mb_in_and_out() {
         .await
         .unwrap();
     let t0 = Instant::now();
+    let rows = Rows::new();
     let sink = c.copy_in("copy big from stdin").await.unwrap();
     pin_mut!(sink);
-    let (mut sent, mut sum) = (0u64, 0u64);
+    let mut sent = 0u64;
     let mut chunk = BytesMut::with_capacity(80 * 1024);
     for i in 0..ROWS {
-        push_row(&mut chunk, i);
+        rows.push(&mut chunk, i);
         if chunk.len() >= 64 * 1024 || i + 1 == ROWS {
             sent += chunk.len() as u64;
-            sum = chunk.iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
             sink.send(chunk.split().freeze()).await.unwrap();
         }
     }
     let copied = sink.as_mut().finish().await.unwrap();
     assert_eq!(copied, ROWS as u64);
     assert!(sent > 100_000_000, "only {sent} bytes generated");
+    let copy_in = t0.elapsed();
 
-    let out = c.copy_out("copy big to stdout").await.unwrap();
+    // The server sends one CopyData per row; check each against the row
+    // its id says it should be, and that every id comes back once. (A
+    // second client, so a problem left behind by COPY FROM on the first
+    // shows up separately below.)
+    let reader = connect(addr, "app", "app", PW).await;
+    let out = reader.copy_out("copy big to stdout").await.unwrap();
     pin_mut!(out);
-    let (mut got, mut got_sum, mut lines) = (0u64, 0u64, 0usize);
+    let (mut got, mut seen) = (0u64, vec![false; ROWS]);
+    let mut want = BytesMut::with_capacity(128);
     while let Some(data) = out.next().await {
         let data = data.unwrap();
         got += data.len() as u64;
-        got_sum = data
-            .iter()
-            .fold(got_sum, |s, &b| s.wrapping_add(u64::from(b)));
-        lines += data.iter().filter(|&&b| b == b'\n').count();
+        let tab = data.iter().position(|&b| b == b'\t').unwrap();
+        let id: usize = std::str::from_utf8(&data[..tab]).unwrap().parse().unwrap();
+        assert!(!std::mem::replace(&mut seen[id], true), "row {id} twice");
+        want.clear();
+        rows.push(&mut want, id);
+        assert!(data[..] == want[..], "row {id} differs: {data:?}");
     }
-    assert_eq!((got, got_sum, lines), (sent, sum, ROWS));
+    assert_eq!(got, sent);
+    assert!(seen.iter().all(|&s| s), "rows missing");
+    eprintln!("COPY in {copy_in:?}, out {:?}", t0.elapsed() - copy_in);
 
     let su = connect(pg.addr(), pg.superuser(), "app", None).await;
     let row = su
@@ -83,15 +112,50 @@ async fn copy_100_mb_in_and_out() {
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), ROWS as i64);
     assert_eq!(row.get::<_, i64>(1), (ROWS * PAYLOAD) as i64);
+    assert_eq!(one(&reader, "select 1").await, 1, "unusable after COPY TO");
+    let after = c.query_one("select 2", &[]).await;
     assert_eq!(
-        one(&c, "select 1").await,
-        1,
-        "connection unusable after COPY"
+        after.as_ref().map(|r| r.get::<_, i32>(0)).ok(),
+        Some(2),
+        "unusable after COPY FROM: {after:?}"
     );
     assert!(
         t0.elapsed() < Duration::from_secs(20),
         "COPY took {:?}",
         t0.elapsed()
+    );
+    attache.shutdown().await;
+}
+
+/// COPY FROM STDIN over the extended protocol: the Sync sent with the
+/// Execute arrives while the server is in copy-in mode, and PostgreSQL
+/// ignores it (no ReadyForQuery). The session must stay in step: replies in
+/// order, and the server connection returned to the pool afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_copy_in_keeps_the_session_in_step() {
+    let pg = app_server();
+    let (attache, addr) = start(&pg, "pool_size = 1\ncheckout_timeout = \"1s\"").await;
+    let a = connect(addr, "app", "app", PW).await;
+    let b = connect(addr, "app", "app", PW).await;
+    a.batch_execute("create table small(v int)").await.unwrap();
+    let sink = a.copy_in("copy small from stdin").await.unwrap();
+    pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"1\n2\n3\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.as_mut().finish().await.unwrap(), 3);
+    // Only one server connection: B needs A to have released it.
+    let r = b.query_one("select count(*)::int from small", &[]).await;
+    assert_eq!(
+        r.as_ref().map(|r| r.get::<_, i32>(0)).ok(),
+        Some(3),
+        "{r:?}"
+    );
+    let r = a.query_one("select 4", &[]).await;
+    assert_eq!(
+        r.as_ref().map(|r| r.get::<_, i32>(0)).ok(),
+        Some(4),
+        "{r:?}"
     );
     attache.shutdown().await;
 }

@@ -29,13 +29,15 @@ async fn connect_with(addr: std::net::SocketAddr, extra: &str) -> Client {
     client
 }
 
-/// The value of a setting as the client's current server sees it.
+/// `SHOW name` as the client's current server answers it.
 async fn show(c: &Client, name: &str) -> String {
-    let row = c
-        .query_one(&format!("select current_setting('{name}')"), &[])
-        .await
-        .unwrap();
-    row.get(0)
+    let rows = c.simple_query(&format!("SHOW {name}")).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("SHOW {name} returned no row"))
 }
 
 async fn app_backends(su: &Client) -> i64 {
@@ -165,37 +167,34 @@ async fn many_clients_share_two_server_connections() {
 }
 
 /// Concurrent first logins (before the pool knows the password) must not
-/// open more server connections than `pool_size` either.
+/// open a server connection each: passthrough may spend one connection on
+/// checking the password, the rest must come from the pool. Counted from
+/// the server log, which (unlike sampling pg_stat_activity) misses none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_logins_stay_within_pool_size() {
-    let pg = app_server();
+    let pg = PgBuilder::new()
+        .auth(HbaAuth::Scram)
+        .user("app", "app-secret")
+        .database("app")
+        .setting("log_connections", "on")
+        .start()
+        .expect("postgres starts");
     let (attache, addr) = start(&pg, "pool_size = 2").await;
-    let su = superuser(&pg).await;
-    let done = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicI64::new(0));
-    let watcher = {
-        let (done, peak) = (done.clone(), peak.clone());
-        let su = superuser(&pg).await;
-        tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(app_backends(&su).await, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
     let clients = futures_util::future::join_all((0..20).map(|_| async move {
         let c = connect(addr, "app", "app", PW).await;
         c.simple_query("select 1").await.unwrap();
         c
     }))
     .await;
-    done.store(true, Ordering::Relaxed);
-    watcher.await.unwrap();
     assert_eq!(clients.len(), 20);
-    let peak = peak.load(Ordering::Relaxed).max(app_backends(&su).await);
+    let log = std::fs::read_to_string(pg.log_path()).unwrap();
+    let logins = log
+        .lines()
+        .filter(|l| l.contains("connection authorized: user=app "))
+        .count();
     assert!(
-        peak <= 2,
-        "{peak} app backends during 20 concurrent logins (pool_size 2)"
+        logins <= 3,
+        "{logins} server logins for 20 concurrent client logins (pool_size 2)"
     );
     attache.shutdown().await;
 }
@@ -390,7 +389,7 @@ async fn checkout_timeout_fails_the_request_not_the_client() {
             "message does not mention the wait: {msg}"
         );
         assert!(
-            waited >= Duration::from_millis(250) && waited < Duration::from_secs(1),
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500),
             "failed after {waited:?}"
         );
     }

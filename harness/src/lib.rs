@@ -8,6 +8,9 @@
 //! runs as root, every server command runs as the `postgres` system user via `runuser`,
 //! because PostgreSQL refuses to run as root.
 //!
+//! The [`redis`] module does the same for Redis: standalone servers, replicas, clusters,
+//! sentinels and twemproxy.
+//!
 //! Clean-up is layered: [`PgServer`]'s `Drop` stops the server and removes its directory (also
 //! during a panic unwind), and a tiny watchdog shell per directory does the same if the test
 //! process is killed outright, so servers never outlive their test process.
@@ -18,6 +21,7 @@ mod config;
 mod error;
 mod exec;
 mod proc;
+pub mod redis;
 mod server;
 mod template;
 mod watchdog;
@@ -26,6 +30,9 @@ pub use builder::PgBuilder;
 pub use certs::TestCerts;
 pub use config::HbaAuth;
 pub use error::HarnessError;
+pub use redis::{
+    start_replica_of, RedisBuilder, RedisCluster, RedisError, RedisServer, Sentinel, Twemproxy,
+};
 pub use server::PgServer;
 
 use std::net::{Ipv4Addr, TcpListener};

@@ -3,14 +3,17 @@
 //! recycles only healthy ones, reaps idle and old ones, keeps `min_idle`
 //! warm, and counts what the metrics need.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
 use deadpool::Runtime;
-use tokio::io::AsyncReadExt;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, ReadBuf};
 use tracing::{debug, warn};
 
 use super::conn::{BackendError, ServerConn, ServerSecret, ServerTarget};
@@ -95,13 +98,27 @@ impl managed::Manager for Manager {
             return Err(RecycleError::message("server_idle_timeout reached"));
         }
         // An idle server connection must have nothing to say. EOF or any
-        // byte (a FATAL from an admin shutdown, say) means it is gone.
-        let mut probe = [0u8; 1];
-        match tokio::time::timeout(Duration::ZERO, conn.stream.read(&mut probe)).await {
-            Err(_) => Ok(()),
-            Ok(_) => Err(RecycleError::message("server closed or spoke while idle")),
+        // byte (a FATAL from an admin shutdown, say) means it is gone. One
+        // poll, no timer: a zero timeout would wait for the next timer tick.
+        if idle_stream_is_quiet(&mut conn.stream).await {
+            Ok(())
+        } else {
+            Err(RecycleError::message("server closed or spoke while idle"))
         }
     }
+}
+
+/// Polls the stream's read side once: pending means nothing arrived.
+async fn idle_stream_is_quiet(stream: &mut crate::net::Stream) -> bool {
+    let mut probe = [0u8; 1];
+    std::future::poll_fn(|cx| {
+        let mut buf = ReadBuf::new(&mut probe);
+        match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Ready(true),
+            Poll::Ready(_) => Poll::Ready(false),
+        }
+    })
+    .await
 }
 
 /// One pool: its target, settings, counters and the deadpool behind it.
@@ -116,7 +133,15 @@ pub struct PgPool {
     /// Passthrough auth found that the server lets this user in without a
     /// password, so clients need not be asked for one.
     pub passthrough_trust: AtomicBool,
+    /// Serialises passthrough password checks, so a burst of logins opens
+    /// one extra server connection, not one per client.
+    pub login_check: tokio::sync::Mutex<()>,
+    /// Server-side names of statements that parsed successfully here.
+    known_statements: Mutex<HashSet<Arc<str>>>,
 }
+
+/// How many statement names a pool remembers as known-good.
+const MAX_KNOWN_STATEMENTS: usize = 10_000;
 
 impl std::fmt::Debug for PgPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,6 +190,8 @@ impl PgPool {
             server_params: Mutex::new(None),
             inner,
             passthrough_trust: AtomicBool::new(false),
+            login_check: tokio::sync::Mutex::new(()),
+            known_statements: Mutex::new(HashSet::new()),
         });
         spawn_maintenance(Arc::downgrade(&pool));
         Ok(pool)
@@ -256,6 +283,23 @@ impl PgPool {
                 *p = Some(conn.params.clone());
             }
         }
+    }
+
+    /// Records a statement the server accepted, so later Parses of the same
+    /// text can be answered without a server connection.
+    pub fn remember_statement(&self, name: &Arc<str>) {
+        if let Ok(mut known) = self.known_statements.lock() {
+            if known.len() < MAX_KNOWN_STATEMENTS {
+                known.insert(name.clone());
+            }
+        }
+    }
+
+    pub fn knows_statement(&self, name: &str) -> bool {
+        self.known_statements
+            .lock()
+            .map(|k| k.contains(name))
+            .unwrap_or(false)
     }
 
     pub fn close(&self) {

@@ -137,7 +137,9 @@ async fn scram_auth(
 
 /// Lets the server judge: a server that trusts this user needs no password;
 /// otherwise the client's cleartext password is tried against the server,
-/// and, once accepted, used for the pool's new connections.
+/// and, once accepted, used for the pool's new connections. Checks against
+/// the server run one at a time per pool (never while waiting on a client),
+/// so a burst of logins costs one extra server connection, not one each.
 async fn passthrough(
     stream: &mut Stream,
     buf: &mut BytesMut,
@@ -146,16 +148,19 @@ async fn passthrough(
 ) -> Result<(), FrontendError> {
     let pool = &route.pool;
     if pool.secret().is_none() {
+        let _check = pool.login_check.lock().await;
         if pool.passthrough_trust.load(Ordering::Relaxed) {
             return Ok(());
         }
-        match ServerConn::connect(pool.target(), None).await {
-            Ok(_) => {
-                pool.passthrough_trust.store(true, Ordering::Relaxed);
-                return Ok(());
+        if pool.secret().is_none() {
+            match ServerConn::connect(pool.target(), None).await {
+                Ok(_) => {
+                    pool.passthrough_trust.store(true, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(BackendError::PasswordRequired) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(BackendError::PasswordRequired) => {}
-            Err(e) => return Err(e.into()),
         }
     }
     let mut out = BytesMut::new();
@@ -165,12 +170,15 @@ async fn passthrough(
     let given = std::str::from_utf8(messages::read_password(m.body()))
         .map_err(|_| wrong_password(user))?
         .to_owned();
-    if let Some(ServerSecret::Plain(known)) = pool.secret() {
-        if constant_time_eq(known.expose().as_bytes(), given.as_bytes()) {
-            return Ok(());
-        }
+    let known = |pool: &crate::core::pg::PgPool| matches!(pool.secret(), Some(ServerSecret::Plain(k)) if constant_time_eq(k.expose().as_bytes(), given.as_bytes()));
+    if known(pool) {
+        return Ok(());
     }
-    let secret = ServerSecret::Plain(Secret(given));
+    let _check = pool.login_check.lock().await;
+    if known(pool) {
+        return Ok(());
+    }
+    let secret = ServerSecret::Plain(Secret(given.clone()));
     match ServerConn::connect(pool.target(), Some(&secret)).await {
         Ok(_) => {
             pool.set_secret(Some(secret));

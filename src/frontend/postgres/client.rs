@@ -29,11 +29,19 @@ impl Session {
             b'D' => self.on_describe(m).await?,
             b'C' => self.on_close(m).await?,
             b'E' | b'F' => self.forward(m, true).await?,
+            // Ignored by the server during copy-in: expect no reply.
+            b'S' if self.copy_in => self.sout.extend_from_slice(&m.frame),
             b'S' => self.on_sync(m),
             b'H' if self.server.is_some() => self.sout.extend_from_slice(&m.frame),
             b'H' => {}
             // COPY data outside COPY is ignored by the server too.
-            b'd' | b'c' | b'f' if self.server.is_some() => self.sout.extend_from_slice(&m.frame),
+            b'd' if self.server.is_some() => self.sout.extend_from_slice(&m.frame),
+            b'c' | b'f' if self.server.is_some() => {
+                self.sout.extend_from_slice(&m.frame);
+                if !std::mem::take(&mut self.copy_in) {
+                    self.expect.push_back(Expect::CopyEnd);
+                }
+            }
             b'd' | b'c' | b'f' => {}
             b'X' => return Ok(Flow::Exit),
             other => {
@@ -149,6 +157,17 @@ impl Session {
             let msg =
                 format!("too many prepared statements (limit {MAX_CLIENT_STATEMENTS} per client)");
             self.synth_error(sqlstate::PROGRAM_LIMIT_EXCEEDED, &msg, false);
+            return Ok(());
+        }
+        let server_name = statements::server_name(p.query, p.param_types);
+        if self.server.is_none() && self.pool.knows_statement(&server_name) {
+            // Prepared successfully before on this pool: answer now and
+            // prepare it on a server connection when a Bind needs it, so a
+            // Parse never waits for a connection (drivers often block on it).
+            self.statements.insert(p.name, p.query, p.param_types);
+            let mut b = BytesMut::new();
+            messages::parse_complete(&mut b);
+            self.push_synth(b.freeze(), Some(p.name.into()));
             return Ok(());
         }
         if !self.ensure_server(false).await {

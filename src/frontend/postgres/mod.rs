@@ -51,6 +51,31 @@ impl App for PgContext {
     }
 }
 
+/// Sends a FATAL error, then reads and discards what the client is still
+/// sending (bounded in time and bytes) before closing. Closing a socket with
+/// unread input makes the kernel send RST, which can destroy the error
+/// before the client reads it: a client mid-way through a huge message would
+/// see "connection reset" instead of the reason.
+pub(crate) async fn send_fatal_and_drain<S>(stream: &mut S, code: &str, message: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    send_fatal(stream, code, message).await;
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; 64 * 1024];
+    let drain = async {
+        let mut total = 0usize;
+        while total < 64 << 20 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+}
+
 /// Writes a FATAL error to the client and flushes it; the caller closes.
 pub(crate) async fn send_fatal<S: tokio::io::AsyncWrite + Unpin>(
     stream: &mut S,

@@ -40,6 +40,9 @@ pub(super) enum Expect {
     SwallowClose(Arc<str>),
     /// SET/RESET Attaché ran to carry a client's settings over.
     SwallowQuery,
+    /// The client ended a COPY (CopyDone or CopyFail) before the server
+    /// said the copy began; see [`Session::on_copy_in`].
+    CopyEnd,
 }
 
 /// What a simple Query changes beyond its results.
@@ -60,7 +63,7 @@ impl Expect {
             Expect::Reply(b'D') => tag == b'T' || tag == b'n',
             Expect::Reply(b'E') => matches!(tag, b'C' | b'I' | b's'),
             Expect::Reply(_) | Expect::Query(_) | Expect::SwallowQuery => tag == b'Z',
-            Expect::Synth { .. } => false,
+            Expect::Synth { .. } | Expect::CopyEnd => false,
         }
     }
 
@@ -75,13 +78,36 @@ impl Expect {
 }
 
 impl Session {
-    /// Emits Attaché's own replies that are next in line.
+    /// Emits Attaché's own replies that are next in line. A CopyEnd marker
+    /// at the front belongs to a COPY that is over or never began.
     pub(super) fn drain_synth(&mut self) {
-        while let Some(Expect::Synth { .. }) = self.expect.front() {
+        while let Some(Expect::Synth { .. } | Expect::CopyEnd) = self.expect.front() {
             if let Some(Expect::Synth { bytes, .. }) = self.expect.pop_front() {
                 self.cout.extend_from_slice(&bytes);
             }
         }
+    }
+
+    /// CopyInResponse. The server ignores Sync (and Flush) during copy-in,
+    /// so Syncs an extended-protocol client sent along with its Execute get
+    /// no ReadyForQuery: stop expecting one for them. Syncs sent after the
+    /// client's CopyDone/CopyFail (the CopyEnd marker) count again.
+    fn on_copy_in(&mut self) {
+        let extended = matches!(self.expect.front(), Some(Expect::Reply(b'E')));
+        let mut i = 1;
+        while i < self.expect.len() {
+            match self.expect[i] {
+                Expect::CopyEnd => {
+                    self.expect.remove(i);
+                    return;
+                }
+                Expect::Reply(b'S') if extended => {
+                    self.expect.remove(i);
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = true;
     }
 
     /// Handles one message from the server.
@@ -94,6 +120,7 @@ impl Session {
                 return;
             }
             b'C' => self.last_commit = m.body().starts_with(b"COMMIT"),
+            b'G' => self.on_copy_in(),
             _ => {}
         }
         let swallow = matches!(
@@ -106,6 +133,9 @@ impl Session {
         let done = self.expect.front().is_some_and(|e| e.completed_by(m.tag));
         if done {
             let entry = self.expect.pop_front();
+            if let Some(Expect::Parse { server, .. }) = &entry {
+                self.pool.remember_statement(server);
+            }
             if m.tag == b'Z' {
                 let status = messages::read_ready_status(m.body()).unwrap_or(b'I');
                 self.on_ready(status, entry);

@@ -56,6 +56,8 @@ pub(super) struct Session {
     /// the rest of the batch is ignored up to Sync, as a server would.
     pub skip_until_sync: bool,
     pub last_commit: bool,
+    /// The server is in copy-in mode and ignores Sync from the client.
+    pub copy_in: bool,
     pub statements: Statements,
     pub settings: Settings,
     pub cancel: CancelHandle,
@@ -146,6 +148,7 @@ pub(super) async fn run(
         pinned: false,
         skip_until_sync: false,
         last_commit: false,
+        copy_in: false,
         statements: Statements::default(),
         settings: Settings::from_startup(&startup.params),
         cancel: ctx.cancel.register(),
@@ -301,12 +304,8 @@ impl Session {
                 Ok(None) => break,
                 Err(e) => {
                     let e = FrontendError::from(e);
-                    send_fatal(
-                        &mut self.client,
-                        e.sqlstate(),
-                        &format!("{e} (max_message_size)"),
-                    )
-                    .await;
+                    let message = format!("{e} (max_message_size)");
+                    super::send_fatal_and_drain(&mut self.client, e.sqlstate(), &message).await;
                     return Err(e);
                 }
             };

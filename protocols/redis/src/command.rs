@@ -1,0 +1,266 @@
+//! Parse → route: a client request as a list of arguments, plus what the
+//! router needs to know about it (see the submodules).
+//!
+//! Requests arrive as RESP arrays of bulk strings or as inline lines;
+//! [`next_command`] accepts both, exactly as Redis does (a first byte of `*`
+//! means an array), and yields the same [`Command`] either way together with
+//! the raw bytes, which can be forwarded unchanged when the proxy does not
+//! rewrite the command.
+//!
+//! - [`table`]: the Redis 7.0 command table (`commands.json`), looked up by name.
+//! - [`keys`]: which arguments are keys, from the table's key specs.
+//! - [`affinity`]: blocking commands and commands that need their own connection.
+
+use crate::frame::{self, Frame, FrameError, Limits, Version};
+use crate::inline::{self, InlineError};
+use bytes::{Bytes, BytesMut};
+use std::fmt;
+
+pub mod affinity;
+pub mod keys;
+pub mod table;
+
+pub use affinity::{connection_affinity, is_blocking, Affinity, DedicatedReason};
+pub use keys::{key_positions, keys, routing_keys};
+pub use table::{lookup, lookup_command, CommandInfo, Flags, KeySpec, KeySpecFlags};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Inline(#[from] InlineError),
+    /// Display text is the reply Redis sends (after `-ERR `).
+    #[error("Protocol error: expected '$', got '{}'", char::from(*.0))]
+    NotBulk(u8),
+    #[error("Protocol error: a request must be an array of bulk strings")]
+    NotArray,
+}
+
+/// Bounds for parsing client requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Applies to RESP requests; their nesting depth is always 1.
+    pub frame: Limits,
+    /// Longest inline line.
+    pub max_inline_len: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            frame: Limits::default(),
+            max_inline_len: inline::DEFAULT_MAX_INLINE_LEN,
+        }
+    }
+}
+
+/// One request split off a client's read buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `None` for an empty array or a blank inline line, which Redis skips
+    /// without replying.
+    pub command: Option<Command>,
+    /// The request as received.
+    pub raw: Bytes,
+}
+
+/// Splits one request (RESP array or inline line) off the front of `buf`.
+/// Returns `None` while it is incomplete.
+pub fn next_command(
+    buf: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<Option<Request>, CommandError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if first != b'*' {
+        return Ok(
+            inline::next_line(buf, limits.max_inline_len)?.map(|line| Request {
+                command: Command::new(line.args),
+                raw: line.raw,
+            }),
+        );
+    }
+    let flat = Limits {
+        max_depth: 1,
+        ..limits.frame
+    };
+    match frame::decode(buf, Version::Resp2, &flat)? {
+        Some(decoded) => Ok(Some(Request {
+            command: Command::from_frame(decoded.frame)?,
+            raw: decoded.raw,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// A command and its arguments; `args[0]` is the name, in the client's case.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Command {
+    pub args: Vec<Bytes>,
+}
+
+impl Command {
+    /// `None` when `args` is empty (nothing to run).
+    pub fn new(args: Vec<Bytes>) -> Option<Self> {
+        (!args.is_empty()).then_some(Self { args })
+    }
+
+    /// Builds a command from arguments given as byte strings (tests, the
+    /// proxy's own commands to servers).
+    pub fn from_parts<I, A>(parts: I) -> Option<Self>
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<[u8]>,
+    {
+        Self::new(
+            parts
+                .into_iter()
+                .map(|a| Bytes::copy_from_slice(a.as_ref()))
+                .collect(),
+        )
+    }
+
+    /// From a decoded request frame: an array of bulk strings. `Ok(None)`
+    /// for an empty or null array, which Redis ignores.
+    pub fn from_frame(frame: Frame) -> Result<Option<Self>, CommandError> {
+        let items = match frame {
+            Frame::Array(items) => items,
+            Frame::Null => return Ok(None),
+            _ => return Err(CommandError::NotArray),
+        };
+        let args = items
+            .into_iter()
+            .map(|item| match item {
+                Frame::Bulk(b) => Ok(b),
+                other => Err(CommandError::NotBulk(type_byte(&other))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::new(args))
+    }
+
+    /// The name as sent.
+    pub fn name(&self) -> &[u8] {
+        self.args.first().map_or(&[], |b| &b[..])
+    }
+
+    /// Case-insensitive name comparison, without allocating.
+    pub fn is(&self, name: &str) -> bool {
+        self.name().eq_ignore_ascii_case(name.as_bytes())
+    }
+
+    /// The name upper-cased in a stack buffer; `None` if it is longer than
+    /// any Redis command name could be.
+    pub fn name_upper(&self) -> Option<UpperName> {
+        UpperName::new(self.name())
+    }
+
+    /// Argument `i` (0 is the name).
+    pub fn arg(&self, i: usize) -> Option<&Bytes> {
+        self.args.get(i)
+    }
+
+    /// Appends the command as a RESP array of bulk strings.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.reserve(16 + self.args.iter().map(|a| a.len() + 16).sum::<usize>());
+        frame::encode::array_header(out, self.args.len());
+        for arg in &self.args {
+            frame::encode::bulk(out, arg);
+        }
+    }
+
+    /// The command as a RESP array of bulk strings.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(&mut out);
+        out.freeze()
+    }
+}
+
+/// Commands whose arguments carry credentials; `Debug` hides them.
+const SECRET_BEARING: &[&str] = &["AUTH", "HELLO", "MIGRATE", "ACL", "CONFIG"];
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = String::from_utf8_lossy(self.name());
+        if SECRET_BEARING.iter().any(|s| self.is(s)) {
+            return write!(
+                f,
+                "Command({name} <{} args redacted>)",
+                self.args.len().saturating_sub(1)
+            );
+        }
+        let mut list = f.debug_tuple("Command");
+        for arg in &self.args {
+            list.field(&String::from_utf8_lossy(arg));
+        }
+        list.finish()
+    }
+}
+
+/// The longest Redis command name is 20 bytes (`GEORADIUSBYMEMBER_RO`).
+const MAX_NAME: usize = 32;
+
+/// An upper-cased command name held on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct UpperName {
+    buf: [u8; MAX_NAME],
+    len: u8,
+}
+
+impl UpperName {
+    fn new(name: &[u8]) -> Option<Self> {
+        if name.is_empty() || name.len() > MAX_NAME {
+            return None;
+        }
+        let mut buf = [0u8; MAX_NAME];
+        buf[..name.len()].copy_from_slice(name);
+        buf[..name.len()].make_ascii_uppercase();
+        Some(Self {
+            buf,
+            len: name.len() as u8,
+        })
+    }
+
+    /// The name as text, if it is UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self).ok()
+    }
+}
+
+impl std::ops::Deref for UpperName {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for UpperName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
+
+fn type_byte(frame: &Frame) -> u8 {
+    match frame {
+        Frame::Simple(_) => b'+',
+        Frame::Error(_) => b'-',
+        Frame::Integer(_) => b':',
+        Frame::Array(_) => b'*',
+        Frame::Null => b'_',
+        _ => b'?',
+    }
+}
+
+/// Writes `name` lower-cased into `buf`, for table look-ups without
+/// allocating; `None` if it does not fit.
+pub(crate) fn lower_into<'b>(name: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let out = buf.get_mut(..name.len())?;
+    out.copy_from_slice(name);
+    out.make_ascii_lowercase();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;
