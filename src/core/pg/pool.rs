@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
@@ -128,7 +128,7 @@ pub struct PgPool {
     pub stats: Arc<PoolStats>,
     target: Arc<ServerTarget>,
     secret: Arc<RwLock<Option<ServerSecret>>>,
-    server_params: Mutex<Option<Vec<(String, String)>>>,
+    server_params: OnceLock<Vec<(String, String)>>,
     inner: managed::Pool<Manager>,
     /// Passthrough auth found that the server lets this user in without a
     /// password, so clients need not be asked for one.
@@ -187,7 +187,7 @@ impl PgPool {
             stats,
             target,
             secret,
-            server_params: Mutex::new(None),
+            server_params: OnceLock::new(),
             inner,
             passthrough_trust: AtomicBool::new(false),
             login_check: tokio::sync::Mutex::new(()),
@@ -206,12 +206,17 @@ impl PgPool {
     pub async fn checkout(&self) -> Result<PooledConn, CheckoutError> {
         let started = Instant::now();
         let waited = self.inner.status().available == 0;
-        let timeouts = Timeouts {
-            wait: Some(self.settings.checkout_timeout),
+        let mut timeouts = Timeouts {
+            wait: Some(Duration::ZERO),
             create: Some(self.settings.connect_timeout + Duration::from_millis(100)),
             recycle: Some(Duration::from_secs(1)),
         };
-        let r = self.inner.timeout_get(&timeouts).await;
+        // Fast path without a timer: an idle connection, or room to create one.
+        let mut r = self.inner.timeout_get(&timeouts).await;
+        if let Err(PoolError::Timeout(managed::TimeoutType::Wait)) = r {
+            timeouts.wait = Some(self.settings.checkout_timeout);
+            r = self.inner.timeout_get(&timeouts).await;
+        }
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
         if waited {
             self.stats.waits.fetch_add(1, Ordering::Relaxed);
@@ -273,15 +278,13 @@ impl PgPool {
 
     /// The ParameterStatus set a server reported at login, to greet clients
     /// with in transaction mode before they have a server of their own.
-    pub fn server_params(&self) -> Option<Vec<(String, String)>> {
-        self.server_params.lock().ok().and_then(|p| p.clone())
+    pub fn server_params(&self) -> Option<&[(String, String)]> {
+        self.server_params.get().map(Vec::as_slice)
     }
 
     fn remember_params(&self, conn: &ServerConn) {
-        if let Ok(mut p) = self.server_params.lock() {
-            if p.is_none() {
-                *p = Some(conn.params.clone());
-            }
+        if self.server_params.get().is_none() {
+            let _ = self.server_params.set(conn.params.clone());
         }
     }
 

@@ -199,6 +199,7 @@ impl Session {
         let mut out = BytesMut::new();
         messages::auth_ok(&mut out);
         for (k, v) in self.pool.server_params().unwrap_or_default() {
+            let (k, v) = (k.clone(), v.clone());
             let lower = k.to_ascii_lowercase();
             let own = self.settings.startup.contains_key(&lower);
             let value = startup_value(&self.settings, &lower).unwrap_or(v);
