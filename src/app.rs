@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::config::types::Config;
 use crate::frontend::postgres::PgContext;
+use crate::frontend::redis::RedisContext;
 use crate::net::tls::TlsError;
 use crate::server::{self, ShutdownTrigger};
 
@@ -31,6 +32,8 @@ pub struct Attache {
     /// The Postgres listener's actual address (useful with port 0).
     pub postgres_addr: Option<SocketAddr>,
     pub postgres: Option<Arc<PgContext>>,
+    /// The Redis listener's actual address.
+    pub redis_addr: Option<SocketAddr>,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
     shutdown_timeout: Duration,
@@ -63,9 +66,30 @@ impl Attache {
                 trigger.subscribe(),
             )));
         }
+        let mut redis_addr = None;
+        if let Some(rc) = config.redis.clone() {
+            let addr: SocketAddr = rc
+                .listen
+                .parse()
+                .map_err(|_| AppError::Addr(rc.listen.clone()))?;
+            let listener = server::bind(addr).map_err(|source| AppError::Bind {
+                addr: rc.listen.clone(),
+                source,
+            })?;
+            redis_addr = Some(listener.addr);
+            let max = rc.max_client_connections;
+            let ctx = Arc::new(RedisContext::new(rc));
+            tasks.push(tokio::spawn(server::serve(
+                listener,
+                ctx,
+                max,
+                trigger.subscribe(),
+            )));
+        }
         Ok(Self {
             postgres_addr,
             postgres,
+            redis_addr,
             trigger,
             tasks,
             shutdown_timeout: config.general.shutdown_timeout.0,

@@ -66,8 +66,8 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = attache::config::load(config.as_deref())?;
     anyhow::ensure!(
-        cfg.postgres.is_some(),
-        "nothing to serve: the config has no [postgres] section"
+        cfg.postgres.is_some() || cfg.redis.is_some(),
+        "nothing to serve: the config has no [postgres] or [redis] section"
     );
     let app = attache::app::Attache::start(cfg).await?;
     wait_for_signal().await?;

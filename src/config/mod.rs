@@ -6,6 +6,7 @@
 
 pub mod env;
 mod raw;
+pub mod redis;
 pub mod resolve;
 pub mod types;
 pub mod units;
@@ -177,6 +178,7 @@ pub fn builtin_default() -> Config {
             databases: BTreeMap::from([("*".to_string(), any_db)]),
             users: BTreeMap::new(),
         }),
+        redis: None,
     }
 }
 

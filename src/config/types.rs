@@ -19,6 +19,7 @@ pub struct Config {
     #[serde(default)]
     pub general: General,
     pub postgres: Option<PostgresConfig>,
+    pub redis: Option<super::redis::RedisConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -25,7 +25,48 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(pg) = &cfg.postgres {
         check_postgres(pg, &mut errs);
     }
+    if let Some(redis) = &cfg.redis {
+        check_redis(redis, &mut errs);
+    }
     errs.into_result()
+}
+
+fn check_redis(r: &super::redis::RedisConfig, errs: &mut Errors) {
+    if r.listen.parse::<SocketAddr>().is_err() {
+        errs.push(
+            "redis.listen",
+            format!("invalid socket address {:?}", r.listen),
+        );
+    }
+    if r.nodes.is_empty() {
+        errs.push("redis.nodes", "at least one node is required");
+    }
+    for (i, n) in r.nodes.iter().enumerate() {
+        let ok = n
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            errs.push(
+                format!("redis.nodes[{i}]"),
+                format!("invalid socket address {n:?}"),
+            );
+        }
+    }
+    if !(1..=64).contains(&r.connections_per_node) {
+        errs.push("redis.connections_per_node", "must be between 1 and 64");
+    }
+    if r.max_pipeline == 0 {
+        errs.push("redis.max_pipeline", "must be at least 1");
+    }
+    if r.max_client_connections == 0 {
+        errs.push("redis.max_client_connections", "must be at least 1");
+    }
+    if r.command_timeout.0.is_zero() {
+        errs.push("redis.command_timeout", "must be more than 0");
+    }
+    if r.max_request_size.0 < 1024 {
+        errs.push("redis.max_request_size", "must be at least 1KiB");
+    }
 }
 
 /// Collects `Invalid` errors in file order.

@@ -6,5 +6,6 @@
 
 pub mod error;
 pub mod pg;
+pub mod redis;
 
 pub use error::{ErrorSource, Retry};

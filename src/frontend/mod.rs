@@ -3,3 +3,4 @@
 //! for server connections.
 
 pub mod postgres;
+pub mod redis;

@@ -10,7 +10,10 @@
 //! - `'…'` allows only `\'`;
 //! - a quote may open mid-token (`a"b c"` is `ab c`), but a closing quote
 //!   must be followed by whitespace or the end of the line;
-//! - a NUL byte ends the line, as it ends a C string in Redis.
+//!
+//! One deliberate difference: Redis looks for the newline with `strchr`, so
+//! a NUL byte hides it and the connection stalls until the inline limit.
+//! Attaché rejects a line containing NUL instead.
 
 use bytes::{Bytes, BytesMut};
 
@@ -24,6 +27,8 @@ pub enum InlineError {
     TooLong { max: usize },
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    #[error("Protocol error: NUL byte in inline request")]
+    Nul,
 }
 
 /// One inline line split off a read buffer.
@@ -62,11 +67,9 @@ pub fn next_line(buf: &mut BytesMut, max_len: usize) -> Result<Option<InlineLine
 
 /// Splits one line into arguments with Redis's quoting rules.
 pub fn split_args(line: &[u8]) -> Result<Vec<Bytes>, InlineError> {
-    // Redis parses a C string: nothing after a NUL is seen.
-    let line = match line.iter().position(|&b| b == 0) {
-        Some(nul) => &line[..nul],
-        None => line,
-    };
+    if line.contains(&0) {
+        return Err(InlineError::Nul);
+    }
     let mut args = Vec::new();
     let mut pos = 0;
     loop {

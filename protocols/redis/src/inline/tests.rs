@@ -39,8 +39,6 @@ fn splits_like_sdssplitargs() {
     ok("a \x0bb", &[b"a", b"b"]);
     ok("", &[]);
     ok("   ", &[]);
-    // Redis reads a C string: a NUL ends the line.
-    ok("GET a\0ignored", &[b"GET", b"a"]);
 }
 
 #[test]
@@ -59,6 +57,7 @@ fn rejects_unbalanced_quotes() {
             "{line:?}"
         );
     }
+    assert_eq!(args(b"GET a\0b"), Err(InlineError::Nul));
     // A closing quote followed by \v is fine (C isspace).
     assert!(args(b"SET a \"b\"\x0b").is_ok());
 }

@@ -1,0 +1,153 @@
+//! Backend (Redis): opening a server connection and preparing it: AUTH,
+//! HELLO 3 for RESP3 clients, SELECT for another database. Each step's
+//! error is returned as the server's own text, so clients see the reason.
+
+use std::time::Duration;
+
+use attache_redis_protocol::frame::{self, Frame, Limits, Version};
+use bytes::{BufMut, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::types::Secret;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    pub addr: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub connect_timeout: Duration,
+    pub limits: Limits,
+}
+
+/// Per-connection state that clients depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Setup {
+    pub version: Version,
+    pub db: u32,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisBackendError {
+    #[error("upstream {addr} unavailable: {reason}")]
+    Unavailable { addr: String, reason: String },
+    /// The server refused a setup step; the text is its error reply.
+    #[error("{0}")]
+    Refused(String),
+    #[error("upstream connection lost before the reply")]
+    Lost,
+    #[error("upstream sent a malformed reply: {0}")]
+    Protocol(String),
+}
+
+impl RedisBackendError {
+    /// The client-facing error line (without the leading `-`).
+    pub fn reply_text(&self) -> String {
+        match self {
+            Self::Refused(t) => t.clone(),
+            other => format!("ERR attache: {other}"),
+        }
+    }
+}
+
+/// Connects and runs the setup commands, returning the ready stream and any
+/// bytes read past the setup replies.
+pub async fn connect(
+    target: &RedisTarget,
+    setup: Setup,
+) -> Result<(TcpStream, BytesMut), RedisBackendError> {
+    let unavailable = |reason: String| RedisBackendError::Unavailable {
+        addr: target.addr.clone(),
+        reason,
+    };
+    let tcp = tokio::time::timeout(target.connect_timeout, TcpStream::connect(&target.addr))
+        .await
+        .map_err(|_| {
+            unavailable(format!(
+                "connect timed out after {:?}",
+                target.connect_timeout
+            ))
+        })?
+        .map_err(|e| unavailable(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let mut steps: Vec<(Vec<&[u8]>, Version)> = Vec::new();
+    if let Some(pw) = &target.password {
+        let mut args: Vec<&[u8]> = vec![b"AUTH"];
+        if let Some(u) = &target.username {
+            args.push(u.as_bytes());
+        }
+        args.push(pw.expose().as_bytes());
+        steps.push((args, Version::Resp2));
+    }
+    if setup.version == Version::Resp3 {
+        steps.push((vec![b"HELLO", b"3"], Version::Resp3));
+    }
+    let db = setup.db.to_string();
+    if setup.db != 0 {
+        steps.push((vec![b"SELECT", db.as_bytes()], setup.version));
+    }
+    let mut out = BytesMut::new();
+    for (args, _) in &steps {
+        encode_command(&mut out, args);
+    }
+    let mut tcp = tcp;
+    let mut buf = BytesMut::with_capacity(4096);
+    if steps.is_empty() {
+        return Ok((tcp, buf));
+    }
+    let exchange = async {
+        tcp.write_all(&out)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        for (_, version) in &steps {
+            let reply = read_frame(&mut tcp, &mut buf, *version, &target.limits).await?;
+            if let Frame::Error(text) | Frame::BulkError(text) = reply {
+                return Err(RedisBackendError::Refused(
+                    String::from_utf8_lossy(&text).into_owned(),
+                ));
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(target.connect_timeout, exchange)
+        .await
+        .map_err(|_| unavailable("setup timed out".into()))??;
+    Ok((tcp, buf))
+}
+
+async fn read_frame(
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+    version: Version,
+    limits: &Limits,
+) -> Result<Frame, RedisBackendError> {
+    loop {
+        match frame::decode(buf, version, limits) {
+            Ok(Some(d)) => return Ok(d.frame),
+            Ok(None) => {}
+            Err(e) => return Err(RedisBackendError::Protocol(e.to_string())),
+        }
+        buf.reserve(4096);
+        match tcp.read_buf(buf).await {
+            Ok(0) => return Err(RedisBackendError::Lost),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(RedisBackendError::Unavailable {
+                    addr: String::new(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// RESP array of bulk strings.
+pub fn encode_command(out: &mut BytesMut, args: &[&[u8]]) {
+    out.put_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.put_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.put_slice(a);
+        out.put_slice(b"\r\n");
+    }
+}

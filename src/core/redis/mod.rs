@@ -1,0 +1,9 @@
+//! Backend (Redis): connections to Redis servers, set up for one protocol
+//! version and database, and the multiplexer that lets many clients share a
+//! few of them.
+
+pub mod conn;
+pub mod mux;
+
+pub use conn::{RedisBackendError, RedisTarget, Setup};
+pub use mux::{Mux, Reply};

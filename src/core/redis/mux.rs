@@ -1,0 +1,211 @@
+//! Backend (Redis): multiplexing. Many clients' commands share a few
+//! pipelined server connections ("pipes"). Redis answers each connection's
+//! commands in order, so each pipe keeps a FIFO of reply slots: the writer
+//! pushes a slot, then writes the command (batching whatever else is
+//! queued); the reader hands each reply to the oldest slot. A pipe whose
+//! connection fails fails its outstanding slots and reconnects with backoff.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use attache_redis_protocol::frame::{self, Version};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::conn::{self, RedisBackendError, RedisTarget, Setup};
+
+/// A reply: its raw bytes, in the connection's protocol version.
+pub type Reply = Result<Bytes, RedisBackendError>;
+
+struct Request {
+    bytes: Bytes,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// Requests queued per pipe before senders wait: backpressure, not a limit
+/// clients see (each client's own pipeline depth is limited separately).
+const PIPE_QUEUE: usize = 4096;
+/// Most bytes batched into one write.
+const MAX_BATCH: usize = 256 * 1024;
+
+/// A set of pipes to one server with one setup.
+pub struct Mux {
+    pipes: Vec<mpsc::Sender<Request>>,
+    next: AtomicUsize,
+}
+
+impl Mux {
+    /// Starts `n` pipes; each connects on its first request.
+    pub fn new(target: Arc<RedisTarget>, setup: Setup, n: usize) -> Self {
+        let pipes = (0..n.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(PIPE_QUEUE);
+                tokio::spawn(supervise(target.clone(), setup, rx));
+                tx
+            })
+            .collect();
+        Self {
+            pipes,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Queues a raw command; the receiver yields its reply.
+    pub async fn send(&self, bytes: Bytes) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pipes.len();
+        let req = Request { bytes, reply: tx };
+        if let Err(mpsc::error::SendError(req)) = self.pipes[i].send(req).await {
+            let _ = req.reply.send(Err(RedisBackendError::Lost));
+        }
+        rx
+    }
+}
+
+/// Owns one pipe: connects lazily, runs it, reconnects after failures.
+async fn supervise(target: Arc<RedisTarget>, setup: Setup, mut rx: mpsc::Receiver<Request>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        match conn::connect(&target, setup).await {
+            Ok((tcp, leftover)) => {
+                backoff = Duration::from_millis(50);
+                let (rd, wr) = tcp.into_split();
+                if let Err(e) = run(rd, wr, leftover, first, &mut rx, &target, setup.version).await
+                {
+                    debug!(server.addr = %target.addr, error = %e, "redis pipe closed");
+                }
+            }
+            Err(e) => {
+                warn!(server.addr = %target.addr, error = %e, "redis connect failed");
+                let _ = first.reply.send(Err(e.clone()));
+                while let Ok(r) = rx.try_recv() {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn run(
+    rd: OwnedReadHalf,
+    mut wr: OwnedWriteHalf,
+    leftover: BytesMut,
+    first: Request,
+    rx: &mut mpsc::Receiver<Request>,
+    target: &RedisTarget,
+    version: Version,
+) -> Result<(), RedisBackendError> {
+    let (slots_tx, slots_rx) = mpsc::unbounded_channel::<oneshot::Sender<Reply>>();
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let mut reader = Box::pin(read_replies(
+        rd,
+        leftover,
+        slots_rx,
+        target,
+        version,
+        outstanding.clone(),
+    ));
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut pending = Some(first);
+    loop {
+        let req = match pending.take() {
+            Some(r) => r,
+            None => tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    // No more senders: finish delivering what is in flight.
+                    None => {
+                        drop(slots_tx);
+                        if outstanding.load(Ordering::Acquire) == 0 {
+                            return Ok(());
+                        }
+                        return reader.await;
+                    }
+                },
+                r = &mut reader => return r,
+            },
+        };
+        let queue = |r: Request, wbuf: &mut BytesMut| {
+            wbuf.extend_from_slice(&r.bytes);
+            outstanding.fetch_add(1, Ordering::AcqRel);
+            let _ = slots_tx.send(r.reply);
+        };
+        queue(req, &mut wbuf);
+        while wbuf.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => queue(r, &mut wbuf),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = wr.write_all(&wbuf).await {
+            drop(slots_tx);
+            let _ = reader.await;
+            return Err(RedisBackendError::Unavailable {
+                addr: target.addr.clone(),
+                reason: e.to_string(),
+            });
+        }
+        wbuf.clear();
+    }
+}
+
+/// Hands each reply to the oldest waiting slot. Returns when the writer is
+/// gone and nothing is outstanding, or fails every slot when the
+/// connection breaks.
+async fn read_replies(
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+    mut slots: mpsc::UnboundedReceiver<oneshot::Sender<Reply>>,
+    target: &RedisTarget,
+    version: Version,
+    outstanding: Arc<AtomicUsize>,
+) -> Result<(), RedisBackendError> {
+    loop {
+        loop {
+            let raw = match frame::split_raw(&mut buf, version, &target.limits) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => break,
+                Err(e) => return fail_all(&mut slots, RedisBackendError::Protocol(e.to_string())),
+            };
+            // The writer queues a slot before writing its command, so a
+            // slot is always there for a reply.
+            match slots.recv().await {
+                Some(slot) => {
+                    outstanding.fetch_sub(1, Ordering::AcqRel);
+                    let _ = slot.send(Ok(raw));
+                }
+                None => {
+                    return Err(RedisBackendError::Protocol(
+                        "reply without a request".into(),
+                    ))
+                }
+            }
+        }
+        if slots.is_closed() && outstanding.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        buf.reserve(16 * 1024);
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return fail_all(&mut slots, RedisBackendError::Lost),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn fail_all(
+    slots: &mut mpsc::UnboundedReceiver<oneshot::Sender<Reply>>,
+    e: RedisBackendError,
+) -> Result<(), RedisBackendError> {
+    slots.close();
+    while let Ok(s) = slots.try_recv() {
+        let _ = s.send(Err(e.clone()));
+    }
+    Err(e)
+}

@@ -1,0 +1,232 @@
+//! Route → respond (Redis): what Attaché answers itself. Connection-level
+//! commands (PING, ECHO, QUIT, AUTH, HELLO, CLIENT SETNAME/GETNAME/ID,
+//! SELECT) describe the client's connection to Attaché, not a server's, so
+//! they never reach a shared connection. Also the gates: authentication,
+//! the deny-list and unknown commands.
+
+use attache_redis_protocol::command::lookup_command;
+use attache_redis_protocol::frame::{encode, Version};
+use attache_redis_protocol::Command;
+use bytes::BytesMut;
+
+use super::session::Session;
+
+pub(super) enum Local {
+    Answered,
+    Forward,
+}
+
+/// Redis's version as reported in HELLO; clients use it to pick features.
+const SERVER_VERSION: &str = "7.0.0";
+
+pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
+    let Some(upper) = cmd.name_upper() else {
+        unknown(s, cmd);
+        return Local::Answered;
+    };
+    let name = upper.as_str().unwrap_or_default().to_owned();
+    match name.as_str() {
+        "AUTH" => auth(s, cmd),
+        "HELLO" => hello(s, cmd),
+        "QUIT" => {
+            s.ready(bytes::Bytes::from_static(b"+OK\r\n"));
+            s.quit = true;
+        }
+        _ if !s.authed => s.error("NOAUTH Authentication required."),
+        _ if s.ctx.is_denied(&name) => s.error(&format!(
+            "ERR command '{name}' is disabled by Attaché's configuration"
+        )),
+        _ if lookup_command(cmd).is_none() => unknown(s, cmd),
+        // Inside MULTI these are queued by the server like any command.
+        _ if s.in_multi => return Local::Forward,
+        "PING" => match cmd.arg(1) {
+            None => s.ready(bytes::Bytes::from_static(b"+PONG\r\n")),
+            Some(msg) => bulk(s, msg),
+        },
+        "ECHO" => match cmd.arg(1) {
+            Some(msg) if cmd.args.len() == 2 => bulk(s, msg),
+            _ => wrong_arity(s, "echo"),
+        },
+        "CLIENT" => return client(s, cmd),
+        _ => return Local::Forward,
+    }
+    Local::Answered
+}
+
+fn bulk(s: &mut Session, data: &[u8]) {
+    let mut b = BytesMut::new();
+    encode::bulk(&mut b, data);
+    s.ready(b.freeze());
+}
+
+fn wrong_arity(s: &mut Session, name: &str) {
+    s.error(&format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ));
+}
+
+/// Redis's exact wording, so clients and humans recognise it.
+fn unknown(s: &mut Session, cmd: &Command) {
+    let name = String::from_utf8_lossy(cmd.name()).into_owned();
+    let mut args = String::new();
+    for a in cmd.args.iter().skip(1).take(16) {
+        args.push_str(&format!("'{}' ", String::from_utf8_lossy(a)));
+    }
+    s.error(&format!(
+        "ERR unknown command '{name}', with args beginning with: {args}"
+    ));
+}
+
+fn check_password(s: &Session, user: Option<&[u8]>, password: &[u8]) -> bool {
+    let Some(expected) = &s.ctx.config.client_password else {
+        return true;
+    };
+    let user_ok = user.is_none_or(|u| u == b"default");
+    let e = expected.expose().as_bytes();
+    let same =
+        e.len() == password.len() && e.iter().zip(password).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+    user_ok && same
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+fn auth(s: &mut Session, cmd: &Command) {
+    let (user, pass) = match cmd.args.len() {
+        2 => (None, &cmd.args[1]),
+        3 => (Some(&cmd.args[1][..]), &cmd.args[2]),
+        _ => return wrong_arity(s, "auth"),
+    };
+    if s.ctx.config.client_password.is_none() {
+        return s.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+    }
+    if check_password(s, user, pass) {
+        s.authed = true;
+        s.ready(bytes::Bytes::from_static(b"+OK\r\n"));
+    } else {
+        s.error(WRONGPASS);
+    }
+}
+
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`
+fn hello(s: &mut Session, cmd: &Command) {
+    let mut version = s.version;
+    let mut i = 1;
+    if let Some(v) = cmd.arg(1) {
+        version = match &v[..] {
+            b"2" => Version::Resp2,
+            b"3" => Version::Resp3,
+            _ => return s.error("NOPROTO unsupported protocol version"),
+        };
+        i = 2;
+    }
+    let mut name = None;
+    while i < cmd.args.len() {
+        let opt = &cmd.args[i];
+        if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < cmd.args.len() {
+            if !check_password(s, Some(&cmd.args[i + 1]), &cmd.args[i + 2]) {
+                return s.error(WRONGPASS);
+            }
+            s.authed = true;
+            i += 3;
+        } else if opt.eq_ignore_ascii_case(b"SETNAME") && i + 1 < cmd.args.len() {
+            name = Some(cmd.args[i + 1].clone());
+            i += 2;
+        } else {
+            return s.error(&format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(opt)
+            ));
+        }
+    }
+    if !s.authed {
+        return s.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    s.version = version;
+    if name.is_some() {
+        s.name = name;
+    }
+    let mut b = BytesMut::new();
+    let fields: [(&str, HelloValue); 7] = [
+        ("server", HelloValue::Str("redis")),
+        ("version", HelloValue::Str(SERVER_VERSION)),
+        (
+            "proto",
+            HelloValue::Int(if version == Version::Resp3 { 3 } else { 2 }),
+        ),
+        ("id", HelloValue::Int(0)),
+        ("mode", HelloValue::Str("standalone")),
+        ("role", HelloValue::Str("master")),
+        ("modules", HelloValue::Empty),
+    ];
+    encode::map_header(&mut b, fields.len(), version);
+    for (k, v) in fields {
+        encode::bulk(&mut b, k.as_bytes());
+        match v {
+            HelloValue::Str(t) => encode::bulk(&mut b, t.as_bytes()),
+            HelloValue::Int(n) => encode::integer(&mut b, n),
+            HelloValue::Empty => encode::array_header(&mut b, 0),
+        }
+    }
+    s.ready(b.freeze());
+}
+
+enum HelloValue {
+    Str(&'static str),
+    Int(i64),
+    Empty,
+}
+
+fn client(s: &mut Session, cmd: &Command) -> Local {
+    let sub = cmd
+        .arg(1)
+        .map(|a| a.to_ascii_uppercase())
+        .unwrap_or_default();
+    match &sub[..] {
+        b"SETNAME" if cmd.args.len() == 3 => {
+            s.name = Some(cmd.args[2].clone());
+            s.ready(bytes::Bytes::from_static(b"+OK\r\n"));
+        }
+        b"GETNAME" => match s.name.clone() {
+            Some(n) => bulk(s, &n),
+            None => {
+                let mut b = BytesMut::new();
+                encode::null(&mut b, s.version);
+                s.ready(b.freeze());
+            }
+        },
+        b"ID" => {
+            let mut b = BytesMut::new();
+            encode::integer(&mut b, 0);
+            s.ready(b.freeze());
+        }
+        _ => return Local::Forward,
+    }
+    Local::Answered
+}
+
+/// SELECT: later commands use shared connections set to that database. The
+/// new database is checked with a PING through those connections, so an
+/// out-of-range index gets the server's own error.
+pub(super) async fn select(s: &mut Session, cmd: &Command) {
+    let db = cmd
+        .arg(1)
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .and_then(|a| a.parse::<u32>().ok());
+    let Some(db) = db else {
+        return s.error("ERR value is not an integer or out of range");
+    };
+    if s.txn.is_some() {
+        return s.error("ERR attache: SELECT inside a transaction is not supported");
+    }
+    let mux = s.ctx.mux(s.version, db);
+    let mut ping = BytesMut::new();
+    crate::core::redis::conn::encode_command(&mut ping, &[b"PING"]);
+    match mux.send(ping.freeze()).await.await {
+        Ok(Ok(_)) => {
+            s.db = db;
+            s.ready(bytes::Bytes::from_static(b"+OK\r\n"));
+        }
+        Ok(Err(e)) => s.error(&e.reply_text()),
+        Err(_) => s.error("ERR attache: upstream connection lost"),
+    }
+}

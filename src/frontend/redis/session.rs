@@ -1,0 +1,288 @@
+//! Parse → route → respond (Redis): the session loop. Commands are read
+//! as they arrive (pipelining), each gets a reply slot in a FIFO, and slots
+//! are written out strictly in order as their replies become ready, so a
+//! slow reply never lets a later one overtake it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use attache_redis_protocol::command::{self, Affinity, DedicatedReason, Request, RequestLimits};
+use attache_redis_protocol::frame::{encode, Limits, Version};
+use attache_redis_protocol::Command;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::local::{self, Local};
+use super::{dedicated, RedisContext};
+use crate::core::redis::{Mux, Reply};
+use crate::server::Shutdown;
+
+/// A reply in waiting, in client order.
+pub(super) enum Slot {
+    Ready(Bytes),
+    Wait {
+        rx: oneshot::Receiver<Reply>,
+        /// `None` for blocking commands, which wait as long as they ask.
+        deadline: Option<Instant>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSessionError {
+    #[error("client connection: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(super) struct Session {
+    pub ctx: Arc<RedisContext>,
+    pub version: Version,
+    pub db: u32,
+    pub authed: bool,
+    pub name: Option<Bytes>,
+    pub slots: VecDeque<Slot>,
+    /// A MULTI/WATCH transaction's private connection, while one is open.
+    pub txn: Option<Arc<Mux>>,
+    /// Inside MULTI (as opposed to only WATCH) on `txn`.
+    pub in_multi: bool,
+    /// The command that switched the session to a dedicated relay.
+    pub pending_relay: Option<Bytes>,
+    pub quit: bool,
+}
+
+pub(super) async fn run(
+    ctx: Arc<RedisContext>,
+    mut tcp: TcpStream,
+    mut shutdown: Shutdown,
+) -> Result<(), RedisSessionError> {
+    let _ = tcp.set_nodelay(true);
+    let limits = RequestLimits {
+        frame: Limits {
+            max_frame_size: ctx.config.max_request_size.0 as usize,
+            ..Limits::default()
+        },
+        ..RequestLimits::default()
+    };
+    let max_pipeline = ctx.config.max_pipeline;
+    let mut s = Session {
+        authed: ctx.config.client_password.is_none(),
+        ctx,
+        version: Version::Resp2,
+        db: 0,
+        name: None,
+        slots: VecDeque::new(),
+        txn: None,
+        in_multi: false,
+        pending_relay: None,
+        quit: false,
+    };
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut closing = false;
+    loop {
+        s.drain_ready(&mut wbuf);
+        if !wbuf.is_empty() {
+            tcp.write_all(&wbuf).await?;
+            wbuf.clear();
+        }
+        if (s.quit || closing) && s.slots.is_empty() {
+            return Ok(());
+        }
+        let reading = !s.quit && !closing && s.slots.len() < max_pipeline;
+        if rbuf.capacity() - rbuf.len() < 4096 {
+            rbuf.reserve(16 * 1024);
+        }
+        tokio::select! {
+            r = tcp.read_buf(&mut rbuf), if reading => {
+                if r? == 0 {
+                    closing = true;
+                    continue;
+                }
+                while let Some(req) = next_request(&mut rbuf, &limits, &mut s) {
+                    if let Some(pinned) = s.handle(req).await {
+                        // Pub/sub and friends: hand the connection over.
+                        s.drain_all(&mut wbuf).await;
+                        tcp.write_all(&wbuf).await?;
+                        wbuf.clear();
+                        return dedicated::relay(&s, tcp, rbuf, pinned).await;
+                    }
+                    if s.slots.len() >= max_pipeline || s.quit {
+                        break;
+                    }
+                }
+            }
+            _ = s.wait_front() => {}
+            _ = shutdown.wait(), if !closing => closing = true,
+        }
+    }
+}
+
+/// Splits the next request; a malformed one is answered like Redis does
+/// (`-ERR Protocol error: …`) and ends the session.
+fn next_request(rbuf: &mut BytesMut, limits: &RequestLimits, s: &mut Session) -> Option<Request> {
+    match command::next_command(rbuf, limits) {
+        Ok(r) => r,
+        Err(e) => {
+            // Answered in order after earlier replies; then the session ends.
+            let text = e.to_string();
+            let text = if text.starts_with("Protocol error") {
+                format!("ERR {text}")
+            } else {
+                format!("ERR Protocol error: {text}")
+            };
+            s.error(&text);
+            s.quit = true;
+            rbuf.clear();
+            None
+        }
+    }
+}
+
+impl Session {
+    /// Moves every reply that is ready, in order, into `out`.
+    pub(super) fn drain_ready(&mut self, out: &mut BytesMut) {
+        while let Some(front) = self.slots.front_mut() {
+            match front {
+                Slot::Ready(b) => out.extend_from_slice(b),
+                Slot::Wait { rx, .. } => match rx.try_recv() {
+                    Ok(reply) => write_reply(out, reply, self.version),
+                    Err(oneshot::error::TryRecvError::Empty) => return,
+                    Err(oneshot::error::TryRecvError::Closed) => write_reply(
+                        out,
+                        Err(crate::core::redis::RedisBackendError::Lost),
+                        self.version,
+                    ),
+                },
+            }
+            self.slots.pop_front();
+        }
+    }
+
+    /// Waits for every outstanding reply (before handing the connection to
+    /// a dedicated relay).
+    async fn drain_all(&mut self, out: &mut BytesMut) {
+        while !self.slots.is_empty() {
+            self.drain_ready(out);
+            self.wait_front().await;
+        }
+    }
+
+    /// Resolves when the oldest reply is ready (or timed out, which turns
+    /// it into an error reply).
+    pub(super) async fn wait_front(&mut self) {
+        let timeout = self.ctx.config.command_timeout.0;
+        let version = self.version;
+        let Some(Slot::Wait { rx, deadline }) = self.slots.front_mut() else {
+            return std::future::pending().await;
+        };
+        let reply = match deadline {
+            Some(d) => match tokio::time::timeout_at(*d, &mut *rx).await {
+                Ok(r) => r.unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
+                Err(_) => {
+                    let mut b = BytesMut::new();
+                    let text = format!("ERR attache: upstream timeout after {timeout:?}");
+                    encode::error(&mut b, text.as_bytes());
+                    Ok(b.freeze())
+                }
+            },
+            None => (&mut *rx)
+                .await
+                .unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
+        };
+        let mut b = BytesMut::new();
+        write_reply(&mut b, reply, version);
+        if let Some(front) = self.slots.front_mut() {
+            *front = Slot::Ready(b.freeze());
+        }
+    }
+
+    pub(super) fn ready(&mut self, bytes: Bytes) {
+        self.slots.push_back(Slot::Ready(bytes));
+    }
+
+    pub(super) fn error(&mut self, text: &str) {
+        let mut b = BytesMut::new();
+        encode::error(&mut b, text.as_bytes());
+        self.ready(b.freeze());
+    }
+
+    fn wait(&mut self, rx: oneshot::Receiver<Reply>, blocking: bool) {
+        let deadline = (!blocking).then(|| Instant::now() + self.ctx.config.command_timeout.0);
+        self.slots.push_back(Slot::Wait { rx, deadline });
+    }
+
+    /// Routes one request. Returns `Some` when the session must become a
+    /// dedicated relay (pub/sub, MONITOR, client tracking).
+    async fn handle(&mut self, req: Request) -> Option<DedicatedReason> {
+        let cmd = req.command?;
+        match local::classify(self, &cmd) {
+            Local::Answered => return None,
+            Local::Forward => {}
+        }
+        let affinity = command::connection_affinity(&cmd);
+        match affinity {
+            Affinity::Dedicated(DedicatedReason::Transaction) => {
+                self.transaction(&cmd, req.raw).await
+            }
+            Affinity::Dedicated(DedicatedReason::Select) => local::select(self, &cmd).await,
+            Affinity::Dedicated(reason) => {
+                if self.txn.is_some() {
+                    self.error("ERR attache: this command cannot run inside MULTI through a proxy");
+                    return None;
+                }
+                self.pending_relay = Some(req.raw);
+                return Some(reason);
+            }
+            Affinity::Blocking if self.txn.is_none() => {
+                let rx =
+                    dedicated::blocking(self.ctx.target.clone(), self.version, self.db, req.raw);
+                self.wait(rx, true);
+            }
+            _ => self.forward(req.raw).await,
+        }
+        None
+    }
+
+    async fn forward(&mut self, raw: Bytes) {
+        let mux = match &self.txn {
+            Some(t) => t.clone(),
+            None => self.ctx.mux(self.version, self.db),
+        };
+        let rx = mux.send(raw).await;
+        self.wait(rx, false);
+    }
+
+    /// MULTI/EXEC/WATCH run on a private connection from the first MULTI or
+    /// WATCH until EXEC, DISCARD or UNWATCH ends the transaction.
+    async fn transaction(&mut self, cmd: &Command, raw: Bytes) {
+        let opens = cmd.is("MULTI") || cmd.is("WATCH");
+        if self.txn.is_none() {
+            if !opens {
+                // EXEC/DISCARD/UNWATCH without a transaction: let Redis say so.
+                return self.forward(raw).await;
+            }
+            let setup = crate::core::redis::Setup {
+                version: self.version,
+                db: self.db,
+            };
+            self.txn = Some(Arc::new(Mux::new(self.ctx.target.clone(), setup, 1)));
+        }
+        self.forward(raw).await;
+        if cmd.is("EXEC") || cmd.is("DISCARD") || (cmd.is("UNWATCH") && !self.in_multi) {
+            self.txn = None;
+            self.in_multi = false;
+        } else if cmd.is("MULTI") {
+            self.in_multi = true;
+        }
+    }
+}
+
+/// Writes a backend reply, or the client-facing error for a failure.
+fn write_reply(out: &mut BytesMut, reply: Reply, _version: Version) {
+    match reply {
+        Ok(bytes) => out.extend_from_slice(&bytes),
+        Err(e) => encode::error(out, e.reply_text().as_bytes()),
+    }
+}
