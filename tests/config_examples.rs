@@ -70,15 +70,14 @@ fn every_example_loads_and_validates() {
     for file in &files {
         let cfg = config::load(Some(file))
             .unwrap_or_else(|e| panic!("{} does not load:\n{e}", file.display()));
-        let pg = cfg
-            .postgres
-            .as_ref()
-            .unwrap_or_else(|| panic!("{} has no [postgres] section", file.display()));
         assert!(
-            !pg.databases.is_empty(),
-            "{} has no database",
+            cfg.postgres.is_some() || cfg.redis.is_some(),
+            "{} serves nothing",
             file.display()
         );
+        if let Some(pg) = &cfg.postgres {
+            assert!(!pg.databases.is_empty(), "{} has no database", file.display());
+        }
         // What `attache check` prints must be a loadable config too.
         let shown = config::render_redacted(&cfg);
         config::parse(&shown).unwrap_or_else(|e| {
@@ -87,12 +86,22 @@ fn every_example_loads_and_validates() {
     }
 
     check_minimal();
+    check_redis_single();
     check_pgbouncer_like();
     check_tls(certs.path());
 }
 
 fn load(name: &str) -> config::Config {
     config::load(Some(&examples_dir().join(name))).unwrap()
+}
+
+fn check_redis_single() {
+    let cfg = load("redis-single.toml");
+    let r = cfg.redis.expect("[redis]");
+    assert_eq!(r.nodes, vec!["127.0.0.1:6379".to_string()]);
+    assert_eq!(r.connections_per_node, 2);
+    assert!(r.deny_commands.iter().any(|c| c == "FLUSHALL"));
+    assert!(cfg.postgres.is_none());
 }
 
 fn check_minimal() {
