@@ -25,6 +25,8 @@ pub enum AppError {
     Addr(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Redis(#[from] crate::core::redis::TopologyError),
 }
 
 /// A running Attaché: its bound addresses and the means to stop it.
@@ -78,7 +80,7 @@ impl Attache {
             })?;
             redis_addr = Some(listener.addr);
             let max = rc.max_client_connections;
-            let ctx = Arc::new(RedisContext::new(rc));
+            let ctx = Arc::new(RedisContext::new(rc)?);
             tasks.push(tokio::spawn(server::serve(
                 listener,
                 ctx,

@@ -76,7 +76,11 @@ fn every_example_loads_and_validates() {
             file.display()
         );
         if let Some(pg) = &cfg.postgres {
-            assert!(!pg.databases.is_empty(), "{} has no database", file.display());
+            assert!(
+                !pg.databases.is_empty(),
+                "{} has no database",
+                file.display()
+            );
         }
         // What `attache check` prints must be a loadable config too.
         let shown = config::render_redacted(&cfg);

@@ -12,11 +12,20 @@ use super::units::{ByteSize, Dur};
 pub struct RedisConfig {
     #[serde(default = "defaults::listen")]
     pub listen: String,
-    /// How the servers are organised. Only `single` exists so far.
+    /// How the servers are organised.
     #[serde(default)]
     pub mode: RedisMode,
-    /// `host:port` of each server; in `single` mode, the primary.
+    /// Each server as `host:port`, optionally `host:port:weight` and a
+    /// name after a space (twemproxy's format: `"10.0.0.1:6379:1 cache1"`).
+    /// In `single` mode, the first one is used.
     pub nodes: Vec<String>,
+    /// `sharded` mode: the key hash (twemproxy's names: fnv1a_64, murmur,
+    /// md5, crc32a, …).
+    #[serde(default = "defaults::hash")]
+    pub hash: String,
+    /// `sharded` mode: only the part of a key between these two characters
+    /// is hashed, so related keys land together (twemproxy's `hash_tag`).
+    pub hash_tag: Option<String>,
     /// ACL user Attaché logs in as (Redis 6+); with only `password`, the
     /// `default` user.
     pub username: Option<String>,
@@ -49,6 +58,50 @@ pub struct RedisConfig {
 pub enum RedisMode {
     #[default]
     Single,
+    /// Keys spread over the nodes by a ketama ring, placed exactly as
+    /// twemproxy places them for the same server list and hash.
+    Sharded,
+}
+
+/// One parsed entry of `nodes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub addr: String,
+    pub weight: u32,
+    /// The name ketama hashes: the configured one, else `host:port`.
+    pub name: String,
+}
+
+impl NodeSpec {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (spec, name) = match s.trim().split_once(' ') {
+            Some((spec, name)) => (spec, Some(name.trim())),
+            None => (s.trim(), None),
+        };
+        let bad = || format!("invalid socket address {s:?}");
+        let (head, last) = spec.rsplit_once(':').ok_or_else(bad)?;
+        // `host:port:weight` when the part before the last colon is a port.
+        let (host, port, weight) = match head.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => (h, p, Some(last)),
+            _ => (head, last, None),
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("invalid socket address {s:?}"))?;
+        if host.is_empty() || port == 0 {
+            return Err(format!("invalid socket address {s:?}"));
+        }
+        let weight = match weight {
+            Some(w) => w.parse().map_err(|_| format!("invalid weight in {s:?}"))?,
+            None => 1,
+        };
+        if weight == 0 {
+            return Err(format!("weight must be at least 1 in {s:?}"));
+        }
+        let addr = format!("{host}:{port}");
+        let name = name.map(str::to_owned).unwrap_or_else(|| addr.clone());
+        Ok(Self { addr, weight, name })
+    }
 }
 
 pub(crate) mod defaults {
@@ -57,6 +110,9 @@ pub(crate) mod defaults {
 
     pub fn listen() -> String {
         "127.0.0.1:6380".into()
+    }
+    pub fn hash() -> String {
+        "fnv1a_64".into()
     }
     pub fn connections_per_node() -> usize {
         2
@@ -77,3 +133,6 @@ pub(crate) mod defaults {
         ByteSize(512 << 20)
     }
 }
+
+#[cfg(test)]
+mod tests;

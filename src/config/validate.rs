@@ -42,15 +42,24 @@ fn check_redis(r: &super::redis::RedisConfig, errs: &mut Errors) {
         errs.push("redis.nodes", "at least one node is required");
     }
     for (i, n) in r.nodes.iter().enumerate() {
-        let ok = n
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-        if !ok {
-            errs.push(
-                format!("redis.nodes[{i}]"),
-                format!("invalid socket address {n:?}"),
-            );
+        if let Err(message) = super::redis::NodeSpec::parse(n) {
+            errs.push(format!("redis.nodes[{i}]"), message);
         }
+    }
+    if r.hash
+        .parse::<attache_redis_protocol::ketama::HashKind>()
+        .is_err()
+    {
+        errs.push(
+            "redis.hash",
+            format!(
+                "unknown hash {:?} (twemproxy's names: fnv1a_64, murmur, md5, …)",
+                r.hash
+            ),
+        );
+    }
+    if r.hash_tag.as_ref().is_some_and(|t| t.len() != 2) {
+        errs.push("redis.hash_tag", "must be two characters, e.g. \"{}\"");
     }
     if !(1..=64).contains(&r.connections_per_node) {
         errs.push("redis.connections_per_node", "must be between 1 and 64");

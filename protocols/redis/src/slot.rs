@@ -15,7 +15,7 @@ pub fn crc16(data: &[u8]) -> u16 {
     })
 }
 
-const CRC16_TABLE: [u16; 256] = crc16_table();
+pub(crate) const CRC16_TABLE: [u16; 256] = crc16_table();
 
 const fn crc16_table() -> [u16; 256] {
     let mut table = [0u16; 256];

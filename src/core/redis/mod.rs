@@ -4,6 +4,8 @@
 
 pub mod conn;
 pub mod mux;
+pub mod topology;
 
 pub use conn::{RedisBackendError, RedisTarget, Setup};
 pub use mux::{Mux, Reply};
+pub use topology::{Node, Topology, TopologyError};

@@ -23,18 +23,27 @@ pub type Reply = Result<Bytes, RedisBackendError>;
 
 struct Request {
     bytes: Bytes,
+    /// How many replies the bytes produce; the last one is the answer
+    /// (the others belong to prefixes such as ASKING or MULTI).
+    replies: usize,
     reply: oneshot::Sender<Reply>,
 }
 
-/// Requests queued per pipe before senders wait: backpressure, not a limit
-/// clients see (each client's own pipeline depth is limited separately).
-const PIPE_QUEUE: usize = 4096;
+/// A reply slot in a pipe's FIFO.
+struct Waiting {
+    replies: usize,
+    reply: oneshot::Sender<Reply>,
+}
+
 /// Most bytes batched into one write.
 const MAX_BATCH: usize = 256 * 1024;
 
 /// A set of pipes to one server with one setup.
+///
+/// Queues are unbounded: what bounds them is each client's `max_pipeline`,
+/// so sending never waits and routing stays synchronous.
 pub struct Mux {
-    pipes: Vec<mpsc::Sender<Request>>,
+    pipes: Vec<mpsc::UnboundedSender<Request>>,
     next: AtomicUsize,
 }
 
@@ -43,7 +52,7 @@ impl Mux {
     pub fn new(target: Arc<RedisTarget>, setup: Setup, n: usize) -> Self {
         let pipes = (0..n.max(1))
             .map(|_| {
-                let (tx, rx) = mpsc::channel(PIPE_QUEUE);
+                let (tx, rx) = mpsc::unbounded_channel();
                 tokio::spawn(supervise(target.clone(), setup, rx));
                 tx
             })
@@ -55,11 +64,21 @@ impl Mux {
     }
 
     /// Queues a raw command; the receiver yields its reply.
-    pub async fn send(&self, bytes: Bytes) -> oneshot::Receiver<Reply> {
+    pub fn send(&self, bytes: Bytes) -> oneshot::Receiver<Reply> {
+        self.send_n(bytes, 1)
+    }
+
+    /// Queues bytes holding `replies` commands (a prefix such as ASKING,
+    /// then the command) on one connection; yields the last reply.
+    pub fn send_n(&self, bytes: Bytes, replies: usize) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pipes.len();
-        let req = Request { bytes, reply: tx };
-        if let Err(mpsc::error::SendError(req)) = self.pipes[i].send(req).await {
+        let req = Request {
+            bytes,
+            replies: replies.max(1),
+            reply: tx,
+        };
+        if let Err(mpsc::error::SendError(req)) = self.pipes[i].send(req) {
             let _ = req.reply.send(Err(RedisBackendError::Lost));
         }
         rx
@@ -67,7 +86,11 @@ impl Mux {
 }
 
 /// Owns one pipe: connects lazily, runs it, reconnects after failures.
-async fn supervise(target: Arc<RedisTarget>, setup: Setup, mut rx: mpsc::Receiver<Request>) {
+async fn supervise(
+    target: Arc<RedisTarget>,
+    setup: Setup,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(first) = rx.recv().await else { return };
@@ -98,11 +121,11 @@ async fn run(
     mut wr: OwnedWriteHalf,
     leftover: BytesMut,
     first: Request,
-    rx: &mut mpsc::Receiver<Request>,
+    rx: &mut mpsc::UnboundedReceiver<Request>,
     target: &RedisTarget,
     version: Version,
 ) -> Result<(), RedisBackendError> {
-    let (slots_tx, slots_rx) = mpsc::unbounded_channel::<oneshot::Sender<Reply>>();
+    let (slots_tx, slots_rx) = mpsc::unbounded_channel::<Waiting>();
     let outstanding = Arc::new(AtomicUsize::new(0));
     let mut reader = Box::pin(read_replies(
         rd,
@@ -135,7 +158,10 @@ async fn run(
         let queue = |r: Request, wbuf: &mut BytesMut| {
             wbuf.extend_from_slice(&r.bytes);
             outstanding.fetch_add(1, Ordering::AcqRel);
-            let _ = slots_tx.send(r.reply);
+            let _ = slots_tx.send(Waiting {
+                replies: r.replies,
+                reply: r.reply,
+            });
         };
         queue(req, &mut wbuf);
         while wbuf.len() < MAX_BATCH {
@@ -162,29 +188,43 @@ async fn run(
 async fn read_replies(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
-    mut slots: mpsc::UnboundedReceiver<oneshot::Sender<Reply>>,
+    mut slots: mpsc::UnboundedReceiver<Waiting>,
     target: &RedisTarget,
     version: Version,
     outstanding: Arc<AtomicUsize>,
 ) -> Result<(), RedisBackendError> {
+    let mut current: Option<Waiting> = None;
     loop {
         loop {
             let raw = match frame::split_raw(&mut buf, version, &target.limits) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => break,
-                Err(e) => return fail_all(&mut slots, RedisBackendError::Protocol(e.to_string())),
+                Err(e) => {
+                    let e = RedisBackendError::Protocol(e.to_string());
+                    if let Some(w) = current.take() {
+                        let _ = w.reply.send(Err(e.clone()));
+                    }
+                    return fail_all(&mut slots, e);
+                }
             };
             // The writer queues a slot before writing its command, so a
             // slot is always there for a reply.
-            match slots.recv().await {
-                Some(slot) => {
+            let slot = match current.as_mut() {
+                Some(w) => w,
+                None => match slots.recv().await {
+                    Some(w) => current.insert(w),
+                    None => {
+                        return Err(RedisBackendError::Protocol(
+                            "reply without a request".into(),
+                        ))
+                    }
+                },
+            };
+            slot.replies -= 1;
+            if slot.replies == 0 {
+                if let Some(w) = current.take() {
                     outstanding.fetch_sub(1, Ordering::AcqRel);
-                    let _ = slot.send(Ok(raw));
-                }
-                None => {
-                    return Err(RedisBackendError::Protocol(
-                        "reply without a request".into(),
-                    ))
+                    let _ = w.reply.send(Ok(raw));
                 }
             }
         }
@@ -193,19 +233,24 @@ async fn read_replies(
         }
         buf.reserve(16 * 1024);
         match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return fail_all(&mut slots, RedisBackendError::Lost),
+            Ok(0) | Err(_) => {
+                if let Some(w) = current.take() {
+                    let _ = w.reply.send(Err(RedisBackendError::Lost));
+                }
+                return fail_all(&mut slots, RedisBackendError::Lost);
+            }
             Ok(_) => {}
         }
     }
 }
 
 fn fail_all(
-    slots: &mut mpsc::UnboundedReceiver<oneshot::Sender<Reply>>,
+    slots: &mut mpsc::UnboundedReceiver<Waiting>,
     e: RedisBackendError,
 ) -> Result<(), RedisBackendError> {
     slots.close();
-    while let Ok(s) = slots.try_recv() {
-        let _ = s.send(Err(e.clone()));
+    while let Ok(w) = slots.try_recv() {
+        let _ = w.reply.send(Err(e.clone()));
     }
     Err(e)
 }

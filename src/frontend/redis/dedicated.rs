@@ -29,7 +29,6 @@ pub(super) fn blocking(
         let reply = mux
             .send(raw)
             .await
-            .await
             .unwrap_or(Err(crate::core::redis::RedisBackendError::Lost));
         let _ = tx.send(reply);
     });
@@ -48,15 +47,15 @@ pub(super) async fn relay(
         version: s.version,
         db: s.db,
     };
-    let (mut server, leftover) = match crate::core::redis::conn::connect(&s.ctx.target, setup).await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            let line = format!("-{}\r\n", e.reply_text());
-            client.write_all(line.as_bytes()).await?;
-            return Ok(());
-        }
-    };
+    let (mut server, leftover) =
+        match crate::core::redis::conn::connect(&s.ctx.target(0), setup).await {
+            Ok(c) => c,
+            Err(e) => {
+                let line = format!("-{}\r\n", e.reply_text());
+                client.write_all(line.as_bytes()).await?;
+                return Ok(());
+            }
+        };
     tracing::debug!(?reason, "client switched to a dedicated server connection");
     if let Some(first) = &s.pending_relay {
         server.write_all(first).await?;

@@ -38,7 +38,7 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
         )),
         _ if lookup_command(cmd).is_none() => unknown(s, cmd),
         // Inside MULTI these are queued by the server like any command.
-        _ if s.in_multi => return Local::Forward,
+        _ if s.in_multi() => return Local::Forward,
         "PING" => match cmd.arg(1) {
             None => s.ready(bytes::Bytes::from_static(b"+PONG\r\n")),
             Some(msg) => bulk(s, msg),
@@ -215,13 +215,13 @@ pub(super) async fn select(s: &mut Session, cmd: &Command) {
     let Some(db) = db else {
         return s.error("ERR value is not an integer or out of range");
     };
-    if s.txn.is_some() {
+    if s.in_transaction() {
         return s.error("ERR attache: SELECT inside a transaction is not supported");
     }
-    let mux = s.ctx.mux(s.version, db);
+    let mux = s.ctx.mux(0, s.version, db);
     let mut ping = BytesMut::new();
     crate::core::redis::conn::encode_command(&mut ping, &[b"PING"]);
-    match mux.send(ping.freeze()).await.await {
+    match mux.send(ping.freeze()).await {
         Ok(Ok(_)) => {
             s.db = db;
             s.ready(bytes::Bytes::from_static(b"+OK\r\n"));

@@ -6,74 +6,53 @@
 
 mod dedicated;
 mod local;
+mod route;
 mod session;
+mod txn;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use attache_redis_protocol::frame::{Limits, Version};
+use attache_redis_protocol::frame::Version;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, Instrument};
 
 use crate::config::redis::RedisConfig;
-use crate::core::redis::{Mux, RedisTarget, Setup};
+use crate::core::redis::{Mux, RedisTarget, Setup, Topology, TopologyError};
 use crate::server::{App, Shutdown};
 
 /// What every session of one Redis listener shares.
 pub struct RedisContext {
     pub config: Arc<RedisConfig>,
-    pub target: Arc<RedisTarget>,
-    /// Shared connections per (protocol version, database), made on demand.
-    muxes: Mutex<HashMap<Setup, Arc<Mux>>>,
+    pub topology: Topology,
     /// Upper-case names of denied commands.
     denied: HashSet<String>,
 }
 
 impl RedisContext {
-    pub fn new(config: RedisConfig) -> Self {
-        let limits = Limits {
-            max_frame_size: config.max_request_size.0 as usize,
-            ..Limits::default()
-        };
-        let target = RedisTarget {
-            addr: config.nodes.first().cloned().unwrap_or_default(),
-            username: config.username.clone(),
-            password: config.password.clone(),
-            connect_timeout: config.connect_timeout.0,
-            limits,
-        };
+    pub fn new(config: RedisConfig) -> Result<Self, TopologyError> {
+        let topology = Topology::new(&config)?;
         let denied = config
             .deny_commands
             .iter()
             .map(|c| c.to_ascii_uppercase())
             .collect();
-        Self {
+        Ok(Self {
             config: Arc::new(config),
-            target: Arc::new(target),
-            muxes: Mutex::new(HashMap::new()),
+            topology,
             denied,
-        }
+        })
     }
 
-    /// The shared connections for one setup.
-    pub fn mux(&self, version: Version, db: u32) -> Arc<Mux> {
-        let setup = Setup { version, db };
-        let mut muxes = match self.muxes.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        muxes
-            .entry(setup)
-            .or_insert_with(|| {
-                Arc::new(Mux::new(
-                    self.target.clone(),
-                    setup,
-                    self.config.connections_per_node,
-                ))
-            })
-            .clone()
+    /// Shared connections to node `index` for one protocol version and database.
+    pub fn mux(&self, index: usize, version: Version, db: u32) -> Arc<Mux> {
+        self.topology.node(index).mux(Setup { version, db })
+    }
+
+    pub fn target(&self, index: usize) -> Arc<RedisTarget> {
+        self.topology.node(index).target.clone()
     }
 
     pub fn is_denied(&self, upper_name: &str) -> bool {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use attache_redis_protocol::command::{self, Affinity, DedicatedReason, Request, RequestLimits};
 use attache_redis_protocol::frame::{encode, Limits, Version};
-use attache_redis_protocol::Command;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,8 +15,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::local::{self, Local};
-use super::{dedicated, RedisContext};
-use crate::core::redis::{Mux, Reply};
+use super::{dedicated, route, txn, RedisContext};
+use crate::core::redis::{Reply, Setup};
 use crate::server::Shutdown;
 
 /// A reply in waiting, in client order.
@@ -43,10 +42,8 @@ pub(super) struct Session {
     pub authed: bool,
     pub name: Option<Bytes>,
     pub slots: VecDeque<Slot>,
-    /// A MULTI/WATCH transaction's private connection, while one is open.
-    pub txn: Option<Arc<Mux>>,
-    /// Inside MULTI (as opposed to only WATCH) on `txn`.
-    pub in_multi: bool,
+    /// A MULTI/WATCH transaction, while one is open.
+    pub txn: Option<txn::Txn>,
     /// The command that switched the session to a dedicated relay.
     pub pending_relay: Option<Bytes>,
     pub quit: bool,
@@ -74,7 +71,6 @@ pub(super) async fn run(
         name: None,
         slots: VecDeque::new(),
         txn: None,
-        in_multi: false,
         pending_relay: None,
         quit: false,
     };
@@ -208,7 +204,7 @@ impl Session {
         self.ready(b.freeze());
     }
 
-    fn wait(&mut self, rx: oneshot::Receiver<Reply>, blocking: bool) {
+    pub(super) fn wait(&mut self, rx: oneshot::Receiver<Reply>, blocking: bool) {
         let deadline = (!blocking).then(|| Instant::now() + self.ctx.config.command_timeout.0);
         self.slots.push_back(Slot::Wait { rx, deadline });
     }
@@ -221,60 +217,37 @@ impl Session {
             Local::Answered => return None,
             Local::Forward => {}
         }
-        let affinity = command::connection_affinity(&cmd);
-        match affinity {
-            Affinity::Dedicated(DedicatedReason::Transaction) => {
-                self.transaction(&cmd, req.raw).await
-            }
+        match command::connection_affinity(&cmd) {
+            Affinity::Dedicated(DedicatedReason::Transaction) => self.transaction(&cmd, req.raw),
             Affinity::Dedicated(DedicatedReason::Select) => local::select(self, &cmd).await,
             Affinity::Dedicated(reason) => {
-                if self.txn.is_some() {
+                if self.in_transaction() {
                     self.error("ERR attache: this command cannot run inside MULTI through a proxy");
                     return None;
                 }
                 self.pending_relay = Some(req.raw);
                 return Some(reason);
             }
-            Affinity::Blocking if self.txn.is_none() => {
-                let rx =
-                    dedicated::blocking(self.ctx.target.clone(), self.version, self.db, req.raw);
+            Affinity::Blocking if !self.in_transaction() => {
+                let node = self.node_for(&cmd).ok().flatten().unwrap_or(0);
+                let target = self.ctx.target(node);
+                let rx = dedicated::blocking(target, self.version, self.db, req.raw);
                 self.wait(rx, true);
             }
-            _ => self.forward(req.raw).await,
+            _ if self.in_transaction() => self.in_txn(&cmd, req.raw),
+            _ => route::route(self, &cmd, req.raw),
         }
         None
     }
 
-    async fn forward(&mut self, raw: Bytes) {
-        let mux = match &self.txn {
-            Some(t) => t.clone(),
-            None => self.ctx.mux(self.version, self.db),
-        };
-        let rx = mux.send(raw).await;
+    pub(super) fn wait_reply(&mut self, rx: oneshot::Receiver<Reply>) {
         self.wait(rx, false);
     }
 
-    /// MULTI/EXEC/WATCH run on a private connection from the first MULTI or
-    /// WATCH until EXEC, DISCARD or UNWATCH ends the transaction.
-    async fn transaction(&mut self, cmd: &Command, raw: Bytes) {
-        let opens = cmd.is("MULTI") || cmd.is("WATCH");
-        if self.txn.is_none() {
-            if !opens {
-                // EXEC/DISCARD/UNWATCH without a transaction: let Redis say so.
-                return self.forward(raw).await;
-            }
-            let setup = crate::core::redis::Setup {
-                version: self.version,
-                db: self.db,
-            };
-            self.txn = Some(Arc::new(Mux::new(self.ctx.target.clone(), setup, 1)));
-        }
-        self.forward(raw).await;
-        if cmd.is("EXEC") || cmd.is("DISCARD") || (cmd.is("UNWATCH") && !self.in_multi) {
-            self.txn = None;
-            self.in_multi = false;
-        } else if cmd.is("MULTI") {
-            self.in_multi = true;
+    pub(super) fn setup(&self) -> Setup {
+        Setup {
+            version: self.version,
+            db: self.db,
         }
     }
 }

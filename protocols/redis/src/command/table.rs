@@ -68,6 +68,13 @@ impl Flags {
     }
 }
 
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
 impl From<Vec<String>> for Flags {
     /// Unknown names (from a newer Redis) are ignored.
     fn from(names: Vec<String>) -> Self {

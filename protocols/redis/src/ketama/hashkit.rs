@@ -8,6 +8,7 @@
 //! - `fnv1*`, `one_at_a_time` and one byte of `hsieh` read key bytes as C
 //!   `char`, which is signed on x86 and x86-64, so bytes ≥ 0x80 are
 //!   sign-extended (these functions match twemproxy built for those CPUs);
+//! - `crc16` keeps a 32-bit register (values exceed 16 bits);
 //! - `crc32` is libmemcached's 15-bit variant; `crc32a` is standard CRC-32.
 
 use md5::{Digest, Md5};
@@ -77,7 +78,7 @@ pub fn hash(kind: HashKind, key: &[u8]) -> u32 {
     match kind {
         HashKind::OneAtATime => one_at_a_time(key),
         HashKind::Md5 => md5_u32(key, 0),
-        HashKind::Crc16 => u32::from(crc16_arc(key)),
+        HashKind::Crc16 => crc16_wide(key),
         HashKind::Crc32 => (!crc32_raw(key) >> 16) & 0x7fff,
         HashKind::Crc32a => !crc32_raw(key),
         HashKind::Fnv1_64 => fnv1_64(key),
@@ -167,7 +168,6 @@ const fn reflected_table(poly: u32) -> [u32; 256] {
 }
 
 const CRC32_TABLE: [u32; 256] = reflected_table(0xedb8_8320);
-const CRC16_ARC_TABLE: [u32; 256] = reflected_table(0xa001);
 
 /// CRC-32 register after `key`, before the final inversion.
 fn crc32_raw(key: &[u8]) -> u32 {
@@ -176,11 +176,13 @@ fn crc32_raw(key: &[u8]) -> u32 {
     })
 }
 
-/// twemproxy's `crc16` is CRC-16/ARC (reflected 0x8005, init 0) — not the
-/// XMODEM variant Redis Cluster uses.
-fn crc16_arc(key: &[u8]) -> u16 {
-    key.iter().fold(0u16, |crc, &b| {
-        (crc >> 8) ^ CRC16_ARC_TABLE[usize::from((crc as u8) ^ b)] as u16
+/// twemproxy's `crc16`: the XMODEM table (as Redis Cluster), but the
+/// register is 32 bits wide and never truncated, so long keys give values
+/// above 16 bits.
+fn crc16_wide(key: &[u8]) -> u32 {
+    key.iter().fold(0u32, |crc, &b| {
+        (crc << 8)
+            ^ u32::from(crate::slot::CRC16_TABLE[(((crc >> 8) ^ u32::from(b)) & 0xff) as usize])
     })
 }
 
