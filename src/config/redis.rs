@@ -61,6 +61,8 @@ pub enum RedisMode {
     /// Keys spread over the nodes by a ketama ring, placed exactly as
     /// twemproxy places them for the same server list and hash.
     Sharded,
+    /// A Redis Cluster; `nodes` are seeds for discovering the slot map.
+    Cluster,
 }
 
 /// One parsed entry of `nodes`.

@@ -8,7 +8,7 @@
 //! rewrite the command.
 //!
 //! - [`table`]: the Redis 7.0 command table (`commands.json`), looked up by name.
-//! - [`keys`]: which arguments are keys, from the table's key specs.
+//! - [`keys`](mod@keys): which arguments are keys, from the table's key specs.
 //! - [`affinity`]: blocking commands and commands that need their own connection.
 
 use crate::frame::{self, Frame, FrameError, Limits, Version};

@@ -13,6 +13,10 @@
 //! the stack. Only a complete frame within limits is handed to the
 //! `redis-protocol` crate, which validates the contents and yields ranges
 //! that become zero-copy [`Bytes`] slices in our own [`Frame`].
+//!
+//! A frame arriving over several reads is rescanned from its start on each
+//! attempt; the scan reads headers only and skips string bodies, so this
+//! stays small next to the I/O.
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::RangeFrame as Range2;

@@ -133,7 +133,9 @@ pub fn split(cmd: &Command, shard_of: impl Fn(&[u8]) -> usize) -> Option<Split> 
     let shape = shape(cmd)?;
     let width = if shape == Shape::Mset { 2 } else { 1 };
     let rest = &cmd.args[1..];
-    if rest.is_empty() || rest.len() % width != 0 {
+    // (`is_multiple_of` is newer than the workspace's minimum Rust.)
+    let unpaired = rest.len() % width;
+    if rest.is_empty() || unpaired > 0 {
         return None;
     }
     // (shard, arguments after the name, original key positions)

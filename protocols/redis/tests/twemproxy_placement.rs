@@ -20,7 +20,7 @@ fn keys() -> Vec<Vec<u8>> {
     (0..KEYS)
         .map(|i| {
             let mut key = format!("k{i}:").into_bytes();
-            key.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, i % 37));
+            key.resize(key.len() + i % 37, b'a' + (i % 26) as u8);
             match i % 7 {
                 0 => [format!("{{user:{}}}:", i % 11).as_bytes(), &key].concat(),
                 1 => [&[0xc3, 0xa9, 0xff, 0x80][..], &key].concat(),

@@ -116,7 +116,7 @@ pub async fn connect(
     Ok((tcp, buf))
 }
 
-async fn read_frame(
+pub(crate) async fn read_frame(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
     version: Version,

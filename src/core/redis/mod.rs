@@ -2,6 +2,7 @@
 //! version and database, and the multiplexer that lets many clients share a
 //! few of them.
 
+pub mod cluster;
 pub mod conn;
 pub mod mux;
 pub mod topology;

@@ -1,14 +1,17 @@
 //! Route (Redis): the servers behind a listener and which one holds a key.
 //! `single` sends everything to one server; `sharded` places keys on a
 //! ketama ring exactly as twemproxy does for the same server list, hash and
-//! hash tag, so Attaché can replace twemproxy without moving any data.
+//! hash tag, so Attaché can replace twemproxy without moving any data;
+//! `cluster` follows a Redis Cluster's slot map (see [`super::cluster`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use attache_redis_protocol::frame::Limits;
 use attache_redis_protocol::ketama::{HashKind, HashTag, Ketama, KetamaError};
+use attache_redis_protocol::slot::hash_slot;
 
+use super::cluster::Cluster;
 use super::conn::{RedisTarget, Setup};
 use super::mux::Mux;
 use crate::config::redis::{NodeSpec, RedisConfig, RedisMode};
@@ -27,13 +30,22 @@ pub enum TopologyError {
 
 /// One server and its shared connections, per (RESP version, database).
 pub struct Node {
-    pub spec: NodeSpec,
+    pub addr: String,
     pub target: Arc<RedisTarget>,
     connections: usize,
     muxes: Mutex<HashMap<Setup, Arc<Mux>>>,
 }
 
 impl Node {
+    pub fn new(target: RedisTarget, connections: usize) -> Self {
+        Self {
+            addr: target.addr.clone(),
+            target: Arc::new(target),
+            connections,
+            muxes: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The shared connections for one setup, made on first use.
     pub fn mux(&self, setup: Setup) -> Arc<Mux> {
         let mut muxes = match self.muxes.lock() {
@@ -47,84 +59,116 @@ impl Node {
     }
 }
 
-enum Placement {
-    Single,
-    Ketama {
+pub enum Topology {
+    Single(Arc<Node>),
+    Sharded {
+        nodes: Vec<Arc<Node>>,
         ring: Ketama,
         hash: HashKind,
         tag: Option<HashTag>,
     },
+    Cluster(Arc<Cluster>),
 }
 
-pub struct Topology {
-    pub nodes: Vec<Node>,
-    placement: Placement,
+/// What all nodes of a listener are reached with.
+pub(crate) fn target_template(cfg: &RedisConfig, addr: String) -> RedisTarget {
+    RedisTarget {
+        addr,
+        username: cfg.username.clone(),
+        password: cfg.password.clone(),
+        connect_timeout: cfg.connect_timeout.0,
+        limits: Limits {
+            max_frame_size: cfg.max_request_size.0 as usize,
+            ..Limits::default()
+        },
+    }
 }
 
 impl Topology {
     pub fn new(cfg: &RedisConfig) -> Result<Self, TopologyError> {
-        let limits = Limits {
-            max_frame_size: cfg.max_request_size.0 as usize,
-            ..Limits::default()
-        };
-        let mut nodes = Vec::new();
+        let mut specs = Vec::new();
         for (index, s) in cfg.nodes.iter().enumerate() {
-            let spec =
-                NodeSpec::parse(s).map_err(|message| TopologyError::Node { index, message })?;
-            let target = RedisTarget {
-                addr: spec.addr.clone(),
-                username: cfg.username.clone(),
-                password: cfg.password.clone(),
-                connect_timeout: cfg.connect_timeout.0,
-                limits,
-            };
-            nodes.push(Node {
-                spec,
-                target: Arc::new(target),
-                connections: cfg.connections_per_node,
-                muxes: Mutex::new(HashMap::new()),
-            });
+            specs.push(
+                NodeSpec::parse(s).map_err(|message| TopologyError::Node { index, message })?,
+            );
         }
-        if nodes.is_empty() {
-            return Err(TopologyError::Empty);
-        }
-        let placement = match cfg.mode {
-            RedisMode::Single => {
-                nodes.truncate(1);
-                Placement::Single
-            }
+        let first = specs.first().ok_or(TopologyError::Empty)?;
+        let node = |spec: &NodeSpec| {
+            Arc::new(Node::new(
+                target_template(cfg, spec.addr.clone()),
+                cfg.connections_per_node,
+            ))
+        };
+        Ok(match cfg.mode {
+            RedisMode::Single => Topology::Single(node(first)),
             RedisMode::Sharded => {
-                let servers: Vec<(String, u32)> = nodes
-                    .iter()
-                    .map(|n| (n.spec.name.clone(), n.spec.weight))
-                    .collect();
-                let hash = cfg
-                    .hash
-                    .parse()
-                    .map_err(|_| TopologyError::Hash(cfg.hash.clone()))?;
-                Placement::Ketama {
+                let servers: Vec<(String, u32)> =
+                    specs.iter().map(|n| (n.name.clone(), n.weight)).collect();
+                Topology::Sharded {
+                    nodes: specs.iter().map(node).collect(),
                     ring: Ketama::new(&servers)?,
-                    hash,
+                    hash: cfg
+                        .hash
+                        .parse()
+                        .map_err(|_| TopologyError::Hash(cfg.hash.clone()))?,
                     tag: cfg.hash_tag.as_deref().and_then(HashTag::parse),
                 }
             }
-        };
-        Ok(Self { nodes, placement })
+            RedisMode::Cluster => {
+                let seeds = specs.iter().map(|s| s.addr.clone()).collect();
+                Topology::Cluster(Cluster::start(cfg, seeds))
+            }
+        })
     }
 
+    /// Whether keys are spread over several nodes.
     pub fn is_sharded(&self) -> bool {
-        matches!(self.placement, Placement::Ketama { .. })
+        !matches!(self, Topology::Single(_))
     }
 
-    /// The index of the node that holds `key`.
-    pub fn shard_of(&self, key: &[u8]) -> usize {
-        match &self.placement {
-            Placement::Single => 0,
-            Placement::Ketama { ring, hash, tag } => ring.server_for_key(*hash, *tag, key),
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match self {
+            Topology::Cluster(c) => Some(c),
+            _ => None,
         }
     }
 
-    pub fn node(&self, index: usize) -> &Node {
-        &self.nodes[index.min(self.nodes.len() - 1)]
+    /// The unit keys are grouped by: a ketama node index, or a cluster
+    /// slot (multi-key commands must stay within one slot in a cluster).
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        match self {
+            Topology::Single(_) => 0,
+            Topology::Sharded {
+                ring, hash, tag, ..
+            } => ring.server_for_key(*hash, *tag, key),
+            Topology::Cluster(_) => hash_slot(key) as usize,
+        }
+    }
+
+    /// The node serving a shard as numbered by [`Self::shard_of`].
+    pub fn node_for_shard(&self, shard: usize) -> Arc<Node> {
+        match self {
+            Topology::Single(n) => n.clone(),
+            Topology::Sharded { nodes, .. } => nodes[shard.min(nodes.len() - 1)].clone(),
+            Topology::Cluster(c) => c.node_for_slot(shard as u16),
+        }
+    }
+
+    /// Every node a fan-out command must reach (cluster: the primaries).
+    pub fn all_nodes(&self) -> Vec<Arc<Node>> {
+        match self {
+            Topology::Single(n) => vec![n.clone()],
+            Topology::Sharded { nodes, .. } => nodes.clone(),
+            Topology::Cluster(c) => c.primaries(),
+        }
+    }
+
+    /// Where keyless commands go.
+    pub fn first(&self) -> Arc<Node> {
+        match self {
+            Topology::Single(n) => n.clone(),
+            Topology::Sharded { nodes, .. } => nodes[0].clone(),
+            Topology::Cluster(c) => c.any_node(),
+        }
     }
 }

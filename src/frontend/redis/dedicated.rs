@@ -48,7 +48,7 @@ pub(super) async fn relay(
         db: s.db,
     };
     let (mut server, leftover) =
-        match crate::core::redis::conn::connect(&s.ctx.target(0), setup).await {
+        match crate::core::redis::conn::connect(&s.ctx.topology.first().target, setup).await {
             Ok(c) => c,
             Err(e) => {
                 let line = format!("-{}\r\n", e.reply_text());

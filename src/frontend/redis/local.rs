@@ -215,10 +215,13 @@ pub(super) async fn select(s: &mut Session, cmd: &Command) {
     let Some(db) = db else {
         return s.error("ERR value is not an integer or out of range");
     };
+    if s.ctx.topology.cluster().is_some() && db != 0 {
+        return s.error("ERR SELECT is not allowed in cluster mode");
+    }
     if s.in_transaction() {
         return s.error("ERR attache: SELECT inside a transaction is not supported");
     }
-    let mux = s.ctx.mux(0, s.version, db);
+    let mux = s.ctx.first_mux(s.version, db);
     let mut ping = BytesMut::new();
     crate::core::redis::conn::encode_command(&mut ping, &[b"PING"]);
     match mux.send(ping.freeze()).await {

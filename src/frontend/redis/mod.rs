@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info_span, Instrument};
 
 use crate::config::redis::RedisConfig;
-use crate::core::redis::{Mux, RedisTarget, Setup, Topology, TopologyError};
+use crate::core::redis::{Mux, Setup, Topology, TopologyError};
 use crate::server::{App, Shutdown};
 
 /// What every session of one Redis listener shares.
@@ -46,13 +46,9 @@ impl RedisContext {
         })
     }
 
-    /// Shared connections to node `index` for one protocol version and database.
-    pub fn mux(&self, index: usize, version: Version, db: u32) -> Arc<Mux> {
-        self.topology.node(index).mux(Setup { version, db })
-    }
-
-    pub fn target(&self, index: usize) -> Arc<RedisTarget> {
-        self.topology.node(index).target.clone()
+    /// Shared connections to the first node (keyless commands, `single`).
+    pub fn first_mux(&self, version: Version, db: u32) -> Arc<Mux> {
+        self.topology.first().mux(Setup { version, db })
     }
 
     pub fn is_denied(&self, upper_name: &str) -> bool {

@@ -1,12 +1,15 @@
 //! Route (Redis): which node runs a command, and how commands that span
 //! nodes are split and their replies merged.
 //!
-//! Keyed commands go to the node of their keys; all keys must be on one
-//! node except for MGET, MSET, DEL, UNLINK, EXISTS and TOUCH, which are
-//! split per node and merged. Keyless commands go to the first node, except
-//! DBSIZE (summed), KEYS (concatenated), SCAN (iterates node after node,
-//! with the node index in the cursor's low byte) and FLUSHDB/FLUSHALL (sent
-//! to every node).
+//! Keys are grouped into shards: ketama nodes, or cluster slots. Keyed
+//! commands go to their shard's node; all keys must be in one shard except
+//! for MGET, MSET, DEL, UNLINK, EXISTS and TOUCH, which are split per shard
+//! and merged. Keyless commands go to the first node, except DBSIZE
+//! (summed), KEYS (concatenated), SCAN (node after node, the node's index
+//! in the cursor's low byte) and FLUSHDB/FLUSHALL (every node). In a
+//! cluster every request follows MOVED/ASK inside Attaché.
+
+use std::sync::Arc;
 
 use attache_redis_protocol::command::{lookup_command, routing_keys};
 use attache_redis_protocol::frame::{self, encode, Frame, Limits, Version};
@@ -16,43 +19,65 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::session::Session;
-use crate::core::redis::{RedisBackendError, Reply};
+use crate::core::redis::{Node, RedisBackendError, Reply};
 
 const CROSS: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     if !s.ctx.topology.is_sharded() {
-        let rx = s.ctx.mux(0, s.version, s.db).send(raw);
+        let rx = s.ctx.first_mux(s.version, s.db).send(raw);
         return s.wait_reply(rx);
     }
     let topo = &s.ctx.topology;
     if let Some(split) = split::split(cmd, |k| topo.shard_of(k)) {
-        match split {
-            Split::Single(node) => {
-                let rx = s.ctx.mux(node, s.version, s.db).send(raw);
-                s.wait_reply(rx);
-            }
+        let rx = match split {
+            Split::Single(shard) => send_to_shard(s, Some(shard), raw),
             Split::Multi { parts, merge } => {
-                let parts = parts.into_iter().map(|(n, c)| (n, c.to_bytes())).collect();
-                let rx = gather(s, parts, move |replies| merge.merge(replies));
-                s.wait_reply(rx);
+                let rxs = parts
+                    .into_iter()
+                    .map(|(sh, c)| send_to_shard(s, Some(sh), c.to_bytes()))
+                    .collect();
+                gather(s, rxs, move |replies| merge.merge(replies))
             }
-        }
-        return;
+        };
+        return s.wait_reply(rx);
     }
     match s.node_for(cmd) {
         Err(()) => s.error(CROSS),
-        Ok(Some(node)) => {
-            let rx = s.ctx.mux(node, s.version, s.db).send(raw);
+        Ok(Some(shard)) => {
+            let rx = send_to_shard(s, Some(shard), raw);
             s.wait_reply(rx);
         }
         Ok(None) => keyless(s, cmd, raw),
     }
 }
 
+/// Sends to the node of a shard (any node for `None`); in a cluster,
+/// through the redirect-following request.
+fn send_to_shard(s: &Session, shard: Option<usize>, raw: Bytes) -> oneshot::Receiver<Reply> {
+    let setup = s.setup();
+    if let Some(cluster) = s.ctx.topology.cluster() {
+        let (tx, rx) = oneshot::channel();
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(cluster.request(shard.map(|sh| sh as u16), raw, setup).await);
+        });
+        return rx;
+    }
+    let node = match shard {
+        Some(sh) => s.ctx.topology.node_for_shard(sh),
+        None => s.ctx.topology.first(),
+    };
+    node.mux(setup).send(raw)
+}
+
+fn send_to_node(s: &Session, node: &Arc<Node>, raw: Bytes) -> oneshot::Receiver<Reply> {
+    node.mux(s.setup()).send(raw)
+}
+
 impl Session {
-    /// The node of `cmd`'s keys: `Ok(None)` without keys, `Err` when they
-    /// are on different nodes.
+    /// The shard of `cmd`'s keys: `Ok(None)` without keys, `Err` when they
+    /// are in different shards.
     pub(super) fn node_for(&self, cmd: &Command) -> Result<Option<usize>, ()> {
         let topo = &self.ctx.topology;
         if !topo.is_sharded() {
@@ -61,25 +86,29 @@ impl Session {
         let Some(info) = lookup_command(cmd) else {
             return Ok(None);
         };
-        let mut node = None;
+        let mut shard = None;
         for key in routing_keys(info, cmd) {
             let n = topo.shard_of(key);
-            match node {
-                None => node = Some(n),
+            match shard {
+                None => shard = Some(n),
                 Some(m) if m != n => return Err(()),
                 Some(_) => {}
             }
         }
-        Ok(node)
+        Ok(shard)
     }
 }
 
 fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
-    let all: Vec<(usize, Bytes)> = (0..s.ctx.topology.nodes.len())
-        .map(|n| (n, raw.clone()))
-        .collect();
+    let nodes = s.ctx.topology.all_nodes();
+    let fan_out = |s: &Session| {
+        nodes
+            .iter()
+            .map(|n| send_to_node(s, n, raw.clone()))
+            .collect::<Vec<_>>()
+    };
     let rx = if cmd.is("DBSIZE") {
-        gather(s, all, |replies| {
+        gather(s, fan_out(s), |replies| {
             let sum = replies
                 .iter()
                 .map(|r| if let Frame::Integer(i) = r { *i } else { 0 })
@@ -87,7 +116,7 @@ fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
             first_error(&replies).unwrap_or(Frame::Integer(sum))
         })
     } else if cmd.is("KEYS") {
-        gather(s, all, |replies| {
+        gather(s, fan_out(s), |replies| {
             let keys = replies
                 .iter()
                 .flat_map(|r| {
@@ -101,16 +130,16 @@ fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
             first_error(&replies).unwrap_or(Frame::Array(keys))
         })
     } else if cmd.is("FLUSHDB") || cmd.is("FLUSHALL") {
-        gather(s, all, |replies| {
+        gather(s, fan_out(s), |replies| {
             first_error(&replies).unwrap_or_else(Frame::ok)
         })
     } else if cmd.is("SCAN") {
-        match scan(s, cmd) {
+        match scan(s, cmd, &nodes) {
             Some(rx) => rx,
             None => return s.error("ERR invalid cursor"),
         }
     } else {
-        s.ctx.mux(0, s.version, s.db).send(raw)
+        send_to_shard(s, None, raw)
     };
     s.wait_reply(rx);
 }
@@ -120,55 +149,45 @@ fn first_error(replies: &[Frame]) -> Option<Frame> {
 }
 
 /// SCAN over every node in turn: the low byte of the cursor is the node.
-fn scan(s: &mut Session, cmd: &Command) -> Option<oneshot::Receiver<Reply>> {
+fn scan(s: &mut Session, cmd: &Command, nodes: &[Arc<Node>]) -> Option<oneshot::Receiver<Reply>> {
     let cursor: u64 = std::str::from_utf8(cmd.arg(1)?).ok()?.parse().ok()?;
-    let nodes = s.ctx.topology.nodes.len() as u64;
+    let count = nodes.len() as u64;
     let (node, inner) = (cursor & 0xff, cursor >> 8);
-    if node >= nodes {
-        return None;
-    }
+    let target = nodes.get(node as usize)?;
     let mut args = cmd.args.clone();
     args[1] = Bytes::from(inner.to_string());
-    let part = Command { args }.to_bytes();
-    Some(gather(
-        s,
-        vec![(node as usize, part)],
-        move |mut replies| {
-            let Some(Frame::Array(mut pair)) = replies.pop() else {
-                return Frame::error("ERR unexpected SCAN reply from a shard");
-            };
-            if pair.len() != 2 {
-                return Frame::error("ERR unexpected SCAN reply from a shard");
-            }
-            let next_inner: u64 = pair[0]
-                .as_bytes()
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            let next = match (next_inner, node + 1 < nodes) {
-                (0, true) => node + 1,
-                (0, false) => 0,
-                (i, _) => (i << 8) | node,
-            };
-            pair[0] = Frame::Bulk(Bytes::from(next.to_string()));
-            Frame::Array(pair)
-        },
-    ))
+    let rx = send_to_node(s, target, Command { args }.to_bytes());
+    Some(gather(s, vec![rx], move |mut replies| {
+        let Some(Frame::Array(mut pair)) = replies.pop() else {
+            return Frame::error("ERR unexpected SCAN reply from a shard");
+        };
+        if pair.len() != 2 {
+            return Frame::error("ERR unexpected SCAN reply from a shard");
+        }
+        let next_inner: u64 = pair[0]
+            .as_bytes()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let next = match (next_inner, node + 1 < count) {
+            (0, true) => node + 1,
+            (0, false) => 0,
+            (i, _) => (i << 8) | node,
+        };
+        pair[0] = Frame::Bulk(Bytes::from(next.to_string()));
+        Frame::Array(pair)
+    }))
 }
 
-/// Sends each part to its node and merges the decoded replies (in part
-/// order) into one reply in the client's protocol version.
+/// Awaits the parts' replies and merges the decoded frames (in part order)
+/// into one reply in the client's protocol version.
 fn gather(
     s: &Session,
-    parts: Vec<(usize, Bytes)>,
+    rxs: Vec<oneshot::Receiver<Reply>>,
     merge: impl FnOnce(Vec<Frame>) -> Frame + Send + 'static,
 ) -> oneshot::Receiver<Reply> {
     let version = s.version;
-    let rxs: Vec<_> = parts
-        .into_iter()
-        .map(|(n, bytes)| s.ctx.mux(n, version, s.db).send(bytes))
-        .collect();
-    let limits = s.ctx.topology.node(0).target.limits;
+    let limits = s.ctx.topology.first().target.limits;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let mut frames = Vec::with_capacity(rxs.len());

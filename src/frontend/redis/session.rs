@@ -229,8 +229,11 @@ impl Session {
                 return Some(reason);
             }
             Affinity::Blocking if !self.in_transaction() => {
-                let node = self.node_for(&cmd).ok().flatten().unwrap_or(0);
-                let target = self.ctx.target(node);
+                let shard = self.node_for(&cmd).ok().flatten();
+                let target = match shard {
+                    Some(sh) => self.ctx.topology.node_for_shard(sh).target.clone(),
+                    None => self.ctx.topology.first().target.clone(),
+                };
                 let rx = dedicated::blocking(target, self.version, self.db, req.raw);
                 self.wait(rx, true);
             }

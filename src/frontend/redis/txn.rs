@@ -16,7 +16,7 @@ use crate::core::redis::conn::encode_command;
 use crate::core::redis::Mux;
 
 pub(super) struct Txn {
-    /// The private connection, once the node is known.
+    /// The private connection and its shard, once the shard is known.
     conn: Option<(usize, Arc<Mux>)>,
     /// MULTI was answered here and must be sent before the first command.
     multi_pending: bool,
@@ -118,7 +118,8 @@ impl Session {
             (Ok(None), None) => 0,
         };
         if txn.conn.is_none() {
-            let mux = Arc::new(Mux::new(ctx.target(node), setup, 1));
+            let target = ctx.topology.node_for_shard(node).target.clone();
+            let mux = Arc::new(Mux::new(target, setup, 1));
             txn.conn = Some((node, mux));
         }
         let prefix = std::mem::take(&mut txn.multi_pending).then(multi);

@@ -149,7 +149,7 @@ fn find_keyword(args: &[Bytes], keyword: &[u8], start: i64) -> Option<i64> {
     if start > 0 {
         (start..argc - 1).find(is_keyword)
     } else {
-        (1..=argc + start).rev().find(is_keyword)
+        (1..=(argc + start).min(argc - 1)).rev().find(is_keyword)
     }
 }
 

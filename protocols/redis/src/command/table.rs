@@ -194,7 +194,7 @@ pub struct CommandInfo {
     /// Exact argument count (name included) if positive, minimum if negative.
     pub arity: i32,
     pub flags: Flags,
-    /// Legacy key range; prefer [`super::keys`], which uses the key specs.
+    /// Legacy key range; prefer [`super::keys()`], which uses the key specs.
     pub first_key: i32,
     pub last_key: i32,
     pub step: i32,

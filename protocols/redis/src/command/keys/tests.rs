@@ -104,4 +104,6 @@ fn keyword_search_directions() {
     // Backwards from argc-2.
     assert_eq!(find_keyword(&args, b"KEYS", -2), Some(3));
     assert_eq!(find_keyword(&args, b"KEYS", -6), None);
+    // A zero start (never in Redis's table) searches from the last argument.
+    assert_eq!(find_keyword(&args, b"z", 0), Some(5));
 }

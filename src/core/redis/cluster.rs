@@ -1,0 +1,314 @@
+//! Route (Redis Cluster): the slot map, kept fresh, and requests that
+//! follow MOVED, ASK and TRYAGAIN inside Attaché so clients never see them.
+//!
+//! The map comes from `CLUSTER SLOTS` on any known node: at start, every few
+//! seconds, and promptly after a MOVED (which means the map is stale). Until
+//! it is known, requests go to a seed and are redirected like any other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use attache_redis_protocol::frame::{Frame, Version};
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::conn::{self, RedisBackendError, Setup};
+use super::mux::Reply;
+use super::topology::{target_template, Node};
+use crate::config::redis::RedisConfig;
+
+const SLOTS: usize = 16384;
+const MAX_REDIRECTS: usize = 5;
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// Which node owns each slot (an index into `nodes`; `u16::MAX` = unknown).
+struct SlotMap {
+    owner: Vec<u16>,
+    nodes: Vec<Arc<Node>>,
+}
+
+pub struct Cluster {
+    cfg: Arc<RedisConfig>,
+    seeds: Vec<String>,
+    map: RwLock<Arc<SlotMap>>,
+    /// Every node ever seen, by address, so their connections survive
+    /// map refreshes.
+    known: RwLock<HashMap<String, Arc<Node>>>,
+    nudge: mpsc::Sender<()>,
+}
+
+enum Redirect {
+    Moved(String),
+    Ask(String),
+    TryAgain,
+}
+
+impl Cluster {
+    /// Builds the cluster view and starts its refresher.
+    pub fn start(cfg: &RedisConfig, seeds: Vec<String>) -> Arc<Self> {
+        let (nudge, rx) = mpsc::channel(1);
+        let cluster = Arc::new(Self {
+            cfg: Arc::new(cfg.clone()),
+            seeds,
+            map: RwLock::new(Arc::new(SlotMap {
+                owner: vec![u16::MAX; SLOTS],
+                nodes: Vec::new(),
+            })),
+            known: RwLock::new(HashMap::new()),
+            nudge,
+        });
+        tokio::spawn(refresher(Arc::downgrade(&cluster), rx));
+        cluster
+    }
+
+    fn map(&self) -> Arc<SlotMap> {
+        match self.map.read() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The node for `addr`, created on first sight.
+    pub fn node_by_addr(&self, addr: &str) -> Arc<Node> {
+        if let Some(n) = self.known.read().ok().and_then(|k| k.get(addr).cloned()) {
+            return n;
+        }
+        let mut known = match self.known.write() {
+            Ok(k) => k,
+            Err(p) => p.into_inner(),
+        };
+        known
+            .entry(addr.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Node::new(
+                    target_template(&self.cfg, addr.to_owned()),
+                    self.cfg.connections_per_node,
+                ))
+            })
+            .clone()
+    }
+
+    pub fn node_for_slot(&self, slot: u16) -> Arc<Node> {
+        let map = self.map();
+        match map
+            .owner
+            .get(slot as usize)
+            .and_then(|i| map.nodes.get(*i as usize))
+        {
+            Some(n) => n.clone(),
+            None => self.any_node(),
+        }
+    }
+
+    pub fn primaries(&self) -> Vec<Arc<Node>> {
+        let map = self.map();
+        if map.nodes.is_empty() {
+            vec![self.any_node()]
+        } else {
+            map.nodes.clone()
+        }
+    }
+
+    pub fn any_node(&self) -> Arc<Node> {
+        let map = self.map();
+        match map.nodes.first() {
+            Some(n) => n.clone(),
+            None => self.node_by_addr(
+                self.seeds
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("127.0.0.1:6379"),
+            ),
+        }
+    }
+
+    /// Asks the refresher for a new map soon (coalesced).
+    pub fn nudge(&self) {
+        let _ = self.nudge.try_send(());
+    }
+
+    /// Sends `raw` to the owner of `slot` (any node without one) and
+    /// follows redirects. Connection failures are reported, not retried:
+    /// the command may have run.
+    pub async fn request(self: Arc<Self>, slot: Option<u16>, raw: Bytes, setup: Setup) -> Reply {
+        let mut node = match slot {
+            Some(s) => self.node_for_slot(s),
+            None => self.any_node(),
+        };
+        let mut asking = false;
+        let mut last = None;
+        for attempt in 0..=MAX_REDIRECTS {
+            let mux = node.mux(setup);
+            let rx = if asking {
+                let mut b = BytesMut::new();
+                conn::encode_command(&mut b, &[b"ASKING"]);
+                b.extend_from_slice(&raw);
+                mux.send_n(b.freeze(), 2)
+            } else {
+                mux.send(raw.clone())
+            };
+            let reply = match rx.await.unwrap_or(Err(RedisBackendError::Lost)) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.nudge();
+                    return Err(e);
+                }
+            };
+            match redirect(&reply) {
+                None => return Ok(reply),
+                Some(Redirect::Moved(addr)) => {
+                    debug!(to = %addr, "MOVED: following and refreshing the slot map");
+                    self.nudge();
+                    node = self.node_by_addr(&addr);
+                    asking = false;
+                }
+                Some(Redirect::Ask(addr)) => {
+                    node = self.node_by_addr(&addr);
+                    asking = true;
+                }
+                Some(Redirect::TryAgain) => {
+                    tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1))).await;
+                    asking = false;
+                }
+            }
+            last = Some(reply);
+        }
+        last.ok_or(RedisBackendError::Lost)
+    }
+
+    /// Fetches `CLUSTER SLOTS` from the first node that answers and
+    /// installs the new map.
+    async fn refresh(&self) -> Result<(), RedisBackendError> {
+        let mut candidates: Vec<String> = self.map().nodes.iter().map(|n| n.addr.clone()).collect();
+        candidates.extend(self.seeds.iter().cloned());
+        let mut last_err = RedisBackendError::Lost;
+        for addr in candidates {
+            match self.fetch_slots(&addr).await {
+                Ok(map) => {
+                    if let Ok(mut m) = self.map.write() {
+                        *m = Arc::new(map);
+                    }
+                    return Ok(());
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+
+    async fn fetch_slots(&self, addr: &str) -> Result<SlotMap, RedisBackendError> {
+        let target = target_template(&self.cfg, addr.to_owned());
+        let (mut tcp, mut buf) = conn::connect(
+            &target,
+            Setup {
+                version: Version::Resp2,
+                db: 0,
+            },
+        )
+        .await?;
+        let mut req = BytesMut::new();
+        conn::encode_command(&mut req, &[b"CLUSTER", b"SLOTS"]);
+        tcp.write_all(&req)
+            .await
+            .map_err(|_| RedisBackendError::Lost)?;
+        let reply = conn::read_frame(&mut tcp, &mut buf, Version::Resp2, &target.limits).await?;
+        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+        self.parse_slots(reply, host)
+    }
+
+    fn parse_slots(&self, reply: Frame, seed_host: &str) -> Result<SlotMap, RedisBackendError> {
+        let bad = |what: &str| RedisBackendError::Protocol(format!("CLUSTER SLOTS: {what}"));
+        let Frame::Array(ranges) = reply else {
+            return Err(match reply {
+                Frame::Error(e) => {
+                    RedisBackendError::Refused(String::from_utf8_lossy(&e).into_owned())
+                }
+                _ => bad("not an array"),
+            });
+        };
+        let mut owner = vec![u16::MAX; SLOTS];
+        let mut nodes: Vec<Arc<Node>> = Vec::new();
+        for range in ranges {
+            let Frame::Array(items) = range else {
+                return Err(bad("range is not an array"));
+            };
+            let (
+                Some(Frame::Integer(start)),
+                Some(Frame::Integer(end)),
+                Some(Frame::Array(primary)),
+            ) = (items.first(), items.get(1), items.get(2))
+            else {
+                return Err(bad("range without start, end and primary"));
+            };
+            let ip = primary
+                .first()
+                .and_then(Frame::as_bytes)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let Some(Frame::Integer(port)) = primary.get(1) else {
+                return Err(bad("node without port"));
+            };
+            let ip = if ip.is_empty() || ip == "?" {
+                seed_host.to_owned()
+            } else {
+                ip
+            };
+            let addr = format!("{ip}:{port}");
+            let index = match nodes.iter().position(|n| n.addr == addr) {
+                Some(i) => i,
+                None => {
+                    nodes.push(self.node_by_addr(&addr));
+                    nodes.len() - 1
+                }
+            };
+            let (start, end) = (
+                (*start).clamp(0, SLOTS as i64 - 1) as usize,
+                (*end).clamp(0, SLOTS as i64 - 1) as usize,
+            );
+            for slot in owner.iter_mut().take(end + 1).skip(start) {
+                *slot = index as u16;
+            }
+        }
+        Ok(SlotMap { owner, nodes })
+    }
+}
+
+fn redirect(reply: &[u8]) -> Option<Redirect> {
+    let text = reply.strip_prefix(b"-")?;
+    let line = text.split(|b| *b == b'\r').next()?;
+    let mut words = line.split(|b| *b == b' ');
+    let kind = words.next()?;
+    let mut addr = || {
+        let _slot = words.next();
+        words
+            .next()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+    };
+    match kind {
+        b"MOVED" => addr().map(Redirect::Moved),
+        b"ASK" => addr().map(Redirect::Ask),
+        b"TRYAGAIN" => Some(Redirect::TryAgain),
+        _ => None,
+    }
+}
+
+/// Refreshes the map at start, on a timer and when nudged, until the
+/// cluster is dropped.
+async fn refresher(cluster: std::sync::Weak<Cluster>, mut nudges: mpsc::Receiver<()>) {
+    loop {
+        let Some(c) = cluster.upgrade() else { return };
+        if let Err(error) = c.refresh().await {
+            warn!(%error, "could not refresh the Redis Cluster slot map");
+        }
+        drop(c);
+        // Coalesce bursts of MOVED into one refresh.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::select! {
+            n = nudges.recv() => if n.is_none() { return },
+            _ = tokio::time::sleep(REFRESH_EVERY) => {}
+        }
+    }
+}

@@ -1,0 +1,766 @@
+//! End to end (Redis, `sharded` mode): accept → parse → route → backend →
+//! respond against three real `redis-server`s behind Attaché started
+//! in-process. Key placement is checked against a real twemproxy with the
+//! same server list, and where keys live is always read back from the
+//! servers themselves, never predicted, so the tests judge Attaché's
+//! routing instead of echoing it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use attache::app::Attache;
+use attache_harness::{RedisBuilder, RedisServer, Twemproxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const CROSS: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+/// Server names; ketama hashes these, so twemproxy must get the same ones.
+const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+// ---------------------------------------------------------------- RESP
+
+/// One RESP2 reply.
+#[derive(Debug, Clone, PartialEq)]
+enum Resp {
+    Simple(String),
+    Err(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    /// `$-1` or `*-1`.
+    Nil,
+    Array(Vec<Resp>),
+}
+
+impl Resp {
+    fn bulk(s: &str) -> Resp {
+        Resp::Bulk(s.as_bytes().to_vec())
+    }
+    fn ok() -> Resp {
+        Resp::Simple("OK".into())
+    }
+    fn queued() -> Resp {
+        Resp::Simple("QUEUED".into())
+    }
+    /// The error text; panics on anything else.
+    fn err(&self) -> &str {
+        match self {
+            Resp::Err(t) => t,
+            other => panic!("expected an error reply, got {other:?}"),
+        }
+    }
+    /// The items of an array reply; panics on anything else.
+    fn items(&self) -> &[Resp] {
+        match self {
+            Resp::Array(a) => a,
+            other => panic!("expected an array reply, got {other:?}"),
+        }
+    }
+    /// A bulk reply as text; panics on anything else.
+    fn text(&self) -> String {
+        match self {
+            Resp::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("expected a bulk reply, got {other:?}"),
+        }
+    }
+}
+
+/// Parses one reply from the front of `b`: the reply and its length, or
+/// `None` while incomplete.
+fn parse(b: &[u8]) -> Option<(Resp, usize)> {
+    let end = b.windows(2).position(|w| w == b"\r\n")?;
+    let line = String::from_utf8_lossy(&b[1..end]).into_owned();
+    let mut pos = end + 2;
+    let num = || line.parse::<i64>().expect("RESP length or integer");
+    let resp = match b[0] {
+        b'+' => Resp::Simple(line),
+        b'-' => Resp::Err(line),
+        b':' => Resp::Int(num()),
+        b'$' | b'*' if num() < 0 => Resp::Nil,
+        b'$' => {
+            let n = num() as usize;
+            if b.len() < pos + n + 2 {
+                return None;
+            }
+            let data = b[pos..pos + n].to_vec();
+            pos += n + 2;
+            Resp::Bulk(data)
+        }
+        b'*' => {
+            let mut items = Vec::new();
+            for _ in 0..num() {
+                let (r, used) = parse(&b[pos..])?;
+                pos += used;
+                items.push(r);
+            }
+            Resp::Array(items)
+        }
+        other => panic!("unexpected RESP2 type byte {:?}", other as char),
+    };
+    Some((resp, pos))
+}
+
+fn encode<S: AsRef<str>>(args: &[S]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        let a = a.as_ref();
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+/// A raw RESP2 connection (to Attaché, twemproxy or a server directly).
+struct Conn {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> Conn {
+        let tcp = TcpStream::connect(addr).await.expect("tcp connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        Conn {
+            tcp,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send<S: AsRef<str>>(&mut self, args: &[S]) {
+        self.tcp.write_all(&encode(args)).await.expect("write");
+    }
+
+    async fn cmd<S: AsRef<str>>(&mut self, args: &[S]) -> Resp {
+        self.send(args).await;
+        self.read().await
+    }
+
+    async fn read(&mut self) -> Resp {
+        match self.read_within(Duration::from_secs(10)).await {
+            Some(r) => r,
+            None => panic!("no reply within 10 s"),
+        }
+    }
+
+    /// The next reply, or `None` on timeout or a closed connection.
+    async fn read_within(&mut self, wait: Duration) -> Option<Resp> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some((r, used)) = parse(&self.buf) {
+                self.buf.drain(..used);
+                return Some(r);
+            }
+            match tokio::time::timeout_at(deadline, self.tcp.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// Sends every command in one write, then reads one reply each.
+    async fn pipeline(&mut self, cmds: &[Vec<String>]) -> Vec<Resp> {
+        let bytes: Vec<u8> = cmds.iter().flat_map(|c| encode(c)).collect();
+        self.tcp.write_all(&bytes).await.expect("write");
+        let mut out = Vec::with_capacity(cmds.len());
+        for _ in cmds {
+            out.push(self.read().await);
+        }
+        out
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+// ---------------------------------------------------------------- setup
+
+/// Three servers and a sharded Attaché in front of them.
+struct Shards {
+    servers: Vec<RedisServer>,
+    weights: [u32; 3],
+    hash: &'static str,
+    _attache: Attache,
+    addr: SocketAddr,
+}
+
+/// The `[redis]` config of a sharded Attaché over `servers`.
+fn sharded_config(servers: &[RedisServer], weights: [u32; 3], hash: &str, extra: &str) -> String {
+    let nodes: Vec<String> = servers
+        .iter()
+        .zip(weights)
+        .zip(NAMES)
+        .map(|((s, w), name)| format!("\"127.0.0.1:{}:{w} {name}\"", s.port()))
+        .collect();
+    format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
+         mode = \"sharded\"\nnodes = [{}]\nhash = \"{hash}\"\nhash_tag = \"{{}}\"\n{extra}\n",
+        nodes.join(", ")
+    )
+}
+
+impl Shards {
+    async fn start(hash: &'static str, weights: [u32; 3], extra: &str) -> Shards {
+        let servers: Vec<RedisServer> = tokio::task::block_in_place(|| {
+            (0..3)
+                .map(|_| RedisBuilder::new().start().expect("redis-server starts"))
+                .collect()
+        });
+        let toml = sharded_config(&servers, weights, hash, extra);
+        let mut cfg = attache::config::parse(&toml).expect("test config must be valid");
+        cfg.redis.as_mut().expect("a [redis] section").listen = "127.0.0.1:0".into();
+        let attache = Attache::start(cfg).await.expect("attache starts");
+        let addr = attache.redis_addr.expect("redis listener");
+        Shards {
+            servers,
+            weights,
+            hash,
+            _attache: attache,
+            addr,
+        }
+    }
+
+    async fn client(&self) -> Conn {
+        Conn::connect(self.addr).await
+    }
+
+    /// A connection straight to server `i`, bypassing Attaché.
+    async fn direct(&self, i: usize) -> Conn {
+        Conn::connect(self.servers[i].addr()).await
+    }
+
+    /// Every key on each server (`redis-cli --scan`), as key → server index;
+    /// panics if a key is on more than one server.
+    fn holders(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let text = tokio::task::block_in_place(|| s.cli(&["--scan"])).expect("redis-cli");
+            for key in text.lines().filter(|l| !l.is_empty()) {
+                if let Some(j) = out.insert(key.to_string(), i) {
+                    panic!("key {key:?} is on server {j} and on server {i}");
+                }
+            }
+        }
+        out
+    }
+
+    /// The server each key lands on when SET alone through Attaché (the
+    /// keys are deleted again afterwards).
+    async fn homes(&self, keys: &[String]) -> Vec<usize> {
+        let mut c = self.client().await;
+        let sets: Vec<Vec<String>> = keys.iter().map(|k| strings(&["SET", k, "probe"])).collect();
+        assert!(c.pipeline(&sets).await.iter().all(|r| *r == Resp::ok()));
+        let held = self.holders();
+        let homes = keys
+            .iter()
+            .map(|k| {
+                *held
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{k:?} is on no server"))
+            })
+            .collect();
+        for k in keys {
+            assert_eq!(c.cmd(&["DEL", k]).await, Resp::Int(1), "DEL {k}");
+        }
+        homes
+    }
+
+    /// One key per server, named `prefix` + a number, in server order.
+    async fn key_per_node(&self, prefix: &str) -> [String; 3] {
+        let candidates: Vec<String> = (0..60).map(|i| format!("{prefix}{i}")).collect();
+        let homes = self.homes(&candidates).await;
+        let pick = |n: usize| {
+            let at = homes.iter().position(|h| *h == n);
+            candidates[at.unwrap_or_else(|| panic!("no candidate key landed on server {n}"))]
+                .clone()
+        };
+        [pick(0), pick(1), pick(2)]
+    }
+
+    async fn dbsizes(&self) -> Vec<i64> {
+        let mut out = Vec::new();
+        for i in 0..3 {
+            match self.direct(i).await.cmd(&["DBSIZE"]).await {
+                Resp::Int(n) => out.push(n),
+                other => panic!("DBSIZE on server {i}: {other:?}"),
+            }
+        }
+        out
+    }
+}
+
+/// `n` plain keys plus hash-tagged ones (related keys and edge cases of
+/// the tag syntax), all distinct.
+fn placement_keys(n: usize) -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "{user1}:a",
+        "{user1}:b",
+        "x{user1}y",
+        "{user2}:a",
+        "{user2}:b",
+        "{}empty-tag",
+        "{unclosed",
+        "a}b{c",
+        "{{double}}",
+        "{a}{b}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    keys.extend((keys.len()..n).map(|i| format!("key:{i}")));
+    keys
+}
+
+// ---------------------------------------------------------------- 1. placement
+
+/// SETs `keys` through `addr`, asserting each reply is OK.
+async fn set_all(addr: SocketAddr, keys: &[String]) {
+    let mut c = Conn::connect(addr).await;
+    let cmds: Vec<Vec<String>> = keys.iter().map(|k| strings(&["SET", k, k])).collect();
+    for (k, r) in keys.iter().zip(c.pipeline(&cmds).await) {
+        assert_eq!(r, Resp::ok(), "SET {k}");
+    }
+}
+
+async fn placement_matches_twemproxy(hash: &'static str, weights: [u32; 3]) {
+    let sh = Shards::start(hash, weights, "").await;
+    let keys = placement_keys(500);
+    set_all(sh.addr, &keys).await;
+    let via_attache = sh.holders();
+    assert_eq!(via_attache.len(), keys.len(), "every key stored once");
+    for s in &sh.servers {
+        tokio::task::block_in_place(|| s.cli(&["FLUSHALL"])).expect("FLUSHALL");
+    }
+    let pool: Vec<(&RedisServer, u32, &str)> = sh
+        .servers
+        .iter()
+        .zip(sh.weights)
+        .zip(NAMES)
+        .map(|((s, w), n)| (s, w, n))
+        .collect();
+    let proxy = tokio::task::block_in_place(|| Twemproxy::start(&pool, sh.hash, "ketama"))
+        .expect("nutcracker starts");
+    set_all(proxy.addr(), &keys).await;
+    let via_twemproxy = sh.holders();
+    assert_eq!(
+        via_twemproxy.len(),
+        keys.len(),
+        "twemproxy stored every key"
+    );
+    let differ: Vec<_> = keys
+        .iter()
+        .filter(|k| via_attache.get(*k) != via_twemproxy.get(*k))
+        .map(|k| (k, via_attache.get(k), via_twemproxy.get(k)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{hash} {weights:?}: {} of {} keys placed differently (key, attache, twemproxy): {:?}",
+        differ.len(),
+        keys.len(),
+        &differ[..differ.len().min(10)]
+    );
+    let per_node: Vec<usize> = (0..3)
+        .map(|n| via_attache.values().filter(|v| **v == n).count())
+        .collect();
+    assert!(
+        per_node.iter().all(|c| *c > 0),
+        "keys spread over every node: {per_node:?}"
+    );
+    let tagged = ["{user1}:a", "{user1}:b", "x{user1}y"].map(|k| via_attache[k]);
+    assert!(
+        tagged.iter().all(|n| *n == tagged[0]),
+        "{{user1}} keys together: {tagged:?}"
+    );
+    assert_eq!(via_attache["{user2}:a"], via_attache["{user2}:b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_matches_twemproxy_fnv1a_64() {
+    placement_matches_twemproxy("fnv1a_64", [1, 1, 1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_matches_twemproxy_murmur() {
+    placement_matches_twemproxy("murmur", [1, 1, 1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_matches_twemproxy_md5() {
+    placement_matches_twemproxy("md5", [1, 1, 1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_matches_twemproxy_with_weights() {
+    placement_matches_twemproxy("fnv1a_64", [1, 2, 1]).await;
+}
+
+// ---------------------------------------------------------------- 2. split commands
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_multi_key_commands_merge_correctly() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
+    let keys: Vec<String> = (0..30).map(|i| format!("m:{i}")).collect();
+    let homes = sh.homes(&keys).await;
+    for n in 0..3 {
+        assert!(homes.contains(&n), "test keys span every node: {homes:?}");
+    }
+    let mut c = sh.client().await;
+
+    let mut mset = vec!["MSET".to_string()];
+    for k in &keys {
+        mset.extend([k.clone(), format!("v-{k}")]);
+    }
+    assert_eq!(c.cmd(&mset).await, Resp::ok());
+    let held = sh.holders();
+    let want: BTreeMap<String, usize> = keys.iter().cloned().zip(homes.clone()).collect();
+    assert_eq!(
+        held, want,
+        "each server holds exactly its own keys after MSET"
+    );
+
+    // MGET keeps the client's order, with nil for missing keys anywhere.
+    let mut mget = vec!["MGET".to_string()];
+    let mut expect = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        if i % 4 == 0 {
+            mget.push(format!("missing:{i}"));
+            expect.push(Resp::Nil);
+        }
+        mget.push(k.clone());
+        expect.push(Resp::bulk(&format!("v-{k}")));
+    }
+    mget.push("missing:end".into());
+    expect.push(Resp::Nil);
+    assert_eq!(c.cmd(&mget).await, Resp::Array(expect));
+
+    // Counts add up over the nodes; EXISTS counts a repeated key twice.
+    let k = |i: usize| keys[i].as_str();
+    let exists = ["EXISTS", k(0), k(1), k(1), k(2), "missing", k(3)];
+    assert_eq!(c.cmd(&exists).await, Resp::Int(5));
+    let mut touch = vec!["TOUCH".to_string(), "missing".into()];
+    touch.extend(keys.iter().cloned());
+    assert_eq!(c.cmd(&touch).await, Resp::Int(30));
+
+    let mut del = vec!["DEL".to_string()];
+    del.extend(keys[..10].iter().cloned());
+    del.push("missing".into());
+    assert_eq!(c.cmd(&del).await, Resp::Int(10));
+    let mut unlink = vec!["UNLINK".to_string(), "missing".into()];
+    unlink.extend(keys[10..20].iter().cloned());
+    assert_eq!(c.cmd(&unlink).await, Resp::Int(10));
+
+    let mut exists = vec!["EXISTS".to_string()];
+    exists.extend(keys.iter().cloned());
+    assert_eq!(c.cmd(&exists).await, Resp::Int(10));
+    let left: BTreeMap<String, usize> = keys[20..]
+        .iter()
+        .cloned()
+        .zip(homes[20..].to_vec())
+        .collect();
+    assert_eq!(sh.holders(), left, "DEL/UNLINK removed exactly their keys");
+    let reply = c.cmd(&["MGET", k(0), k(25), k(15), k(29)]).await;
+    let want = vec![
+        Resp::Nil,
+        Resp::bulk("v-m:25"),
+        Resp::Nil,
+        Resp::bulk("v-m:29"),
+    ];
+    assert_eq!(reply, Resp::Array(want));
+}
+
+// ---------------------------------------------------------------- 3. CROSSSLOT
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_multi_key_commands_need_one_node() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
+    let [a, b, _] = sh.key_per_node("set:").await;
+    let mut c = sh.client().await;
+    assert_eq!(c.cmd(&["SADD", &a, "x"]).await, Resp::Int(1));
+    assert_eq!(c.cmd(&["SADD", &b, "y"]).await, Resp::Int(1));
+
+    let script = "return redis.call('SUNION', KEYS[1], KEYS[2])";
+    let cross: [Vec<&str>; 4] = [
+        vec!["SUNION", &a, &b],
+        vec!["RENAME", &a, &b],
+        vec!["EVAL", script, "2", &a, &b],
+        vec!["SUNIONSTORE", &a, &a, &b],
+    ];
+    for cmd in &cross {
+        assert_eq!(c.cmd(cmd).await.err(), CROSS, "{cmd:?}");
+    }
+    let held = sh.holders();
+    assert_eq!((held[&a], held[&b]), (0, 1), "nothing moved or renamed");
+    assert_eq!(
+        c.cmd(&["SMEMBERS", &a]).await,
+        Resp::Array(vec![Resp::bulk("x")])
+    );
+
+    // The same commands work when a hash tag puts the keys together.
+    let (ta, tb, tc) = ("{grp}a", "{grp}b", "{grp}c");
+    assert_eq!(c.cmd(&["SADD", ta, "x"]).await, Resp::Int(1));
+    assert_eq!(c.cmd(&["SADD", tb, "y"]).await, Resp::Int(1));
+    let sorted = |r: Resp| {
+        let mut v: Vec<String> = r.items().iter().map(Resp::text).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(c.cmd(&["SUNION", ta, tb]).await), ["x", "y"]);
+    assert_eq!(
+        sorted(c.cmd(&["EVAL", script, "2", ta, tb]).await),
+        ["x", "y"]
+    );
+    assert_eq!(c.cmd(&["RENAME", ta, tc]).await, Resp::ok());
+    let held = sh.holders();
+    assert!(!held.contains_key(ta), "renamed away");
+    assert_eq!(held[tc], held[tb], "the renamed key stays with its tag");
+}
+
+// ---------------------------------------------------------------- 4. keyless fan-out
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_commands_fan_out_to_every_node() {
+    let sh = Shards::start("murmur", [1, 1, 1], "").await;
+    let keys: Vec<String> = (0..500).map(|i| format!("s:{i}")).collect();
+    set_all(sh.addr, &keys).await;
+    let sizes = sh.dbsizes().await;
+    assert!(
+        sizes.iter().all(|n| *n > 0),
+        "keys on every node: {sizes:?}"
+    );
+    let mut c = sh.client().await;
+    assert_eq!(c.cmd(&["DBSIZE"]).await, Resp::Int(500));
+
+    let set_of = |r: Resp| -> BTreeSet<String> { r.items().iter().map(Resp::text).collect() };
+    let want: BTreeSet<String> = keys
+        .iter()
+        .filter(|k| k.starts_with("s:1"))
+        .cloned()
+        .collect();
+    assert_eq!(set_of(c.cmd(&["KEYS", "s:1*"]).await), want);
+    assert_eq!(c.cmd(&["KEYS", "*"]).await.items().len(), 500);
+
+    // Let the servers finish any incremental rehash, which could make a
+    // server's own SCAN repeat a key.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut cursor = "0".to_string();
+    let mut rounds = 0;
+    loop {
+        let reply = c.cmd(&["SCAN", &cursor, "COUNT", "10"]).await;
+        let [next, batch] = reply.items() else {
+            panic!("SCAN reply: {reply:?}")
+        };
+        for k in batch.items() {
+            *seen.entry(k.text()).or_default() += 1;
+        }
+        cursor = next.text();
+        rounds += 1;
+        assert!(rounds < 1000, "SCAN does not end (cursor {cursor})");
+        if cursor == "0" {
+            break;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "SCAN repeated keys: {twice:?}");
+    let seen: BTreeSet<String> = seen.into_keys().collect();
+    assert_eq!(seen, keys.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(rounds > 3, "COUNT 10 over 500 keys takes many rounds");
+
+    assert_eq!(c.cmd(&["FLUSHDB"]).await, Resp::ok());
+    assert_eq!(sh.dbsizes().await, [0, 0, 0]);
+    assert_eq!(c.cmd(&["DBSIZE"]).await, Resp::Int(0));
+}
+
+// ---------------------------------------------------------------- 5. transactions
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_run_on_one_node() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
+    let [x, y, w] = sh.key_per_node("tx:").await;
+    let mut c = sh.client().await;
+
+    let ok_txn: [(&[&str], Resp); 5] = [
+        (&["MULTI"], Resp::ok()),
+        (&["SET", "{t}a", "1"], Resp::queued()),
+        (&["INCR", "{t}a"], Resp::queued()),
+        (&["SET", "{t}b", "hi"], Resp::queued()),
+        (
+            &["EXEC"],
+            Resp::Array(vec![Resp::ok(), Resp::Int(2), Resp::ok()]),
+        ),
+    ];
+    for (cmd, want) in ok_txn {
+        assert_eq!(c.cmd(cmd).await, want, "{cmd:?}");
+    }
+    assert_eq!(
+        c.cmd(&["MGET", "{t}a", "{t}b"]).await.items()[0],
+        Resp::bulk("2")
+    );
+
+    // A command for another node poisons the transaction.
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["SET", &x, "1"]).await, Resp::queued());
+    assert_eq!(c.cmd(&["SET", &y, "1"]).await.err(), CROSS);
+    let exec = c.cmd(&["EXEC"]).await;
+    assert!(exec.err().starts_with("EXECABORT"), "{exec:?}");
+    assert_eq!(
+        c.cmd(&["MGET", &x, &y]).await,
+        Resp::Array(vec![Resp::Nil; 2])
+    );
+    assert!(
+        sh.holders().keys().all(|k| k.starts_with("{t}")),
+        "nothing applied"
+    );
+
+    // Also when the very first command already spans nodes.
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["MSET", &x, "1", &y, "2"]).await.err(), CROSS);
+    assert!(c.cmd(&["EXEC"]).await.err().starts_with("EXECABORT"));
+    assert_eq!(c.cmd(&["EXISTS", &x, &y]).await, Resp::Int(0));
+
+    // WATCH: a change by another client aborts EXEC with a nil reply.
+    let mut other = sh.client().await;
+    assert_eq!(c.cmd(&["WATCH", &w]).await, Resp::ok());
+    assert_eq!(other.cmd(&["SET", &w, "theirs"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["SET", &w, "mine"]).await, Resp::queued());
+    assert_eq!(c.cmd(&["EXEC"]).await, Resp::Nil);
+    assert_eq!(c.cmd(&["GET", &w]).await, Resp::bulk("theirs"));
+    // Unchanged, the same transaction commits.
+    assert_eq!(c.cmd(&["WATCH", &w]).await, Resp::ok());
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["SET", &w, "mine"]).await, Resp::queued());
+    assert_eq!(c.cmd(&["EXEC"]).await, Resp::Array(vec![Resp::ok()]));
+    assert_eq!(other.cmd(&["GET", &w]).await, Resp::bulk("mine"));
+    assert_eq!(c.cmd(&["PING"]).await, Resp::Simple("PONG".into()));
+}
+
+// ---------------------------------------------------------------- 6. blocking
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pop_waits_on_the_keys_node() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
+    let keys = sh.key_per_node("q:").await;
+    for (node, k) in keys.iter().enumerate() {
+        let mut popper = sh.client().await;
+        let started = Instant::now();
+        popper.send(&["BLPOP", k, "5"]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut pusher = sh.client().await;
+        assert_eq!(pusher.cmd(&["LPUSH", k, "x"]).await, Resp::Int(1));
+        let got = popper.read_within(Duration::from_secs(4)).await;
+        let want = Resp::Array(vec![Resp::bulk(k), Resp::bulk("x")]);
+        assert_eq!(got, Some(want), "BLPOP on node {node}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "woken by the push"
+        );
+        assert_eq!(pusher.cmd(&["EXISTS", k]).await, Resp::Int(0));
+    }
+}
+
+// ---------------------------------------------------------------- 7. concurrency
+
+/// 500 commands for client `c`: SET/GET pairs, every tenth GET an MGET of
+/// the last three keys (a split command among single-node ones).
+fn client_script(c: usize) -> (Vec<Vec<String>>, Vec<Resp>) {
+    let (mut cmds, mut want) = (Vec::new(), Vec::new());
+    let key = |i: usize| format!("c{c}:k{i}");
+    let val = |i: usize| format!("v{c}:{i}");
+    for i in 0..250 {
+        cmds.push(vec!["SET".into(), key(i), val(i)]);
+        want.push(Resp::ok());
+        if i % 10 == 9 {
+            cmds.push(vec!["MGET".into(), key(i - 2), key(i - 1), key(i)]);
+            want.push(Resp::Array(
+                (i - 2..=i).map(|j| Resp::bulk(&val(j))).collect(),
+            ));
+        } else {
+            cmds.push(vec!["GET".into(), key(i)]);
+            want.push(Resp::bulk(&val(i)));
+        }
+    }
+    (cmds, want)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pipelines_keep_order_across_shards() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|c| {
+            let addr = sh.addr;
+            tokio::spawn(async move {
+                let (cmds, want) = client_script(c);
+                let got = Conn::connect(addr).await.pipeline(&cmds).await;
+                let bad = got.iter().zip(&want).position(|(g, w)| g != w);
+                if let Some(i) = bad {
+                    panic!(
+                        "client {c}: reply #{i} to {:?} is {:?}, want {:?}",
+                        cmds[i], got[i], want[i]
+                    );
+                }
+                got.len()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("client task"), 500);
+    }
+    let sizes = sh.dbsizes().await;
+    assert!(
+        sizes.iter().all(|n| *n > 0),
+        "keys on every node: {sizes:?}"
+    );
+    assert_eq!(sizes.iter().sum::<i64>(), 20 * 250);
+}
+
+// ---------------------------------------------------------------- 8. node failure
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_node_fails_fast_and_recovers() {
+    let mut sh = Shards::start("fnv1a_64", [1, 1, 1], "connect_timeout = \"1s\"").await;
+    let [k0, dead, k2] = sh.key_per_node("f:").await;
+    let mut c = sh.client().await;
+    for k in [&k0, &dead, &k2] {
+        assert_eq!(c.cmd(&["SET", k, "before"]).await, Resp::ok());
+    }
+    sh.servers[1].kill9();
+
+    // Twice: once on the broken pipe, once on a fresh connect attempt.
+    for attempt in 0..2 {
+        let started = Instant::now();
+        let reply = c.cmd(&["GET", &dead]).await;
+        assert!(
+            reply.err().starts_with("ERR attache: "),
+            "attempt {attempt}: {reply:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "attempt {attempt}: error after {:?} (the command timeout is 5 s)",
+            started.elapsed()
+        );
+    }
+    let started = Instant::now();
+    let reply = c.cmd(&["MGET", &k0, &dead]).await;
+    assert!(reply.err().starts_with("ERR attache: "), "MGET: {reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(c.cmd(&["GET", &k0]).await, Resp::bulk("before"));
+    assert_eq!(c.cmd(&["GET", &k2]).await, Resp::bulk("before"));
+
+    tokio::task::block_in_place(|| sh.servers[1].start_again()).expect("restart");
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        match c.cmd(&["SET", &dead, "after"]).await {
+            Resp::Simple(s) if s == "OK" => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "node still unusable 6 s after restart: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.cmd(&["GET", &dead]).await, Resp::bulk("after"));
+    assert_eq!(sh.holders().get(&dead), Some(&1), "back on its own node");
+    let want = Resp::Array(vec![Resp::bulk("before"), Resp::bulk("after")]);
+    assert_eq!(c.cmd(&["MGET", &k0, &dead]).await, want);
+}
