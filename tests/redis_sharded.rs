@@ -27,7 +27,8 @@ enum Resp {
     Simple(String),
     Err(String),
     Int(i64),
-    Bulk(Vec<u8>),
+    /// Bulk strings as text: every value in these tests is text.
+    Bulk(String),
     /// `$-1` or `*-1`.
     Nil,
     Array(Vec<Resp>),
@@ -35,7 +36,7 @@ enum Resp {
 
 impl Resp {
     fn bulk(s: &str) -> Resp {
-        Resp::Bulk(s.as_bytes().to_vec())
+        Resp::Bulk(s.to_string())
     }
     fn ok() -> Resp {
         Resp::Simple("OK".into())
@@ -60,7 +61,7 @@ impl Resp {
     /// A bulk reply as text; panics on anything else.
     fn text(&self) -> String {
         match self {
-            Resp::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            Resp::Bulk(b) => b.clone(),
             other => panic!("expected a bulk reply, got {other:?}"),
         }
     }
@@ -83,7 +84,7 @@ fn parse(b: &[u8]) -> Option<(Resp, usize)> {
             if b.len() < pos + n + 2 {
                 return None;
             }
-            let data = b[pos..pos + n].to_vec();
+            let data = String::from_utf8_lossy(&b[pos..pos + n]).into_owned();
             pos += n + 2;
             Resp::Bulk(data)
         }
@@ -267,7 +268,7 @@ impl Shards {
 
     /// One key per server, named `prefix` + a number, in server order.
     async fn key_per_node(&self, prefix: &str) -> [String; 3] {
-        let candidates: Vec<String> = (0..60).map(|i| format!("{prefix}{i}")).collect();
+        let candidates = scattered(prefix, 60);
         let homes = self.homes(&candidates).await;
         let pick = |n: usize| {
             let at = homes.iter().position(|h| *h == n);
@@ -287,6 +288,15 @@ impl Shards {
         }
         out
     }
+}
+
+/// `n` keys named `prefix` + a scrambled number. twemproxy's fnv1a_64
+/// keeps keys that differ only in their last characters close together on
+/// the ring, so sequential names could all land on one node.
+fn scattered(prefix: &str, n: u64) -> Vec<String> {
+    (1..=n)
+        .map(|i| format!("{prefix}{:08x}", i.wrapping_mul(2_654_435_761) % (1 << 32)))
+        .collect()
 }
 
 /// `n` plain keys plus hash-tagged ones (related keys and edge cases of
@@ -399,7 +409,7 @@ async fn placement_matches_twemproxy_with_weights() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_multi_key_commands_merge_correctly() {
     let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
-    let keys: Vec<String> = (0..30).map(|i| format!("m:{i}")).collect();
+    let keys = scattered("m:", 30);
     let homes = sh.homes(&keys).await;
     for n in 0..3 {
         assert!(homes.contains(&n), "test keys span every node: {homes:?}");
@@ -461,9 +471,9 @@ async fn split_multi_key_commands_merge_correctly() {
     let reply = c.cmd(&["MGET", k(0), k(25), k(15), k(29)]).await;
     let want = vec![
         Resp::Nil,
-        Resp::bulk("v-m:25"),
+        Resp::bulk(&format!("v-{}", k(25))),
         Resp::Nil,
-        Resp::bulk("v-m:29"),
+        Resp::bulk(&format!("v-{}", k(29))),
     ];
     assert_eq!(reply, Resp::Array(want));
 }
@@ -632,6 +642,12 @@ async fn transactions_run_on_one_node() {
     assert_eq!(c.cmd(&["SET", &w, "mine"]).await, Resp::queued());
     assert_eq!(c.cmd(&["EXEC"]).await, Resp::Array(vec![Resp::ok()]));
     assert_eq!(other.cmd(&["GET", &w]).await, Resp::bulk("mine"));
+    // WATCH ties the transaction to the watched key's node.
+    assert_eq!(c.cmd(&["WATCH", &w]).await, Resp::ok());
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["SET", &x, "1"]).await.err(), CROSS);
+    assert!(c.cmd(&["EXEC"]).await.err().starts_with("EXECABORT"));
+    assert_eq!(c.cmd(&["EXISTS", &x]).await, Resp::Int(0));
     assert_eq!(c.cmd(&["PING"]).await, Resp::Simple("PONG".into()));
 }
 
@@ -692,20 +708,31 @@ async fn concurrent_pipelines_keep_order_across_shards() {
             tokio::spawn(async move {
                 let (cmds, want) = client_script(c);
                 let got = Conn::connect(addr).await.pipeline(&cmds).await;
-                let bad = got.iter().zip(&want).position(|(g, w)| g != w);
-                if let Some(i) = bad {
-                    panic!(
+                assert_eq!(got.len(), 500, "client {c}: one reply per command");
+                let bad: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
+                let first = bad.first().map(|&i| {
+                    format!(
                         "client {c}: reply #{i} to {:?} is {:?}, want {:?}",
                         cmds[i], got[i], want[i]
-                    );
-                }
-                got.len()
+                    )
+                });
+                (bad.len(), first)
             })
         })
         .collect();
+    let mut wrong = (0, Vec::new());
     for t in tasks {
-        assert_eq!(t.await.expect("client task"), 500);
+        let (n, first) = t.await.expect("client task");
+        wrong.0 += n;
+        wrong.1.extend(first);
     }
+    assert!(
+        wrong.0 == 0,
+        "{} of 10000 replies wrong, in {} of 20 clients; first per client: {:#?}",
+        wrong.0,
+        wrong.1.len(),
+        &wrong.1[..wrong.1.len().min(5)]
+    );
     let sizes = sh.dbsizes().await;
     assert!(
         sizes.iter().all(|n| *n > 0),

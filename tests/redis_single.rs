@@ -200,6 +200,15 @@ impl Raw {
         }
     }
 
+    /// Sends a command and waits at most `wait` for its reply.
+    async fn try_read_after(&mut self, args: &[&str], wait: Duration) -> Resp {
+        self.send(&encode(args)).await;
+        match self.try_read(wait).await {
+            Ok(r) => r,
+            Err(e) => panic!("{args:?}: no reply within {wait:?}: {e:?}"),
+        }
+    }
+
     async fn try_read(&mut self, wait: Duration) -> Result<Resp, NoReply> {
         let deadline = Instant::now() + wait;
         loop {
@@ -440,17 +449,6 @@ async fn upstream_password_is_used_and_failures_are_reported() {
     none.shutdown().await;
 }
 
-impl Raw {
-    /// Sends a command and waits at most `wait` for its reply.
-    async fn try_read_after(&mut self, args: &[&str], wait: Duration) -> Resp {
-        self.send(&encode(args)).await;
-        match self.try_read(wait).await {
-            Ok(r) => r,
-            Err(e) => panic!("{args:?}: no reply within {wait:?}: {e:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_watch_and_discard() {
     let (_server, attache, addr) = setup("").await;
@@ -660,7 +658,11 @@ async fn malformed_input_closes_only_that_client() {
     assert_eq!(inline.read().await, Resp::Simple("PONG".into()));
     inline.send(b"SET inl hello\r\nGET inl\r\n").await;
     assert_eq!(inline.read().await, Resp::ok());
-    assert_eq!(inline.read().await, Resp::bulk("hello"));
+    assert_eq!(
+        inline.read().await,
+        Resp::bulk("hello"),
+        "GET must run after the SET sent before it"
+    );
     drop((good, inline));
     attache.shutdown().await;
 }

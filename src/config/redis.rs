@@ -26,6 +26,12 @@ pub struct RedisConfig {
     /// `sharded` mode: only the part of a key between these two characters
     /// is hashed, so related keys land together (twemproxy's `hash_tag`).
     pub hash_tag: Option<String>,
+    /// `sentinel` mode: the monitored primary's name.
+    pub master_name: Option<String>,
+    /// `sentinel` mode: how long requests wait for a new primary during a
+    /// failover before they fail.
+    #[serde(default = "defaults::failover_timeout")]
+    pub failover_timeout: Dur,
     /// ACL user Attaché logs in as (Redis 6+); with only `password`, the
     /// `default` user.
     pub username: Option<String>,
@@ -63,6 +69,8 @@ pub enum RedisMode {
     Sharded,
     /// A Redis Cluster; `nodes` are seeds for discovering the slot map.
     Cluster,
+    /// A primary found through Sentinel; `nodes` are the sentinels.
+    Sentinel,
 }
 
 /// One parsed entry of `nodes`.
@@ -112,6 +120,9 @@ pub(crate) mod defaults {
 
     pub fn listen() -> String {
         "127.0.0.1:6380".into()
+    }
+    pub fn failover_timeout() -> Dur {
+        Dur(Duration::from_secs(30))
     }
     pub fn hash() -> String {
         "fnv1a_64".into()

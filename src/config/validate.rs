@@ -58,6 +58,14 @@ fn check_redis(r: &super::redis::RedisConfig, errs: &mut Errors) {
             ),
         );
     }
+    if r.mode == super::redis::RedisMode::Sentinel
+        && r.master_name.as_deref().is_none_or(str::is_empty)
+    {
+        errs.push(
+            "redis.master_name",
+            "sentinel mode needs the monitored primary's name",
+        );
+    }
     if r.hash_tag.as_ref().is_some_and(|t| t.len() != 2) {
         errs.push("redis.hash_tag", "must be two characters, e.g. \"{}\"");
     }

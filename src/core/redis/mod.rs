@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod conn;
 pub mod mux;
+pub mod sentinel;
 pub mod topology;
 
 pub use conn::{RedisBackendError, RedisTarget, Setup};

@@ -14,6 +14,7 @@ use attache_redis_protocol::slot::hash_slot;
 use super::cluster::Cluster;
 use super::conn::{RedisTarget, Setup};
 use super::mux::Mux;
+use super::sentinel::Sentinel;
 use crate::config::redis::{NodeSpec, RedisConfig, RedisMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,7 @@ pub enum Topology {
         tag: Option<HashTag>,
     },
     Cluster(Arc<Cluster>),
+    Sentinel(Arc<Sentinel>),
 }
 
 /// What all nodes of a listener are reached with.
@@ -118,12 +120,23 @@ impl Topology {
                 let seeds = specs.iter().map(|s| s.addr.clone()).collect();
                 Topology::Cluster(Cluster::start(cfg, seeds))
             }
+            RedisMode::Sentinel => {
+                let sentinels = specs.iter().map(|s| s.addr.clone()).collect();
+                Topology::Sentinel(Sentinel::start(cfg, sentinels))
+            }
         })
     }
 
     /// Whether keys are spread over several nodes.
     pub fn is_sharded(&self) -> bool {
-        !matches!(self, Topology::Single(_))
+        matches!(self, Topology::Sharded { .. } | Topology::Cluster(_))
+    }
+
+    pub fn sentinel(&self) -> Option<&Arc<Sentinel>> {
+        match self {
+            Topology::Sentinel(s) => Some(s),
+            _ => None,
+        }
     }
 
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
@@ -137,7 +150,7 @@ impl Topology {
     /// slot (multi-key commands must stay within one slot in a cluster).
     pub fn shard_of(&self, key: &[u8]) -> usize {
         match self {
-            Topology::Single(_) => 0,
+            Topology::Single(_) | Topology::Sentinel(_) => 0,
             Topology::Sharded {
                 ring, hash, tag, ..
             } => ring.server_for_key(*hash, *tag, key),
@@ -151,6 +164,7 @@ impl Topology {
             Topology::Single(n) => n.clone(),
             Topology::Sharded { nodes, .. } => nodes[shard.min(nodes.len() - 1)].clone(),
             Topology::Cluster(c) => c.node_for_slot(shard as u16),
+            Topology::Sentinel(s) => s.primary(),
         }
     }
 
@@ -160,6 +174,7 @@ impl Topology {
             Topology::Single(n) => vec![n.clone()],
             Topology::Sharded { nodes, .. } => nodes.clone(),
             Topology::Cluster(c) => c.primaries(),
+            Topology::Sentinel(s) => vec![s.primary()],
         }
     }
 
@@ -169,6 +184,7 @@ impl Topology {
             Topology::Single(n) => n.clone(),
             Topology::Sharded { nodes, .. } => nodes[0].clone(),
             Topology::Cluster(c) => c.any_node(),
+            Topology::Sentinel(s) => s.primary(),
         }
     }
 }

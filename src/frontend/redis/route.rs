@@ -24,6 +24,14 @@ use crate::core::redis::{Node, RedisBackendError, Reply};
 const CROSS: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
+    if let Some(sentinel) = s.ctx.topology.sentinel() {
+        let (tx, rx) = oneshot::channel();
+        let (sentinel, setup) = (sentinel.clone(), s.setup());
+        tokio::spawn(async move {
+            let _ = tx.send(sentinel.request(raw, setup).await);
+        });
+        return s.wait_reply(rx);
+    }
     if !s.ctx.topology.is_sharded() {
         let rx = s.ctx.first_mux(s.version, s.db).send(raw);
         return s.wait_reply(rx);
