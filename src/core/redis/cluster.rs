@@ -133,7 +133,13 @@ impl Cluster {
     /// Sends `raw` to the owner of `slot` (any node without one) and
     /// follows redirects. Connection failures are reported, not retried:
     /// the command may have run.
-    pub async fn request(self: Arc<Self>, slot: Option<u16>, raw: Bytes, setup: Setup) -> Reply {
+    pub async fn request(
+        self: Arc<Self>,
+        lane: usize,
+        slot: Option<u16>,
+        raw: Bytes,
+        setup: Setup,
+    ) -> Reply {
         let mut node = match slot {
             Some(s) => self.node_for_slot(s),
             None => self.any_node(),
@@ -146,9 +152,9 @@ impl Cluster {
                 let mut b = BytesMut::new();
                 conn::encode_command(&mut b, &[b"ASKING"]);
                 b.extend_from_slice(&raw);
-                mux.send_n(b.freeze(), 2)
+                mux.send_n(lane, b.freeze(), 2)
             } else {
-                mux.send(raw.clone())
+                mux.send(lane, raw.clone())
             };
             let reply = match rx.await.unwrap_or(Err(RedisBackendError::Lost)) {
                 Ok(r) => r,

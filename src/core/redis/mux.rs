@@ -44,7 +44,6 @@ const MAX_BATCH: usize = 256 * 1024;
 /// so sending never waits and routing stays synchronous.
 pub struct Mux {
     pipes: Vec<mpsc::UnboundedSender<Request>>,
-    next: AtomicUsize,
 }
 
 impl Mux {
@@ -57,22 +56,22 @@ impl Mux {
                 tx
             })
             .collect();
-        Self {
-            pipes,
-            next: AtomicUsize::new(0),
-        }
+        Self { pipes }
     }
 
-    /// Queues a raw command; the receiver yields its reply.
-    pub fn send(&self, bytes: Bytes) -> oneshot::Receiver<Reply> {
-        self.send_n(bytes, 1)
+    /// Queues a raw command on pipe `lane % pipes`; the receiver yields
+    /// its reply. A client must always use the same lane: Redis runs each
+    /// connection's commands in order, but two connections race, so a
+    /// client's SET and the GET after it must share one.
+    pub fn send(&self, lane: usize, bytes: Bytes) -> oneshot::Receiver<Reply> {
+        self.send_n(lane, bytes, 1)
     }
 
     /// Queues bytes holding `replies` commands (a prefix such as ASKING,
     /// then the command) on one connection; yields the last reply.
-    pub fn send_n(&self, bytes: Bytes, replies: usize) -> oneshot::Receiver<Reply> {
+    pub fn send_n(&self, lane: usize, bytes: Bytes, replies: usize) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pipes.len();
+        let i = lane % self.pipes.len();
         let req = Request {
             bytes,
             replies: replies.max(1),

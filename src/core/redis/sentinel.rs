@@ -78,11 +78,11 @@ impl Sentinel {
 
     /// Sends to the primary, waiting out a failover for requests that did
     /// not run.
-    pub async fn request(self: Arc<Self>, raw: Bytes, setup: Setup) -> Reply {
+    pub async fn request(self: Arc<Self>, lane: usize, raw: Bytes, setup: Setup) -> Reply {
         let deadline = tokio::time::Instant::now() + self.cfg.failover_timeout.0;
         let mut changes = self.changed.subscribe();
         loop {
-            let rx = self.primary().mux(setup).send(raw.clone());
+            let rx = self.primary().mux(setup).send(lane, raw.clone());
             let reply = rx.await.unwrap_or(Err(RedisBackendError::Lost));
             let retry = match &reply {
                 Err(RedisBackendError::Unavailable { .. }) => true,

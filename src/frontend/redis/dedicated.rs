@@ -27,7 +27,7 @@ pub(super) fn blocking(
     tokio::spawn(async move {
         let mux = Mux::new(target, Setup { version, db }, 1);
         let reply = mux
-            .send(raw)
+            .send(0, raw)
             .await
             .unwrap_or(Err(crate::core::redis::RedisBackendError::Lost));
         let _ = tx.send(reply);

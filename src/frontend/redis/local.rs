@@ -224,7 +224,7 @@ pub(super) async fn select(s: &mut Session, cmd: &Command) {
     let mux = s.ctx.first_mux(s.version, db);
     let mut ping = BytesMut::new();
     crate::core::redis::conn::encode_command(&mut ping, &[b"PING"]);
-    match mux.send(ping.freeze()).await {
+    match mux.send(s.lane, ping.freeze()).await {
         Ok(Ok(_)) => {
             s.db = db;
             s.ready(bytes::Bytes::from_static(b"+OK\r\n"));

@@ -26,14 +26,14 @@ const CROSS: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     if let Some(sentinel) = s.ctx.topology.sentinel() {
         let (tx, rx) = oneshot::channel();
-        let (sentinel, setup) = (sentinel.clone(), s.setup());
+        let (sentinel, setup, lane) = (sentinel.clone(), s.setup(), s.lane);
         tokio::spawn(async move {
-            let _ = tx.send(sentinel.request(raw, setup).await);
+            let _ = tx.send(sentinel.request(lane, raw, setup).await);
         });
         return s.wait_reply(rx);
     }
     if !s.ctx.topology.is_sharded() {
-        let rx = s.ctx.first_mux(s.version, s.db).send(raw);
+        let rx = s.ctx.first_mux(s.version, s.db).send(s.lane, raw);
         return s.wait_reply(rx);
     }
     let topo = &s.ctx.topology;
@@ -66,9 +66,13 @@ fn send_to_shard(s: &Session, shard: Option<usize>, raw: Bytes) -> oneshot::Rece
     let setup = s.setup();
     if let Some(cluster) = s.ctx.topology.cluster() {
         let (tx, rx) = oneshot::channel();
-        let cluster = cluster.clone();
+        let (cluster, lane) = (cluster.clone(), s.lane);
         tokio::spawn(async move {
-            let _ = tx.send(cluster.request(shard.map(|sh| sh as u16), raw, setup).await);
+            let _ = tx.send(
+                cluster
+                    .request(lane, shard.map(|sh| sh as u16), raw, setup)
+                    .await,
+            );
         });
         return rx;
     }
@@ -76,11 +80,11 @@ fn send_to_shard(s: &Session, shard: Option<usize>, raw: Bytes) -> oneshot::Rece
         Some(sh) => s.ctx.topology.node_for_shard(sh),
         None => s.ctx.topology.first(),
     };
-    node.mux(setup).send(raw)
+    node.mux(setup).send(s.lane, raw)
 }
 
 fn send_to_node(s: &Session, node: &Arc<Node>, raw: Bytes) -> oneshot::Receiver<Reply> {
-    node.mux(s.setup()).send(raw)
+    node.mux(s.setup()).send(s.lane, raw)
 }
 
 impl Session {

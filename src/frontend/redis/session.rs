@@ -19,6 +19,9 @@ use super::{dedicated, route, txn, RedisContext};
 use crate::core::redis::{Reply, Setup};
 use crate::server::Shutdown;
 
+/// Spreads clients over the shared pipes.
+static NEXT_LANE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A reply in waiting, in client order.
 pub(super) enum Slot {
     Ready(Bytes),
@@ -47,6 +50,8 @@ pub(super) struct Session {
     /// The command that switched the session to a dedicated relay.
     pub pending_relay: Option<Bytes>,
     pub quit: bool,
+    /// Which shared pipe of each node this client uses (see `Mux::send`).
+    pub lane: usize,
 }
 
 pub(super) async fn run(
@@ -73,10 +78,13 @@ pub(super) async fn run(
         txn: None,
         pending_relay: None,
         quit: false,
+        lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     let mut closing = false;
+    // Requests already read but not parsed because the pipeline was full.
+    let mut buffered = false;
     loop {
         s.drain_ready(&mut wbuf);
         if !wbuf.is_empty() {
@@ -87,6 +95,13 @@ pub(super) async fn run(
             return Ok(());
         }
         let reading = !s.quit && !closing && s.slots.len() < max_pipeline;
+        if reading && buffered {
+            buffered = false;
+            if let Some(pinned) = parse(&mut s, &mut rbuf, &limits, &mut buffered).await {
+                return hand_over(s, tcp, rbuf, wbuf, pinned).await;
+            }
+            continue;
+        }
         if rbuf.capacity() - rbuf.len() < 4096 {
             rbuf.reserve(16 * 1024);
         }
@@ -96,23 +111,49 @@ pub(super) async fn run(
                     closing = true;
                     continue;
                 }
-                while let Some(req) = next_request(&mut rbuf, &limits, &mut s) {
-                    if let Some(pinned) = s.handle(req).await {
-                        // Pub/sub and friends: hand the connection over.
-                        s.drain_all(&mut wbuf).await;
-                        tcp.write_all(&wbuf).await?;
-                        wbuf.clear();
-                        return dedicated::relay(&s, tcp, rbuf, pinned).await;
-                    }
-                    if s.slots.len() >= max_pipeline || s.quit {
-                        break;
-                    }
+                if let Some(pinned) = parse(&mut s, &mut rbuf, &limits, &mut buffered).await {
+                    return hand_over(s, tcp, rbuf, wbuf, pinned).await;
                 }
             }
             _ = s.wait_front() => {}
             _ = shutdown.wait(), if !closing => closing = true,
         }
     }
+}
+
+/// Handles the complete requests in `rbuf` until the pipeline is full
+/// (then `buffered` says whether bytes wait). `Some` means the session
+/// must become a dedicated relay.
+async fn parse(
+    s: &mut Session,
+    rbuf: &mut BytesMut,
+    limits: &RequestLimits,
+    buffered: &mut bool,
+) -> Option<DedicatedReason> {
+    let max_pipeline = s.ctx.config.max_pipeline;
+    while let Some(req) = next_request(rbuf, limits, s) {
+        if let Some(pinned) = s.handle(req).await {
+            return Some(pinned);
+        }
+        if s.slots.len() >= max_pipeline || s.quit {
+            *buffered = !rbuf.is_empty() && !s.quit;
+            break;
+        }
+    }
+    None
+}
+
+/// Pub/sub and friends: flush every reply owed, then relay bytes.
+async fn hand_over(
+    mut s: Session,
+    mut tcp: TcpStream,
+    rbuf: BytesMut,
+    mut wbuf: BytesMut,
+    pinned: DedicatedReason,
+) -> Result<(), RedisSessionError> {
+    s.drain_all(&mut wbuf).await;
+    tcp.write_all(&wbuf).await?;
+    dedicated::relay(&s, tcp, rbuf, pinned).await
 }
 
 /// Splits the next request; a malformed one is answered like Redis does

@@ -75,7 +75,7 @@ impl Session {
         if cmd.is("EXEC") && txn.poisoned {
             if let Some((_, mux)) = &txn.conn {
                 // Its +OK is not the client's: nobody waits for it.
-                drop(mux.send(Bytes::from(discard())));
+                drop(mux.send(0, Bytes::from(discard())));
             }
             self.txn = None;
             return self.error("EXECABORT Transaction discarded because of previous errors.");
@@ -133,9 +133,9 @@ impl Session {
         let rx = match prefix {
             Some(mut p) => {
                 p.extend_from_slice(&raw);
-                mux.send_n(Bytes::from(p), 2)
+                mux.send_n(0, Bytes::from(p), 2)
             }
-            None => mux.send(raw),
+            None => mux.send(0, raw),
         };
         self.wait_reply(rx);
     }
