@@ -1,14 +1,16 @@
 //! Accept → respond, end to end: `attache demo` starts a real PostgreSQL
 //! (through the test harness), Attaché in front of it in transaction mode,
 //! and a mixed workload from many clients, and prints a live one-line
-//! summary until Ctrl-C (or `ATTACHE_DEMO_SECONDS`), then cleans up.
+//! summary until Ctrl-C (or `ATTACHE_DEMO_SECONDS`), then cleans up. It
+//! also starts three Redis shards behind Attaché's sharded Redis listener
+//! and shows where keys written through it landed.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attache_harness::{HbaAuth, PgBuilder, PgServer};
+use attache_harness::{HbaAuth, PgBuilder, PgServer, RedisBuilder, RedisServer};
 use rand::Rng;
 
 use crate::app::{AppError, Attache};
@@ -41,15 +43,26 @@ pub async fn run() -> Result<(), DemoError> {
     let pg = tokio::task::spawn_blocking(start_postgres)
         .await
         .map_err(|e| DemoError::Other(e.to_string()))??;
-    let listen = if std::net::TcpListener::bind("127.0.0.1:6432").is_ok() {
-        "127.0.0.1:6432"
-    } else {
-        "127.0.0.1:0"
-    };
-    let toml = format!(
+    let shards = tokio::task::spawn_blocking(start_redis_shards)
+        .await
+        .map_err(|e| DemoError::Other(e.to_string()))?;
+    let listen = free_or_any("127.0.0.1:6432");
+    let mut toml = format!(
         "[postgres]\nlisten = \"{listen}\"\npool_mode = \"transaction\"\npool_size = {POOL_SIZE}\n\n[postgres.databases.app]\nnodes = [{{ addr = \"{}\" }}]\n",
         pg.addr()
     );
+    if let Some(shards) = &shards {
+        let nodes: Vec<String> = shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("\"{}:1 shard{}\"", s.addr(), i + 1))
+            .collect();
+        toml.push_str(&format!(
+            "\n[redis]\nlisten = \"{}\"\nmode = \"sharded\"\nhash = \"murmur\"\nhash_tag = \"{{}}\"\nnodes = [{}]\n",
+            free_or_any("127.0.0.1:6380"),
+            nodes.join(", ")
+        ));
+    }
     let attache = Attache::start(crate::config::parse(&toml)?).await?;
     let addr = attache
         .postgres_addr
@@ -63,6 +76,9 @@ pub async fn run() -> Result<(), DemoError> {
         addr.port()
     );
     prepare_schema(addr).await?;
+    if let (Some(shards), Some(raddr)) = (&shards, attache.redis_addr) {
+        redis_spread(shards, raddr).await?;
+    }
     let counters = Arc::new(Counters::default());
     let mut workers = Vec::new();
     for i in 0..CLIENTS {
@@ -75,7 +91,67 @@ pub async fn run() -> Result<(), DemoError> {
     }
     attache.shutdown().await;
     drop(pg);
+    drop(shards);
     println!("\nStopped; PostgreSQL and its data directory are removed.");
+    Ok(())
+}
+
+fn free_or_any(addr: &str) -> &str {
+    if std::net::TcpListener::bind(addr).is_ok() {
+        addr
+    } else {
+        "127.0.0.1:0"
+    }
+}
+
+/// Three Redis servers for the sharded part; the demo goes on without them
+/// (saying why) if redis-server is not installed.
+fn start_redis_shards() -> Option<Vec<RedisServer>> {
+    let mut shards = Vec::new();
+    for _ in 0..3 {
+        match RedisBuilder::new().start() {
+            Ok(s) => shards.push(s),
+            Err(e) => {
+                println!("(Skipping the Redis part: {e})");
+                return None;
+            }
+        }
+    }
+    Some(shards)
+}
+
+/// Writes keys through Attaché's sharded Redis listener and shows where
+/// they landed, asking each shard directly.
+async fn redis_spread(shards: &[RedisServer], addr: std::net::SocketAddr) -> Result<(), DemoError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const KEYS: usize = 3000;
+    let mut out = Vec::new();
+    for i in 0..KEYS {
+        let key = format!("user:{i}:profile");
+        out.extend_from_slice(
+            format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\nx\r\n", key.len()).as_bytes(),
+        );
+    }
+    let io = |e: std::io::Error| DemoError::Other(format!("redis demo client: {e}"));
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
+    tcp.write_all(&out).await.map_err(io)?;
+    let expected = KEYS * 5; // "+OK\r\n" per key
+    let mut got = vec![0u8; expected];
+    tcp.read_exact(&mut got).await.map_err(io)?;
+    let counts: Vec<String> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("shard{} {}", i + 1, s.cli(&["DBSIZE"]).unwrap_or_default()))
+        .collect();
+    println!("Redis: 3 shards behind Attaché on {addr} (twemproxy-compatible ketama, murmur).");
+    println!(
+        "  {KEYS} keys written through Attaché landed: {}",
+        counts.join(", ")
+    );
+    println!(
+        "  Try:  redis-cli -p {} MGET user:1:profile user:2:profile user:3:profile",
+        addr.port()
+    );
     Ok(())
 }
 

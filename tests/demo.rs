@@ -34,4 +34,24 @@ fn demo_runs_a_workload_and_cleans_up() {
     assert!(qps > 0, "no queries flowed: {last:?}");
     assert!(last.contains("errors 0"), "{last:?}");
     assert!(stdout.contains("Stopped; PostgreSQL and its data directory are removed."));
+    // The Redis part: keys spread over all three shards, none lost.
+    let spread = stdout
+        .lines()
+        .find(|l| l.contains("keys written through Attaché landed"))
+        .unwrap_or_else(|| panic!("no Redis line: {stdout}"));
+    let counts: Vec<u64> = spread
+        .split("shard")
+        .skip(1)
+        .filter_map(|p| {
+            p.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.trim_end_matches(',').parse().ok())
+        })
+        .collect();
+    assert_eq!(counts.len(), 3, "{spread}");
+    assert!(
+        counts.iter().all(|c| *c > 0),
+        "every shard should get keys: {spread}"
+    );
+    assert_eq!(counts.iter().sum::<u64>(), 3000, "{spread}");
 }
