@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::Secret;
+use std::path::PathBuf;
+
+use super::types::{LocalTls, Secret, SslMode, UpstreamTls};
 use super::units::{ByteSize, Dur};
 
 /// `[redis]`
@@ -36,6 +38,11 @@ pub struct RedisConfig {
     /// `default` user.
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Client-facing TLS: clients connect with TLS (redis-cli --tls).
+    pub tls: Option<LocalTls>,
+    /// TLS to the servers (and sentinels). Certificates are verified
+    /// unless `verify` says otherwise.
+    pub server_tls: Option<RedisServerTls>,
     /// When set, clients must `AUTH` (or `HELLO … AUTH`) with it first.
     pub client_password: Option<Secret>,
     /// Multiplexed connections per server, shared by every client.
@@ -57,6 +64,49 @@ pub struct RedisConfig {
     /// Largest request or reply (Redis's own `proto-max-bulk-len` is 512 MB).
     #[serde(default = "defaults::max_request_size")]
     pub max_request_size: ByteSize,
+}
+
+/// `server_tls = { verify = "full", ca_file = "…" }`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisServerTls {
+    #[serde(default)]
+    pub verify: TlsVerify,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// SNI and the verified name; defaults to each node's host.
+    pub server_name: Option<String>,
+}
+
+/// How much of the server's certificate is checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsVerify {
+    /// Chain and host name.
+    #[default]
+    Full,
+    /// Chain only.
+    Ca,
+    /// Nothing: encryption without authentication.
+    None,
+}
+
+impl RedisServerTls {
+    /// The same settings in the form the TLS layer takes.
+    pub fn as_upstream(&self) -> UpstreamTls {
+        UpstreamTls {
+            sslmode: match self.verify {
+                TlsVerify::Full => SslMode::VerifyFull,
+                TlsVerify::Ca => SslMode::VerifyCa,
+                TlsVerify::None => SslMode::Require,
+            },
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            server_name: self.server_name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

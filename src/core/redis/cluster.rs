@@ -17,8 +17,7 @@ use tracing::{debug, warn};
 
 use super::conn::{self, RedisBackendError, Setup};
 use super::mux::Reply;
-use super::topology::{target_template, Node};
-use crate::config::redis::RedisConfig;
+use super::topology::{Node, TargetTemplate};
 
 const SLOTS: usize = 16384;
 const MAX_REDIRECTS: usize = 5;
@@ -31,7 +30,7 @@ struct SlotMap {
 }
 
 pub struct Cluster {
-    cfg: Arc<RedisConfig>,
+    template: TargetTemplate,
     seeds: Vec<String>,
     map: RwLock<Arc<SlotMap>>,
     /// Every node ever seen, by address, so their connections survive
@@ -48,10 +47,10 @@ enum Redirect {
 
 impl Cluster {
     /// Builds the cluster view and starts its refresher.
-    pub fn start(cfg: &RedisConfig, seeds: Vec<String>) -> Arc<Self> {
+    pub fn start(template: TargetTemplate, seeds: Vec<String>) -> Arc<Self> {
         let (nudge, rx) = mpsc::channel(1);
         let cluster = Arc::new(Self {
-            cfg: Arc::new(cfg.clone()),
+            template,
             seeds,
             map: RwLock::new(Arc::new(SlotMap {
                 owner: vec![u16::MAX; SLOTS],
@@ -84,8 +83,8 @@ impl Cluster {
             .entry(addr.to_owned())
             .or_insert_with(|| {
                 Arc::new(Node::new(
-                    target_template(&self.cfg, addr.to_owned()),
-                    self.cfg.connections_per_node,
+                    self.template.target(addr.to_owned()),
+                    self.template.cfg.connections_per_node,
                 ))
             })
             .clone()
@@ -206,7 +205,7 @@ impl Cluster {
     }
 
     async fn fetch_slots(&self, addr: &str) -> Result<SlotMap, RedisBackendError> {
-        let target = target_template(&self.cfg, addr.to_owned());
+        let target = self.template.target(addr.to_owned());
         let (mut tcp, mut buf) = conn::connect(
             &target,
             Setup {

@@ -6,15 +6,23 @@ use std::time::Duration;
 
 use attache_redis_protocol::frame::{self, Frame, Limits, Version};
 use bytes::{BufMut, BytesMut};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::TcpStream;
 
 use crate::config::types::Secret;
+use crate::net::Stream;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct RedisTarget {
     pub addr: String,
+    /// TLS client config and the name to verify, when TLS is on.
+    pub tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub connect_timeout: Duration,
@@ -56,7 +64,7 @@ impl RedisBackendError {
 pub async fn connect(
     target: &RedisTarget,
     setup: Setup,
-) -> Result<(TcpStream, BytesMut), RedisBackendError> {
+) -> Result<(Stream, BytesMut), RedisBackendError> {
     let unavailable = |reason: String| RedisBackendError::Unavailable {
         addr: target.addr.clone(),
         reason,
@@ -71,6 +79,15 @@ pub async fn connect(
         })?
         .map_err(|e| unavailable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
+    let tcp = match &target.tls {
+        Some((config, name)) => {
+            let tls = crate::net::tls::connect(config.clone(), name.clone(), tcp)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            Stream::ClientTls(Box::new(tls))
+        }
+        None => Stream::Plain(tcp),
+    };
     let mut steps: Vec<(Vec<&[u8]>, Version)> = Vec::new();
     if let Some(pw) = &target.password {
         let mut args: Vec<&[u8]> = vec![b"AUTH"];
@@ -117,7 +134,7 @@ pub async fn connect(
 }
 
 pub(crate) async fn read_frame(
-    tcp: &mut TcpStream,
+    tcp: &mut Stream,
     buf: &mut BytesMut,
     version: Version,
     limits: &Limits,

@@ -12,7 +12,9 @@ use std::time::Duration;
 use attache_redis_protocol::frame::{self, Version};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
+
+use crate::net::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
@@ -96,7 +98,7 @@ async fn supervise(
         match conn::connect(&target, setup).await {
             Ok((tcp, leftover)) => {
                 backoff = Duration::from_millis(50);
-                let (rd, wr) = tcp.into_split();
+                let (rd, wr) = tokio::io::split(tcp);
                 if let Err(e) = run(rd, wr, leftover, first, &mut rx, &target, setup.version).await
                 {
                     debug!(server.addr = %target.addr, error = %e, "redis pipe closed");
@@ -116,8 +118,8 @@ async fn supervise(
 }
 
 async fn run(
-    rd: OwnedReadHalf,
-    mut wr: OwnedWriteHalf,
+    rd: ReadHalf<Stream>,
+    mut wr: WriteHalf<Stream>,
     leftover: BytesMut,
     first: Request,
     rx: &mut mpsc::UnboundedReceiver<Request>,
@@ -185,7 +187,7 @@ async fn run(
 /// gone and nothing is outstanding, or fails every slot when the
 /// connection breaks.
 async fn read_replies(
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf<Stream>,
     mut buf: BytesMut,
     mut slots: mpsc::UnboundedReceiver<Waiting>,
     target: &RedisTarget,

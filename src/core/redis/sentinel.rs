@@ -17,11 +17,10 @@ use tracing::{info, warn};
 
 use super::conn::{self, RedisBackendError, Setup};
 use super::mux::Reply;
-use super::topology::{target_template, Node};
-use crate::config::redis::RedisConfig;
+use super::topology::{Node, TargetTemplate};
 
 pub struct Sentinel {
-    cfg: Arc<RedisConfig>,
+    template: TargetTemplate,
     sentinels: Vec<String>,
     master: String,
     primary: RwLock<Option<Arc<Node>>>,
@@ -30,12 +29,13 @@ pub struct Sentinel {
 }
 
 impl Sentinel {
-    pub fn start(cfg: &RedisConfig, sentinels: Vec<String>) -> Arc<Self> {
+    pub fn start(template: TargetTemplate, sentinels: Vec<String>) -> Arc<Self> {
         let (changed, _) = watch::channel(0);
+        let master = template.cfg.master_name.clone().unwrap_or_default();
         let s = Arc::new(Self {
-            cfg: Arc::new(cfg.clone()),
+            template,
             sentinels,
-            master: cfg.master_name.clone().unwrap_or_default(),
+            master,
             primary: RwLock::new(None),
             changed,
         });
@@ -49,10 +49,7 @@ impl Sentinel {
         if let Some(n) = self.primary.read().ok().and_then(|p| p.clone()) {
             return n;
         }
-        Arc::new(Node::new(
-            target_template(&self.cfg, "127.0.0.1:0".into()),
-            1,
-        ))
+        Arc::new(Node::new(self.template.target("127.0.0.1:0".into()), 1))
     }
 
     fn set_primary(&self, addr: String) {
@@ -67,8 +64,8 @@ impl Sentinel {
         }
         info!(master = %self.master, primary = %addr, "Redis primary is now {addr}");
         let node = Arc::new(Node::new(
-            target_template(&self.cfg, addr),
-            self.cfg.connections_per_node,
+            self.template.target(addr),
+            self.template.cfg.connections_per_node,
         ));
         if let Ok(mut p) = self.primary.write() {
             *p = Some(node);
@@ -79,7 +76,7 @@ impl Sentinel {
     /// Sends to the primary, waiting out a failover for requests that did
     /// not run.
     pub async fn request(self: Arc<Self>, lane: usize, raw: Bytes, setup: Setup) -> Reply {
-        let deadline = tokio::time::Instant::now() + self.cfg.failover_timeout.0;
+        let deadline = tokio::time::Instant::now() + self.template.cfg.failover_timeout.0;
         let mut changes = self.changed.subscribe();
         loop {
             let rx = self.primary().mux(setup).send(lane, raw.clone());
@@ -106,7 +103,7 @@ impl Sentinel {
     }
 
     async fn ask(&self, sentinel: &str) -> Result<String, RedisBackendError> {
-        let target = sentinel_target(&self.cfg, sentinel);
+        let target = sentinel_target(&self.template, sentinel);
         let (mut tcp, mut buf) = conn::connect(
             &target,
             Setup {
@@ -149,8 +146,8 @@ impl Sentinel {
 }
 
 /// Sentinels are reached without the data nodes' credentials.
-fn sentinel_target(cfg: &RedisConfig, addr: &str) -> conn::RedisTarget {
-    let mut t = target_template(cfg, addr.to_owned());
+fn sentinel_target(template: &TargetTemplate, addr: &str) -> conn::RedisTarget {
+    let mut t = template.target(addr.to_owned());
     t.username = None;
     t.password = None;
     t
@@ -185,7 +182,7 @@ async fn watch_sentinels(view: Weak<Sentinel>) {
 /// Subscribes to `+switch-master` and applies switches; every second
 /// without one, asks again (a message may have been missed).
 async fn listen(s: &Arc<Sentinel>, addr: &str) -> Result<(), RedisBackendError> {
-    let target = sentinel_target(&s.cfg, addr);
+    let target = sentinel_target(&s.template, addr);
     let (mut tcp, mut buf) = conn::connect(
         &target,
         Setup {

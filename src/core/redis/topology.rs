@@ -16,6 +16,7 @@ use super::conn::{RedisTarget, Setup};
 use super::mux::Mux;
 use super::sentinel::Sentinel;
 use crate::config::redis::{NodeSpec, RedisConfig, RedisMode};
+use crate::net::tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -27,6 +28,8 @@ pub enum TopologyError {
     Hash(String),
     #[error("redis.nodes: at least one node is required")]
     Empty,
+    #[error("redis.server_tls: {0}")]
+    Tls(#[from] crate::net::tls::TlsError),
 }
 
 /// One server and its shared connections, per (RESP version, database).
@@ -72,17 +75,50 @@ pub enum Topology {
     Sentinel(Arc<Sentinel>),
 }
 
-/// What all nodes of a listener are reached with.
-pub(crate) fn target_template(cfg: &RedisConfig, addr: String) -> RedisTarget {
-    RedisTarget {
-        addr,
-        username: cfg.username.clone(),
-        password: cfg.password.clone(),
-        connect_timeout: cfg.connect_timeout.0,
-        limits: Limits {
-            max_frame_size: cfg.max_request_size.0 as usize,
-            ..Limits::default()
-        },
+/// What every node of a listener is reached with: credentials, limits,
+/// timeouts and TLS, with only the address varying.
+#[derive(Clone)]
+pub struct TargetTemplate {
+    pub cfg: Arc<RedisConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl TargetTemplate {
+    pub fn new(cfg: &RedisConfig) -> Result<Self, TopologyError> {
+        let tls = match &cfg.server_tls {
+            Some(t) => tls::client_config(&t.as_upstream())?,
+            None => None,
+        };
+        Ok(Self {
+            cfg: Arc::new(cfg.clone()),
+            tls,
+        })
+    }
+
+    pub fn target(&self, addr: String) -> RedisTarget {
+        let cfg = &self.cfg;
+        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&addr);
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tls = match (&self.tls, &cfg.server_tls) {
+            (Some(c), Some(t)) => tls::server_name(&t.as_upstream(), &host)
+                .ok()
+                .map(|n| (c.clone(), n)),
+            _ => None,
+        };
+        RedisTarget {
+            addr,
+            tls,
+            username: cfg.username.clone(),
+            password: cfg.password.clone(),
+            connect_timeout: cfg.connect_timeout.0,
+            limits: Limits {
+                max_frame_size: cfg.max_request_size.0 as usize,
+                ..Limits::default()
+            },
+        }
     }
 }
 
@@ -95,9 +131,10 @@ impl Topology {
             );
         }
         let first = specs.first().ok_or(TopologyError::Empty)?;
+        let template = TargetTemplate::new(cfg)?;
         let node = |spec: &NodeSpec| {
             Arc::new(Node::new(
-                target_template(cfg, spec.addr.clone()),
+                template.target(spec.addr.clone()),
                 cfg.connections_per_node,
             ))
         };
@@ -118,11 +155,11 @@ impl Topology {
             }
             RedisMode::Cluster => {
                 let seeds = specs.iter().map(|s| s.addr.clone()).collect();
-                Topology::Cluster(Cluster::start(cfg, seeds))
+                Topology::Cluster(Cluster::start(template.clone(), seeds))
             }
             RedisMode::Sentinel => {
                 let sentinels = specs.iter().map(|s| s.addr.clone()).collect();
-                Topology::Sentinel(Sentinel::start(cfg, sentinels))
+                Topology::Sentinel(Sentinel::start(template.clone(), sentinels))
             }
         })
     }

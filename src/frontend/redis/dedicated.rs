@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
+use crate::net::Stream;
 use attache_redis_protocol::command::DedicatedReason;
 use attache_redis_protocol::frame::Version;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::session::{RedisSessionError, Session};
@@ -39,7 +39,7 @@ pub(super) fn blocking(
 /// connection until either side closes.
 pub(super) async fn relay(
     s: &Session,
-    mut client: TcpStream,
+    mut client: Stream,
     rest: BytesMut,
     reason: DedicatedReason,
 ) -> Result<(), RedisSessionError> {

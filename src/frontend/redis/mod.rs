@@ -27,6 +27,8 @@ use crate::server::{App, Shutdown};
 pub struct RedisContext {
     pub config: Arc<RedisConfig>,
     pub topology: Topology,
+    /// Client-facing TLS, when configured.
+    local_tls: Option<Arc<rustls::ServerConfig>>,
     /// Upper-case names of denied commands.
     denied: HashSet<String>,
 }
@@ -34,6 +36,11 @@ pub struct RedisContext {
 impl RedisContext {
     pub fn new(config: RedisConfig) -> Result<Self, TopologyError> {
         let topology = Topology::new(&config)?;
+        let local_tls = config
+            .tls
+            .as_ref()
+            .map(crate::net::tls::server_config)
+            .transpose()?;
         let denied = config
             .deny_commands
             .iter()
@@ -42,6 +49,7 @@ impl RedisContext {
         Ok(Self {
             config: Arc::new(config),
             topology,
+            local_tls,
             denied,
         })
     }
@@ -64,7 +72,15 @@ impl App for RedisContext {
     async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
         let span = info_span!("client", protocol = "redis", client.addr = %peer);
         async move {
-            if let Err(error) = session::run(self, tcp, shutdown).await {
+            let _ = tcp.set_nodelay(true);
+            let stream = match &self.local_tls {
+                Some(config) => match crate::net::tls::accept(config.clone(), tcp).await {
+                    Ok(tls) => crate::net::Stream::ServerTls(Box::new(tls)),
+                    Err(error) => return debug!(%error, "client TLS handshake failed"),
+                },
+                None => crate::net::Stream::Plain(tcp),
+            };
+            if let Err(error) = session::run(self, stream, shutdown).await {
                 debug!(%error, "redis client session ended with an error");
             }
         }

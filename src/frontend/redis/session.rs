@@ -6,11 +6,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::net::Stream;
 use attache_redis_protocol::command::{self, Affinity, DedicatedReason, Request, RequestLimits};
 use attache_redis_protocol::frame::{encode, Limits, Version};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -56,10 +56,9 @@ pub(super) struct Session {
 
 pub(super) async fn run(
     ctx: Arc<RedisContext>,
-    mut tcp: TcpStream,
+    mut tcp: Stream,
     mut shutdown: Shutdown,
 ) -> Result<(), RedisSessionError> {
-    let _ = tcp.set_nodelay(true);
     let limits = RequestLimits {
         frame: Limits {
             max_frame_size: ctx.config.max_request_size.0 as usize,
@@ -146,7 +145,7 @@ async fn parse(
 /// Pub/sub and friends: flush every reply owed, then relay bytes.
 async fn hand_over(
     mut s: Session,
-    mut tcp: TcpStream,
+    mut tcp: Stream,
     rbuf: BytesMut,
     mut wbuf: BytesMut,
     pinned: DedicatedReason,
