@@ -274,6 +274,17 @@ async fn errorstat(node: &RedisServer, code: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The value [`set_all`] gives `key`.
+fn val(key: &str) -> Resp {
+    Resp::bulk(&format!("val:{key}"))
+}
+
+/// Asserts that `got` is an error reply starting with `prefix`.
+fn assert_err(got: &Resp, prefix: &str, what: &str) {
+    let ok = got.err_text().is_some_and(|t| t.starts_with(prefix));
+    assert!(ok, "{what}: want {prefix}…, got {got:?}");
+}
+
 /// SETs `key = val:key` for every key through Attaché, asserting `OK` each.
 async fn set_all(client: &mut Client, keys: &[String]) {
     let sets: Vec<Vec<String>> = keys
@@ -283,6 +294,14 @@ async fn set_all(client: &mut Client, keys: &[String]) {
     let replies = client.pipeline(&sets).await;
     for (key, reply) in keys.iter().zip(&replies) {
         assert_eq!(reply, &Resp::ok(), "SET {key} through Attaché");
+    }
+}
+
+/// GETs every key (pipelined) and asserts it holds `val:key`.
+async fn assert_values(client: &mut Client, keys: &[&String]) {
+    let gets: Vec<Vec<String>> = keys.iter().map(|k| c(&["GET", k])).collect();
+    for (key, reply) in keys.iter().zip(client.pipeline(&gets).await) {
+        assert_eq!(reply, val(key), "GET {key}");
     }
 }
 
@@ -384,7 +403,7 @@ async fn load_client(
         }
         let pre = format!("{tag}:pre:{}", n % PRELOAD);
         let got = client.try_cmd(&["GET", &pre]).await;
-        r.expect("GET preloaded", got, &Resp::bulk(&format!("val:{pre}")));
+        r.expect("GET preloaded", got, &val(&pre));
         ops.fetch_add(6, Ordering::Relaxed);
     }
     r
@@ -510,7 +529,7 @@ impl Scenario {
         for (key, (owner, value)) in keys.iter().zip(&located) {
             assert_eq!(*owner, to, "{key} should live on {}", dst.addr());
             if key.contains(":pre:") {
-                assert_eq!(value, &Resp::bulk(&format!("val:{key}")), "{key}");
+                assert_eq!(value, &val(key), "{key}");
             }
         }
         for (i, n) in want.iter().enumerate() {
@@ -533,18 +552,11 @@ async fn keys_land_on_their_slot_owner_without_redirects() {
     let keys = numbered("k", 1000);
     let mut client = Client::connect(addr).await;
     set_all(&mut client, &keys).await;
-    let gets: Vec<Vec<String>> = keys.iter().map(|k| c(&["GET", k])).collect();
-    for (key, reply) in keys.iter().zip(client.pipeline(&gets).await) {
-        assert_eq!(
-            reply,
-            Resp::bulk(&format!("val:{key}")),
-            "GET {key} through Attaché"
-        );
-    }
+    assert_values(&mut client, &keys.iter().collect::<Vec<_>>()).await;
     let located = locate(&cluster, &keys).await;
     let mut per_node = [0usize; 3];
     for (i, (key, (owner, value))) in keys.iter().zip(&located).enumerate() {
-        assert_eq!(value, &Resp::bulk(&format!("val:{key}")), "{key} directly");
+        assert_eq!(value, &val(key), "{key} directly");
         per_node[*owner] += 1;
         // Cross-check a sample against the cluster's own slot table.
         if i % 50 == 0 {
@@ -569,146 +581,99 @@ async fn multi_key_commands_split_merge_or_crossslot() {
     let (cluster, _attache, addr) = setup().await;
     let mut client = Client::connect(addr).await;
     let keys = numbered("m", 10);
-    let mut mset = vec!["MSET".to_string()];
+    let mut mset = c(&["MSET"]);
     for k in &keys {
         mset.extend([k.clone(), format!("val:{k}")]);
     }
     assert_eq!(client.pipeline(&[mset]).await, vec![Resp::ok()]);
     let located = locate(&cluster, &keys).await;
-    let owners: std::collections::HashSet<usize> = located.iter().map(|(o, _)| *o).collect();
-    assert!(owners.len() >= 2, "MSET keys should span nodes: {owners:?}");
+    let mut owners: Vec<usize> = located.iter().map(|(o, _)| *o).collect();
     for (key, (_, value)) in keys.iter().zip(&located) {
-        assert_eq!(
-            value,
-            &Resp::bulk(&format!("val:{key}")),
-            "{key} after MSET"
-        );
+        assert_eq!(value, &val(key), "{key} after MSET");
     }
+    owners.dedup();
+    assert!(owners.len() >= 2, "MSET keys should span nodes: {owners:?}");
     let got = client
         .cmd(&["MGET", "m:3", "nope", "m:0", "m:9", "m:3"])
         .await;
-    let want = ["val:m:3", "", "val:m:0", "val:m:9", "val:m:3"].map(|v| match v {
-        "" => Resp::Nil,
-        v => Resp::bulk(v),
-    });
+    let want = [val("m:3"), Resp::Nil, val("m:0"), val("m:9"), val("m:3")];
     assert_eq!(got, Resp::Array(want.to_vec()), "MGET keeps the order");
-    assert_eq!(
-        client.cmd(&["EXISTS", "m:1", "m:1", "m:2", "nope"]).await,
-        Resp::Int(3)
-    );
-    assert_eq!(
-        client.cmd(&["DEL", "m:1", "m:2", "nope", "m:5"]).await,
-        Resp::Int(3)
-    );
+    let exists = client.cmd(&["EXISTS", "m:1", "m:1", "m:2", "nope"]).await;
+    assert_eq!(exists, Resp::Int(3));
+    let del = client.cmd(&["DEL", "m:1", "m:2", "nope", "m:5"]).await;
+    assert_eq!(del, Resp::Int(3));
     let got = client.cmd(&["MGET", "m:1", "m:2", "m:5", "m:6"]).await;
-    let want = vec![Resp::Nil, Resp::Nil, Resp::Nil, Resp::bulk("val:m:6")];
+    let want = vec![Resp::Nil, Resp::Nil, Resp::Nil, val("m:6")];
     assert_eq!(got, Resp::Array(want));
+    let sizes = node_sizes(&cluster).await;
     assert_eq!(
-        node_sizes(&cluster).await.iter().sum::<i64>(),
+        sizes.iter().sum::<i64>(),
         7,
-        "DEL removed 3 keys"
+        "DEL removed 3 keys: {sizes:?}"
     );
+    cross_slot(&cluster, &mut client).await;
+    transactions(&mut client).await;
+}
 
-    // Not splittable: keys must share a slot, even when on the same node.
+/// Multi-key commands that cannot be split need one slot, even when the
+/// keys are on the same node; with a hash tag they run.
+async fn cross_slot(cluster: &RedisCluster, client: &mut Client) {
     assert_ne!(key_slot(b"x:a"), key_slot(b"x:b"));
     for k in ["x:a", "x:b", "{u}:a", "{u}:b"] {
         assert_eq!(client.cmd(&["SADD", k, "1", k]).await, Resp::Int(2));
     }
-    let same_node = same_node_other_slot(&cluster, "x:a");
+    let same_node = same_node_other_slot(cluster, "x:a");
     for (a, b) in [("x:a", "x:b"), ("x:a", same_node.as_str())] {
-        let got = client.cmd(&["SUNION", a, b]).await;
-        assert!(
-            got.err_text().is_some_and(|t| t.starts_with("CROSSSLOT")),
-            "SUNION {a} {b}: {got:?}"
-        );
-        let got = client.cmd(&["RENAME", a, b]).await;
-        assert!(
-            got.err_text().is_some_and(|t| t.starts_with("CROSSSLOT")),
-            "RENAME {a} {b}: {got:?}"
-        );
+        for cmd in ["SUNION", "RENAME"] {
+            let got = client.cmd(&[cmd, a, b]).await;
+            assert_err(&got, "CROSSSLOT", &format!("{cmd} {a} {b}"));
+        }
     }
-    assert_eq!(
-        client.cmd(&["EXISTS", "x:a"]).await,
-        Resp::Int(1),
-        "RENAME refused"
-    );
+    let exists = client.cmd(&["EXISTS", "x:a"]).await;
+    assert_eq!(exists, Resp::Int(1), "RENAME refused");
     let got = client.cmd(&["SUNION", "{u}:a", "{u}:b"]).await;
     let mut members: Vec<String> = got.items().iter().map(Resp::text).collect();
     members.sort();
     assert_eq!(members, ["1", "{u}:a", "{u}:b"]);
     assert_eq!(client.cmd(&["RENAME", "{u}:a", "{u}:c"]).await, Resp::ok());
     assert_eq!(client.cmd(&["SCARD", "{u}:c"]).await, Resp::Int(2));
-    transactions(&mut client).await;
 }
 
 /// A key in another slot than `key` but owned by the same node.
 fn same_node_other_slot(cluster: &RedisCluster, key: &str) -> String {
-    let owner = owner_index(cluster, key_slot(key.as_bytes()));
+    let slot = key_slot(key.as_bytes());
+    let owner = owner_index(cluster, slot);
     (0..)
         .map(|i| format!("same:{i}"))
         .find(|k| {
-            let slot = key_slot(k.as_bytes());
-            slot != key_slot(key.as_bytes()) && owner_index(cluster, slot) == owner
+            let other = key_slot(k.as_bytes());
+            other != slot && owner_index(cluster, other) == owner
         })
         .expect("some key")
 }
 
 /// MULTI/EXEC in one slot works; a cross-slot command inside aborts it.
 async fn transactions(client: &mut Client) {
-    let queued = Resp::Simple("QUEUED".into());
-    let txn = [
-        c(&["MULTI"]),
-        c(&["SET", "{t}:x", "1"]),
-        c(&["INCR", "{t}:x"]),
-        c(&["GET", "{t}:y"]),
-        c(&["EXEC"]),
-    ];
+    let (ok, queued) = (Resp::ok(), Resp::Simple("QUEUED".into()));
+    let mut txn = vec![c(&["MULTI"]), c(&["SET", "{t}:x", "1"])];
+    txn.extend([c(&["INCR", "{t}:x"]), c(&["GET", "{t}:y"]), c(&["EXEC"])]);
     let got = client.pipeline(&txn).await;
     let exec = Resp::Array(vec![Resp::ok(), Resp::Int(2), Resp::Nil]);
-    assert_eq!(
-        got,
-        vec![
-            Resp::ok(),
-            queued.clone(),
-            queued.clone(),
-            queued.clone(),
-            exec
-        ]
-    );
-    for stray in [
-        c(&["SUNION", "x:a", "x:b"]),
-        c(&["SET", "x:a", "other slot"]),
-    ] {
-        let cmds = [
-            c(&["MULTI"]),
-            c(&["SET", "{t}:x", "10"]),
-            stray.clone(),
-            c(&["EXEC"]),
-        ];
-        let got = client.pipeline(&cmds).await;
-        assert_eq!(got[..2], [Resp::ok(), queued.clone()], "{stray:?}");
-        assert!(
-            got[2]
-                .err_text()
-                .is_some_and(|t| t.starts_with("CROSSSLOT")),
-            "{stray:?}: {got:?}"
-        );
-        assert!(
-            got[3]
-                .err_text()
-                .is_some_and(|t| t.starts_with("EXECABORT")),
-            "{stray:?}: {got:?}"
-        );
+    let q = || queued.clone();
+    assert_eq!(got, vec![ok.clone(), q(), q(), q(), exec]);
+    for stray in [c(&["SUNION", "x:a", "x:b"]), c(&["SET", "x:a", "v"])] {
+        let cmds = [c(&["MULTI"]), c(&["SET", "{t}:x", "10"]), stray.clone()];
+        let got = client
+            .pipeline(&[&cmds[..], &[c(&["EXEC"])]].concat())
+            .await;
+        assert_eq!(got[..2], [ok.clone(), q()], "{stray:?}");
+        assert_err(&got[2], "CROSSSLOT", &format!("{stray:?} in MULTI"));
+        assert_err(&got[3], "EXECABORT", &format!("EXEC after {stray:?}"));
     }
-    assert_eq!(
-        client.cmd(&["GET", "{t}:x"]).await,
-        Resp::bulk("2"),
-        "aborted writes"
-    );
-    assert_eq!(
-        client.cmd(&["TYPE", "x:a"]).await,
-        Resp::Simple("set".into())
-    );
+    let x = client.cmd(&["GET", "{t}:x"]).await;
+    assert_eq!(x, Resp::bulk("2"), "aborted transactions wrote");
+    let x_a = client.cmd(&["TYPE", "x:a"]).await;
+    assert_eq!(x_a, Resp::Simple("set".into()));
     assert_eq!(client.cmd(&["PING"]).await, Resp::Simple("PONG".into()));
 }
 
@@ -797,10 +762,7 @@ async fn discovers_the_cluster_from_one_seed() {
     let keys = numbered("seeded", 300);
     let mut client = Client::connect(addr).await;
     set_all(&mut client, &keys).await;
-    let gets: Vec<Vec<String>> = keys.iter().map(|k| c(&["GET", k])).collect();
-    for (key, reply) in keys.iter().zip(client.pipeline(&gets).await) {
-        assert_eq!(reply, Resp::bulk(&format!("val:{key}")), "GET {key}");
-    }
+    assert_values(&mut client, &keys.iter().collect::<Vec<_>>()).await;
     let located = locate(&cluster, &keys).await;
     for node in 0..3 {
         assert!(
@@ -823,6 +785,7 @@ async fn discovers_the_cluster_from_one_seed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_primary_fails_its_slots_only() {
+    // Without full coverage the surviving primaries keep serving their slots.
     let builder = RedisBuilder::new().setting("cluster-require-full-coverage", "no");
     let mut cluster = start_cluster(builder).await;
     let extra = "command_timeout = \"2s\"\nconnect_timeout = \"1s\"";
@@ -830,54 +793,46 @@ async fn dead_primary_fails_its_slots_only() {
     let keys = numbered("kill", 60);
     let mut client = Client::connect(addr).await;
     set_all(&mut client, &keys).await;
-    let owners: Vec<usize> = locate(&cluster, &keys)
-        .await
-        .into_iter()
-        .map(|(o, _)| o)
-        .collect();
     let victim = 1;
-    let (dead, alive): (Vec<_>, Vec<_>) = keys.iter().zip(&owners).partition(|(_, &o)| o == victim);
-    assert!(
-        !dead.is_empty() && alive.len() >= 10,
-        "keys per node: {owners:?}"
-    );
+    let (mut dead, mut alive) = (Vec::new(), Vec::new());
+    for (key, (owner, _)) in keys.iter().zip(locate(&cluster, &keys).await) {
+        if owner == victim {
+            dead.push(key)
+        } else {
+            alive.push(key)
+        }
+    }
+    assert!(dead.len() >= 3 && alive.len() >= 10, "{dead:?} / {alive:?}");
     tokio::task::block_in_place(|| cluster.nodes[victim].kill9());
     sleep(Duration::from_millis(200)).await;
     // Right after the crash, and again once the cluster has marked the node
     // failed (cluster-node-timeout is 2 s) and Attaché refreshed its map.
     for pass in 0..2 {
-        for (key, _) in dead.iter().take(3) {
+        for key in &dead[..3] {
             let started = Instant::now();
             let got = client.cmd(&["GET", key]).await;
             let took = started.elapsed();
-            let text = got
-                .err_text()
-                .unwrap_or_else(|| panic!("GET {key} on a dead node: {got:?}"));
-            eprintln!("pass {pass}: GET {key} → {text:?} in {took:?}");
-            assert!(
-                text.starts_with("ERR") || text.starts_with("CLUSTERDOWN"),
-                "{text}"
-            );
+            eprintln!("pass {pass}: GET {key} → {got:?} in {took:?}");
+            assert_err(&got, "ERR", &format!("GET {key} on the dead node"));
             assert!(took < Duration::from_secs(3), "GET {key} took {took:?}");
         }
-        let gets: Vec<Vec<String>> = alive.iter().map(|(k, _)| c(&["GET", k])).collect();
         let started = Instant::now();
-        for ((key, _), reply) in alive.iter().zip(client.pipeline(&gets).await) {
-            assert_eq!(
-                reply,
-                Resp::bulk(&format!("val:{key}")),
-                "GET {key} on a live node"
-            );
-        }
+        assert_values(&mut client, &alive).await;
         assert!(
             started.elapsed() < Duration::from_secs(2),
-            "live slots slowed down"
+            "live slots slowed"
         );
-        let (key, _) = alive[pass];
+        // In one pipeline, live keys still answer in order between failures.
+        let mixed = [dead[0], alive[0], dead[1], alive[1]];
+        let gets: Vec<Vec<String>> = mixed.iter().map(|k| c(&["GET", k])).collect();
+        let got = client.pipeline(&gets).await;
+        assert_err(&got[0], "ERR", "dead key in a pipeline");
+        assert_eq!(got[1], val(alive[0]));
+        assert_err(&got[2], "ERR", "dead key in a pipeline");
+        assert_eq!(got[3], val(alive[1]));
+        let key = alive[2 + pass];
         assert_eq!(client.cmd(&["SET", key, "new"]).await, Resp::ok());
         assert_eq!(client.cmd(&["GET", key]).await, Resp::bulk("new"));
-        let original = format!("val:{key}");
-        assert_eq!(client.cmd(&["SET", key, &original]).await, Resp::ok());
         if pass == 0 {
             sleep(Duration::from_secs(3)).await;
         }

@@ -450,7 +450,7 @@ async fn killed_primary_requests_wait_for_the_automatic_failover() {
     let mut g = start_group(true);
     let old = g.master_addr();
     let toml = g.toml(&format!(
-        "failover_timeout = \"{}s\"",
+        "failover_timeout = \"{}s\"\nconnections_per_node = 1",
         FAILOVER_TIMEOUT.as_secs()
     ));
     let (attache, addr) = start_attache(&toml).await;

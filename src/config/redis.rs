@@ -28,6 +28,15 @@ pub struct RedisConfig {
     /// `sharded` mode: only the part of a key between these two characters
     /// is hashed, so related keys land together (twemproxy's `hash_tag`).
     pub hash_tag: Option<String>,
+    /// `single` mode: replicas of the primary, for reads (see `read_from`).
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// Where read-only commands go: `primary`, `prefer-replica` (a replica,
+    /// the primary when none answers), `replica` (same, for clarity of
+    /// intent) or `round-robin` (primary and replicas in turn). Cluster
+    /// mode uses each slot's replicas (with READONLY).
+    #[serde(default)]
+    pub read_from: ReadFrom,
     /// `sentinel` mode: the monitored primary's name.
     pub master_name: Option<String>,
     /// `sentinel` mode: how long requests wait for a new primary during a
@@ -64,6 +73,16 @@ pub struct RedisConfig {
     /// Largest request or reply (Redis's own `proto-max-bulk-len` is 512 MB).
     #[serde(default = "defaults::max_request_size")]
     pub max_request_size: ByteSize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadFrom {
+    #[default]
+    Primary,
+    PreferReplica,
+    Replica,
+    RoundRobin,
 }
 
 /// `server_tls = { verify = "full", ca_file = "…" }`

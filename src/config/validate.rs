@@ -46,6 +46,11 @@ fn check_redis(r: &super::redis::RedisConfig, errs: &mut Errors) {
             errs.push(format!("redis.nodes[{i}]"), message);
         }
     }
+    for (i, n) in r.replicas.iter().enumerate() {
+        if let Err(message) = super::redis::NodeSpec::parse(n) {
+            errs.push(format!("redis.replicas[{i}]"), message);
+        }
+    }
     if r.hash
         .parse::<attache_redis_protocol::ketama::HashKind>()
         .is_err()

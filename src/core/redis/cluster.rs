@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use super::conn::{self, RedisBackendError, Setup};
 use super::mux::Reply;
 use super::topology::{Node, TargetTemplate};
+use crate::config::redis::ReadFrom;
 
 const SLOTS: usize = 16384;
 const MAX_REDIRECTS: usize = 5;
@@ -27,6 +28,8 @@ const REFRESH_EVERY: Duration = Duration::from_secs(5);
 struct SlotMap {
     owner: Vec<u16>,
     nodes: Vec<Arc<Node>>,
+    /// Replicas of each node in `nodes` (READONLY connections).
+    replicas: Vec<Vec<Arc<Node>>>,
 }
 
 pub struct Cluster {
@@ -37,6 +40,8 @@ pub struct Cluster {
     /// map refreshes.
     known: RwLock<HashMap<String, Arc<Node>>>,
     nudge: mpsc::Sender<()>,
+    /// Round-robin position for `read_from = "round-robin"`.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 enum Redirect {
@@ -55,7 +60,9 @@ impl Cluster {
             map: RwLock::new(Arc::new(SlotMap {
                 owner: vec![u16::MAX; SLOTS],
                 nodes: Vec::new(),
+                replicas: Vec::new(),
             })),
+            turn: std::sync::atomic::AtomicUsize::new(0),
             known: RwLock::new(HashMap::new()),
             nudge,
         });
@@ -72,7 +79,16 @@ impl Cluster {
 
     /// The node for `addr`, created on first sight.
     pub fn node_by_addr(&self, addr: &str) -> Arc<Node> {
-        if let Some(n) = self.known.read().ok().and_then(|k| k.get(addr).cloned()) {
+        self.known_node(addr, false)
+    }
+
+    fn known_node(&self, addr: &str, readonly: bool) -> Arc<Node> {
+        let key = if readonly {
+            format!("{addr}#readonly")
+        } else {
+            addr.to_owned()
+        };
+        if let Some(n) = self.known.read().ok().and_then(|k| k.get(&key).cloned()) {
             return n;
         }
         let mut known = match self.known.write() {
@@ -80,12 +96,11 @@ impl Cluster {
             Err(p) => p.into_inner(),
         };
         known
-            .entry(addr.to_owned())
+            .entry(key)
             .or_insert_with(|| {
-                Arc::new(Node::new(
-                    self.template.target(addr.to_owned()),
-                    self.template.cfg.connections_per_node,
-                ))
+                let mut target = self.template.target(addr.to_owned());
+                target.readonly = readonly;
+                Arc::new(Node::new(target, self.template.cfg.connections_per_node))
             })
             .clone()
     }
@@ -99,6 +114,28 @@ impl Cluster {
         {
             Some(n) => n.clone(),
             None => self.any_node(),
+        }
+    }
+
+    pub fn reads_from_replicas(&self) -> bool {
+        self.template.cfg.read_from != ReadFrom::Primary
+    }
+
+    /// A replica of `slot`'s primary for a read, by the read policy.
+    pub fn replica_for_slot(&self, slot: u16, lane: usize) -> Option<Arc<Node>> {
+        let map = self.map();
+        let owner = *map.owner.get(slot as usize)? as usize;
+        let replicas = map.replicas.get(owner).filter(|r| !r.is_empty())?;
+        match self.template.cfg.read_from {
+            ReadFrom::Primary => None,
+            ReadFrom::PreferReplica | ReadFrom::Replica => {
+                Some(replicas[lane % replicas.len()].clone())
+            }
+            ReadFrom::RoundRobin => {
+                let i = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % (replicas.len() + 1);
+                i.checked_sub(1).map(|r| replicas[r].clone())
+            }
         }
     }
 
@@ -138,11 +175,19 @@ impl Cluster {
         slot: Option<u16>,
         raw: Bytes,
         setup: Setup,
+        read: bool,
     ) -> Reply {
-        let mut node = match slot {
+        let primary = match slot {
             Some(s) => self.node_for_slot(s),
             None => self.any_node(),
         };
+        let replica = if read {
+            slot.and_then(|s| self.replica_for_slot(s, lane))
+        } else {
+            None
+        };
+        let mut on_replica = replica.is_some();
+        let mut node = replica.unwrap_or_else(|| primary.clone());
         let mut asking = false;
         let mut last = None;
         for attempt in 0..=MAX_REDIRECTS {
@@ -157,6 +202,14 @@ impl Cluster {
             };
             let reply = match rx.await.unwrap_or(Err(RedisBackendError::Lost)) {
                 Ok(r) => r,
+                // A replica that cannot be reached: the read never ran, so
+                // the primary takes it.
+                Err(RedisBackendError::Unavailable { .. }) if on_replica => {
+                    on_replica = false;
+                    node = primary.clone();
+                    self.nudge();
+                    continue;
+                }
                 Err(e) => {
                     self.nudge();
                     return Err(e);
@@ -165,6 +218,7 @@ impl Cluster {
             match redirect(&reply) {
                 None => return Ok(reply),
                 Some(Redirect::Moved(addr)) => {
+                    on_replica = false;
                     debug!(to = %addr, "MOVED: following and refreshing the slot map");
                     self.nudge();
                     node = self.node_by_addr(&addr);
@@ -236,6 +290,7 @@ impl Cluster {
         };
         let mut owner = vec![u16::MAX; SLOTS];
         let mut nodes: Vec<Arc<Node>> = Vec::new();
+        let mut replicas: Vec<Vec<Arc<Node>>> = Vec::new();
         for range in ranges {
             let Frame::Array(items) = range else {
                 return Err(bad("range is not an array"));
@@ -266,6 +321,7 @@ impl Cluster {
                 Some(i) => i,
                 None => {
                     nodes.push(self.node_by_addr(&addr));
+                    replicas.push(self.replica_nodes(&items[3..], seed_host));
                     nodes.len() - 1
                 }
             };
@@ -277,7 +333,34 @@ impl Cluster {
                 *slot = index as u16;
             }
         }
-        Ok(SlotMap { owner, nodes })
+        Ok(SlotMap {
+            owner,
+            nodes,
+            replicas,
+        })
+    }
+
+    /// The replica entries of a CLUSTER SLOTS range, as READONLY nodes.
+    fn replica_nodes(&self, entries: &[Frame], seed_host: &str) -> Vec<Arc<Node>> {
+        entries
+            .iter()
+            .filter_map(|e| {
+                let Frame::Array(parts) = e else { return None };
+                let ip = parts
+                    .first()
+                    .and_then(Frame::as_bytes)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())?;
+                let Some(Frame::Integer(port)) = parts.get(1) else {
+                    return None;
+                };
+                let ip = if ip.is_empty() || ip == "?" {
+                    seed_host.to_owned()
+                } else {
+                    ip
+                };
+                Some(self.known_node(&format!("{ip}:{port}"), true))
+            })
+            .collect()
     }
 }
 

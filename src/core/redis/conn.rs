@@ -27,6 +27,8 @@ pub struct RedisTarget {
     pub password: Option<Secret>,
     pub connect_timeout: Duration,
     pub limits: Limits,
+    /// A Redis Cluster replica serving reads: send READONLY first.
+    pub readonly: bool,
 }
 
 /// Per-connection state that clients depend on.
@@ -99,6 +101,9 @@ pub async fn connect(
     }
     if setup.version == Version::Resp3 {
         steps.push((vec![b"HELLO", b"3"], Version::Resp3));
+    }
+    if target.readonly {
+        steps.push((vec![b"READONLY"], setup.version));
     }
     let db = setup.db.to_string();
     if setup.db != 0 {

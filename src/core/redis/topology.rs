@@ -5,6 +5,7 @@
 //! `cluster` follows a Redis Cluster's slot map (see [`super::cluster`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use attache_redis_protocol::frame::Limits;
@@ -15,7 +16,7 @@ use super::cluster::Cluster;
 use super::conn::{RedisTarget, Setup};
 use super::mux::Mux;
 use super::sentinel::Sentinel;
-use crate::config::redis::{NodeSpec, RedisConfig, RedisMode};
+use crate::config::redis::{NodeSpec, ReadFrom, RedisConfig, RedisMode};
 use crate::net::tls;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +64,43 @@ impl Node {
     }
 }
 
+/// Where read-only commands may go instead of the primary.
+pub struct Replicas {
+    pub nodes: Vec<Arc<Node>>,
+    pub policy: ReadFrom,
+    turn: AtomicUsize,
+}
+
+impl Replicas {
+    fn new(nodes: Vec<Arc<Node>>, policy: ReadFrom) -> Self {
+        Self {
+            nodes,
+            policy,
+            turn: AtomicUsize::new(0),
+        }
+    }
+
+    /// The replica for this client's next read, or `None` for the primary.
+    /// A client keeps one replica (its lane) so its reads stay ordered.
+    pub fn pick(&self, lane: usize) -> Option<Arc<Node>> {
+        if self.nodes.is_empty() {
+            return None;
+        }
+        match self.policy {
+            ReadFrom::Primary => None,
+            ReadFrom::PreferReplica | ReadFrom::Replica => {
+                Some(self.nodes[lane % self.nodes.len()].clone())
+            }
+            ReadFrom::RoundRobin => {
+                let i = self.turn.fetch_add(1, Ordering::Relaxed) % (self.nodes.len() + 1);
+                i.checked_sub(1).map(|r| self.nodes[r].clone())
+            }
+        }
+    }
+}
+
 pub enum Topology {
-    Single(Arc<Node>),
+    Single(Arc<Node>, Replicas),
     Sharded {
         nodes: Vec<Arc<Node>>,
         ring: Ketama,
@@ -114,6 +150,7 @@ impl TargetTemplate {
             username: cfg.username.clone(),
             password: cfg.password.clone(),
             connect_timeout: cfg.connect_timeout.0,
+            readonly: false,
             limits: Limits {
                 max_frame_size: cfg.max_request_size.0 as usize,
                 ..Limits::default()
@@ -139,7 +176,15 @@ impl Topology {
             ))
         };
         Ok(match cfg.mode {
-            RedisMode::Single => Topology::Single(node(first)),
+            RedisMode::Single => {
+                let mut replicas = Vec::new();
+                for (index, r) in cfg.replicas.iter().enumerate() {
+                    let spec = NodeSpec::parse(r)
+                        .map_err(|message| TopologyError::Node { index, message })?;
+                    replicas.push(node(&spec));
+                }
+                Topology::Single(node(first), Replicas::new(replicas, cfg.read_from))
+            }
             RedisMode::Sharded => {
                 let servers: Vec<(String, u32)> =
                     specs.iter().map(|n| (n.name.clone(), n.weight)).collect();
@@ -169,6 +214,24 @@ impl Topology {
         matches!(self, Topology::Sharded { .. } | Topology::Cluster(_))
     }
 
+    /// The replica a read-only command from `lane` should use, if any
+    /// (`shard`: the cluster slot of its keys).
+    pub fn replica_for_read(&self, lane: usize, shard: Option<usize>) -> Option<Arc<Node>> {
+        match self {
+            Topology::Single(_, replicas) => replicas.pick(lane),
+            Topology::Cluster(c) => c.replica_for_slot(shard? as u16, lane),
+            _ => None,
+        }
+    }
+
+    pub fn reads_from_replicas(&self) -> bool {
+        match self {
+            Topology::Single(_, r) => r.policy != ReadFrom::Primary && !r.nodes.is_empty(),
+            Topology::Cluster(c) => c.reads_from_replicas(),
+            _ => false,
+        }
+    }
+
     pub fn sentinel(&self) -> Option<&Arc<Sentinel>> {
         match self {
             Topology::Sentinel(s) => Some(s),
@@ -187,7 +250,7 @@ impl Topology {
     /// slot (multi-key commands must stay within one slot in a cluster).
     pub fn shard_of(&self, key: &[u8]) -> usize {
         match self {
-            Topology::Single(_) | Topology::Sentinel(_) => 0,
+            Topology::Single(..) | Topology::Sentinel(_) => 0,
             Topology::Sharded {
                 ring, hash, tag, ..
             } => ring.server_for_key(*hash, *tag, key),
@@ -198,7 +261,7 @@ impl Topology {
     /// The node serving a shard as numbered by [`Self::shard_of`].
     pub fn node_for_shard(&self, shard: usize) -> Arc<Node> {
         match self {
-            Topology::Single(n) => n.clone(),
+            Topology::Single(n, _) => n.clone(),
             Topology::Sharded { nodes, .. } => nodes[shard.min(nodes.len() - 1)].clone(),
             Topology::Cluster(c) => c.node_for_slot(shard as u16),
             Topology::Sentinel(s) => s.primary(),
@@ -208,7 +271,7 @@ impl Topology {
     /// Every node a fan-out command must reach (cluster: the primaries).
     pub fn all_nodes(&self) -> Vec<Arc<Node>> {
         match self {
-            Topology::Single(n) => vec![n.clone()],
+            Topology::Single(n, _) => vec![n.clone()],
             Topology::Sharded { nodes, .. } => nodes.clone(),
             Topology::Cluster(c) => c.primaries(),
             Topology::Sentinel(s) => vec![s.primary()],
@@ -218,7 +281,7 @@ impl Topology {
     /// Where keyless commands go.
     pub fn first(&self) -> Arc<Node> {
         match self {
-            Topology::Single(n) => n.clone(),
+            Topology::Single(n, _) => n.clone(),
             Topology::Sharded { nodes, .. } => nodes[0].clone(),
             Topology::Cluster(c) => c.any_node(),
             Topology::Sentinel(s) => s.primary(),

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use attache_redis_protocol::command::{lookup_command, routing_keys};
+use attache_redis_protocol::command::{lookup_command, routing_keys, Flags};
 use attache_redis_protocol::frame::{self, encode, Frame, Limits, Version};
 use attache_redis_protocol::split::{self, Split};
 use attache_redis_protocol::Command;
@@ -32,18 +32,26 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
         });
         return s.wait_reply(rx);
     }
+    let read = s.ctx.topology.reads_from_replicas()
+        && lookup_command(cmd).is_some_and(|i| i.flags.contains(Flags::READONLY));
     if !s.ctx.topology.is_sharded() {
-        let rx = s.ctx.first_mux(s.version, s.db).send(s.lane, raw);
+        let rx = match read
+            .then(|| s.ctx.topology.replica_for_read(s.lane, None))
+            .flatten()
+        {
+            Some(replica) => read_with_fallback(s, replica, raw),
+            None => s.ctx.first_mux(s.version, s.db).send(s.lane, raw),
+        };
         return s.wait_reply(rx);
     }
     let topo = &s.ctx.topology;
     if let Some(split) = split::split(cmd, |k| topo.shard_of(k)) {
         let rx = match split {
-            Split::Single(shard) => send_to_shard(s, Some(shard), raw),
+            Split::Single(shard) => send_to_shard(s, Some(shard), raw, read),
             Split::Multi { parts, merge } => {
                 let rxs = parts
                     .into_iter()
-                    .map(|(sh, c)| send_to_shard(s, Some(sh), c.to_bytes()))
+                    .map(|(sh, c)| send_to_shard(s, Some(sh), c.to_bytes(), read))
                     .collect();
                 gather(s, rxs, move |replies| merge.merge(replies))
             }
@@ -53,16 +61,42 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     match s.node_for(cmd) {
         Err(()) => s.error(CROSS),
         Ok(Some(shard)) => {
-            let rx = send_to_shard(s, Some(shard), raw);
+            let rx = send_to_shard(s, Some(shard), raw, read);
             s.wait_reply(rx);
         }
         Ok(None) => keyless(s, cmd, raw),
     }
 }
 
+/// A read on a replica; if the replica cannot be reached the read never
+/// ran, so the primary takes it and the client sees no error.
+fn read_with_fallback(s: &Session, replica: Arc<Node>, raw: Bytes) -> oneshot::Receiver<Reply> {
+    let (setup, lane) = (s.setup(), s.lane);
+    let primary = s.ctx.topology.first();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let first = replica.mux(setup).send(lane, raw.clone()).await;
+        let reply = match first.unwrap_or(Err(RedisBackendError::Lost)) {
+            Err(RedisBackendError::Unavailable { .. }) => primary
+                .mux(setup)
+                .send(lane, raw)
+                .await
+                .unwrap_or(Err(RedisBackendError::Lost)),
+            other => other,
+        };
+        let _ = tx.send(reply);
+    });
+    rx
+}
+
 /// Sends to the node of a shard (any node for `None`); in a cluster,
 /// through the redirect-following request.
-fn send_to_shard(s: &Session, shard: Option<usize>, raw: Bytes) -> oneshot::Receiver<Reply> {
+fn send_to_shard(
+    s: &Session,
+    shard: Option<usize>,
+    raw: Bytes,
+    read: bool,
+) -> oneshot::Receiver<Reply> {
     let setup = s.setup();
     if let Some(cluster) = s.ctx.topology.cluster() {
         let (tx, rx) = oneshot::channel();
@@ -70,7 +104,7 @@ fn send_to_shard(s: &Session, shard: Option<usize>, raw: Bytes) -> oneshot::Rece
         tokio::spawn(async move {
             let _ = tx.send(
                 cluster
-                    .request(lane, shard.map(|sh| sh as u16), raw, setup)
+                    .request(lane, shard.map(|sh| sh as u16), raw, setup, read)
                     .await,
             );
         });
@@ -151,7 +185,7 @@ fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
             None => return s.error("ERR invalid cursor"),
         }
     } else {
-        send_to_shard(s, None, raw)
+        send_to_shard(s, None, raw, false)
     };
     s.wait_reply(rx);
 }
