@@ -54,6 +54,10 @@ pub struct RedisConfig {
     pub server_tls: Option<RedisServerTls>,
     /// When set, clients must `AUTH` (or `HELLO … AUTH`) with it first.
     pub client_password: Option<Secret>,
+    /// Named client users (`AUTH name password`, as Redis ACL users do);
+    /// with any of these or `client_password`, clients must authenticate.
+    #[serde(default)]
+    pub client_users: std::collections::BTreeMap<String, Secret>,
     /// Multiplexed connections per server, shared by every client.
     #[serde(default = "defaults::connections_per_node")]
     pub connections_per_node: usize,

@@ -47,17 +47,22 @@ pub(super) async fn relay(
         version: s.version,
         db: s.db,
     };
-    let (mut server, leftover) =
-        match crate::core::redis::conn::connect(&s.ctx.topology.first().target, setup).await {
-            Ok(c) => c,
-            Err(e) => {
-                let line = format!("-{}\r\n", e.reply_text());
-                client.write_all(line.as_bytes()).await?;
-                return Ok(());
-            }
-        };
+    // Sharded pub/sub (SSUBSCRIBE) must reach the node of its channel.
+    let node = match s.pending_relay.as_ref().and_then(|(_, shard)| *shard) {
+        Some(shard) => s.ctx.topology.node_for_shard(shard),
+        None => s.ctx.topology.first(),
+    };
+    let (mut server, leftover) = match crate::core::redis::conn::connect(&node.target, setup).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let line = format!("-{}\r\n", e.reply_text());
+            client.write_all(line.as_bytes()).await?;
+            return Ok(());
+        }
+    };
     tracing::debug!(?reason, "client switched to a dedicated server connection");
-    if let Some(first) = &s.pending_relay {
+    if let Some((first, _)) = &s.pending_relay {
         server.write_all(first).await?;
     }
     if !rest.is_empty() {

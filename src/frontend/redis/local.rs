@@ -77,15 +77,28 @@ fn unknown(s: &mut Session, cmd: &Command) {
     ));
 }
 
+/// Checks `AUTH [user] password` against `client_password` (the
+/// `default` user) and `client_users`.
 fn check_password(s: &Session, user: Option<&[u8]>, password: &[u8]) -> bool {
-    let Some(expected) = &s.ctx.config.client_password else {
+    let cfg = &s.ctx.config;
+    if !auth_required(s) {
         return true;
+    }
+    let expected = match user {
+        None | Some(b"default") => cfg.client_password.as_ref(),
+        Some(name) => std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| cfg.client_users.get(n)),
     };
-    let user_ok = user.is_none_or(|u| u == b"default");
+    let Some(expected) = expected else {
+        return false;
+    };
     let e = expected.expose().as_bytes();
-    let same =
-        e.len() == password.len() && e.iter().zip(password).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
-    user_ok && same
+    e.len() == password.len() && e.iter().zip(password).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+}
+
+pub(super) fn auth_required(s: &Session) -> bool {
+    s.ctx.config.client_password.is_some() || !s.ctx.config.client_users.is_empty()
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -96,7 +109,7 @@ fn auth(s: &mut Session, cmd: &Command) {
         3 => (Some(&cmd.args[1][..]), &cmd.args[2]),
         _ => return wrong_arity(s, "auth"),
     };
-    if s.ctx.config.client_password.is_none() {
+    if !auth_required(s) {
         return s.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
     }
     if check_password(s, user, pass) {

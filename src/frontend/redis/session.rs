@@ -47,8 +47,9 @@ pub(super) struct Session {
     pub slots: VecDeque<Slot>,
     /// A MULTI/WATCH transaction, while one is open.
     pub txn: Option<txn::Txn>,
-    /// The command that switched the session to a dedicated relay.
-    pub pending_relay: Option<Bytes>,
+    /// The command that switched the session to a dedicated relay, and
+    /// the shard its keys or shard channels belong to.
+    pub pending_relay: Option<(Bytes, Option<usize>)>,
     pub quit: bool,
     /// Which shared pipe of each node this client uses (see `Mux::send`).
     pub lane: usize,
@@ -68,7 +69,7 @@ pub(super) async fn run(
     };
     let max_pipeline = ctx.config.max_pipeline;
     let mut s = Session {
-        authed: ctx.config.client_password.is_none(),
+        authed: ctx.config.client_password.is_none() && ctx.config.client_users.is_empty(),
         ctx,
         version: Version::Resp2,
         db: 0,
@@ -265,7 +266,8 @@ impl Session {
                     self.error("ERR attache: this command cannot run inside MULTI through a proxy");
                     return None;
                 }
-                self.pending_relay = Some(req.raw);
+                let shard = self.node_for(&cmd).ok().flatten();
+                self.pending_relay = Some((req.raw, shard));
                 return Some(reason);
             }
             Affinity::Blocking if !self.in_transaction() => {
