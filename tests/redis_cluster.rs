@@ -833,6 +833,8 @@ async fn dead_primary_fails_its_slots_only() {
         let key = alive[2 + pass];
         assert_eq!(client.cmd(&["SET", key, "new"]).await, Resp::ok());
         assert_eq!(client.cmd(&["GET", key]).await, Resp::bulk("new"));
+        let original = format!("val:{key}");
+        assert_eq!(client.cmd(&["SET", key, &original]).await, Resp::ok());
         if pass == 0 {
             sleep(Duration::from_secs(3)).await;
         }

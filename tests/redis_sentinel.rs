@@ -423,6 +423,10 @@ async fn forced_failover_under_load_is_invisible_to_clients() {
     // After the switch every write lands on the new primary.
     let new_primary = g.replica();
     assert_eq!(role(new_primary), "master");
+    println!(
+        "forced failover: the old primary's role is now {}",
+        role(&g.primary)
+    );
     for samples in &all {
         let last = check_after_switch(samples, t_switch + FOLLOW_GRACE, t0);
         let counter = format!("load:{}:n", samples[0].client);
@@ -450,7 +454,7 @@ async fn killed_primary_requests_wait_for_the_automatic_failover() {
     let mut g = start_group(true);
     let old = g.master_addr();
     let toml = g.toml(&format!(
-        "failover_timeout = \"{}s\"\nconnections_per_node = 1",
+        "failover_timeout = \"{}s\"",
         FAILOVER_TIMEOUT.as_secs()
     ));
     let (attache, addr) = start_attache(&toml).await;
@@ -585,8 +589,9 @@ async fn no_replica_to_promote_fails_after_failover_timeout() {
             took >= Duration::from_millis(900),
             "{args:?}: failed after {took:?}, without waiting failover_timeout for a new primary"
         );
+        // failover_timeout plus one second for the last attempt and scheduling.
         assert!(
-            took <= Duration::from_millis(2500),
+            took <= Duration::from_millis(2200),
             "{args:?}: took {took:?}, far past failover_timeout = 1s"
         );
     }

@@ -40,6 +40,9 @@ pub struct Cluster {
     /// map refreshes.
     known: RwLock<HashMap<String, Arc<Node>>>,
     nudge: mpsc::Sender<()>,
+    /// The node that last sent MOVED: it knows the new owner, so the next
+    /// refresh asks it first.
+    hint: std::sync::Mutex<Option<String>>,
     /// Round-robin position for `read_from = "round-robin"`.
     turn: std::sync::atomic::AtomicUsize,
 }
@@ -63,6 +66,7 @@ impl Cluster {
                 replicas: Vec::new(),
             })),
             turn: std::sync::atomic::AtomicUsize::new(0),
+            hint: std::sync::Mutex::new(None),
             known: RwLock::new(HashMap::new()),
             nudge,
         });
@@ -219,6 +223,9 @@ impl Cluster {
                 None => return Ok(reply),
                 Some(Redirect::Moved(addr)) => {
                     on_replica = false;
+                    if let Ok(mut h) = self.hint.lock() {
+                        *h = Some(node.addr.clone());
+                    }
                     debug!(to = %addr, "MOVED: following and refreshing the slot map");
                     self.nudge();
                     node = self.node_by_addr(&addr);
@@ -241,7 +248,14 @@ impl Cluster {
     /// Fetches `CLUSTER SLOTS` from the first node that answers and
     /// installs the new map.
     async fn refresh(&self) -> Result<(), RedisBackendError> {
-        let mut candidates: Vec<String> = self.map().nodes.iter().map(|n| n.addr.clone()).collect();
+        let mut candidates: Vec<String> = self
+            .hint
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take())
+            .into_iter()
+            .collect();
+        candidates.extend(self.map().nodes.iter().map(|n| n.addr.clone()));
         candidates.extend(self.seeds.iter().cloned());
         let mut last_err = RedisBackendError::Lost;
         for addr in candidates {

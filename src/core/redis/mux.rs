@@ -107,10 +107,18 @@ async fn supervise(
             Err(e) => {
                 warn!(server.addr = %target.addr, error = %e, "redis connect failed");
                 let _ = first.reply.send(Err(e.clone()));
-                while let Ok(r) = rx.try_recv() {
-                    let _ = r.reply.send(Err(e.clone()));
+                // While backing off, fail new requests at once with the
+                // reason instead of letting them wait for the next attempt.
+                let until = tokio::time::Instant::now() + backoff;
+                loop {
+                    tokio::select! {
+                        r = rx.recv() => match r {
+                            Some(r) => { let _ = r.reply.send(Err(e.clone())); }
+                            None => return,
+                        },
+                        _ = tokio::time::sleep_until(until) => break,
+                    }
                 }
-                tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
