@@ -77,3 +77,47 @@ async fn reads_go_to_the_replica_and_fall_back_when_it_is_lost() {
     }
     attache.shutdown().await;
 }
+
+/// A 64 MB value goes through (both directions) and other clients'
+/// replies are not disturbed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_64_mb_pass_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = RedisBuilder::new().start().unwrap();
+    let toml = format!("[redis]\nnodes = [\"{}\"]\n", server.addr());
+    let mut cfg = attache::config::parse(&toml).unwrap();
+    cfg.redis.as_mut().unwrap().listen = "127.0.0.1:0".into();
+    let attache = attache::app::Attache::start(cfg).await.unwrap();
+    let addr = attache.redis_addr.unwrap();
+
+    let value = vec![b'x'; 64 << 20];
+    let mut req = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n");
+    let mut big = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let writer = tokio::spawn(async move {
+        big.write_all(&req).await.unwrap();
+        let expected = 5 + format!("${}\r\n", 64 << 20).len() + (64 << 20) + 2;
+        let mut got = vec![0u8; expected];
+        big.read_exact(&mut got).await.unwrap();
+        got
+    });
+    // Meanwhile another client is served normally.
+    let mut small = tokio::net::TcpStream::connect(addr).await.unwrap();
+    small.write_all(b"PING\r\n").await.unwrap();
+    let mut pong = [0u8; 7];
+    small.read_exact(&mut pong).await.unwrap();
+    assert_eq!(&pong, b"+PONG\r\n");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(30), writer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got.starts_with(b"+OK\r\n$67108864\r\nxxxx"),
+        "{:?}",
+        &got[..32]
+    );
+    assert!(got.ends_with(b"xxxx\r\n"));
+    assert_eq!(server.cli(&["STRLEN", "big"]).unwrap(), "67108864");
+    attache.shutdown().await;
+}

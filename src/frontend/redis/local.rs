@@ -24,8 +24,8 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
         unknown(s, cmd);
         return Local::Answered;
     };
-    let name = upper.as_str().unwrap_or_default().to_owned();
-    match name.as_str() {
+    let name = upper.as_str().unwrap_or_default();
+    match name {
         "AUTH" => auth(s, cmd),
         "HELLO" => hello(s, cmd),
         "QUIT" => {
@@ -33,7 +33,7 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
             s.quit = true;
         }
         _ if !s.authed => s.error("NOAUTH Authentication required."),
-        _ if s.ctx.is_denied(&name) => s.error(&format!(
+        _ if s.ctx.is_denied(name) => s.error(&format!(
             "ERR command '{name}' is disabled by Attaché's configuration"
         )),
         _ if lookup_command(cmd).is_none() => unknown(s, cmd),

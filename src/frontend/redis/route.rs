@@ -40,7 +40,7 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
             .flatten()
         {
             Some(replica) => read_with_fallback(s, replica, raw),
-            None => s.ctx.first_mux(s.version, s.db).send(s.lane, raw),
+            None => s.primary_mux().send(s.lane, raw),
         };
         return s.wait_reply(rx);
     }

@@ -53,6 +53,9 @@ pub(super) struct Session {
     pub quit: bool,
     /// Which shared pipe of each node this client uses (see `Mux::send`).
     pub lane: usize,
+    /// `single` mode: the primary's shared connections for this client's
+    /// protocol version and database, looked up once, not per command.
+    pub primary_mux: Option<(Setup, Arc<crate::core::redis::Mux>)>,
 }
 
 pub(super) async fn run(
@@ -79,6 +82,7 @@ pub(super) async fn run(
         pending_relay: None,
         quit: false,
         lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        primary_mux: None,
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -287,6 +291,20 @@ impl Session {
 
     pub(super) fn wait_reply(&mut self, rx: oneshot::Receiver<Reply>) {
         self.wait(rx, false);
+    }
+
+    /// The first node's shared connections for the current setup (cached;
+    /// a SELECT or HELLO changes the setup and so the cache key).
+    pub(super) fn primary_mux(&mut self) -> Arc<crate::core::redis::Mux> {
+        let setup = self.setup();
+        match &self.primary_mux {
+            Some((s, mux)) if *s == setup => mux.clone(),
+            _ => {
+                let mux = self.ctx.first_mux(setup.version, setup.db);
+                self.primary_mux = Some((setup, mux.clone()));
+                mux
+            }
+        }
     }
 
     pub(super) fn setup(&self) -> Setup {
