@@ -516,12 +516,15 @@ async fn killed_primary_requests_wait_for_the_automatic_failover() {
             "client {client} failed more than once:\n{}",
             listing()
         );
+        // A request rode through when it succeeded and was outstanding at
+        // some point between the kill and the promotion (it may have been
+        // sent a moment before the kill and waited).
         let rode_through = samples
             .iter()
-            .any(|s| s.sent > t_killed && s.sent < t_promoted && !s.failed());
+            .any(|s| !s.failed() && s.sent < t_promoted && s.sent + s.took > t_killed);
         assert!(
             rode_through,
-            "client {client} had no request answered across the outage"
+            "client {client} had no request that waited out the outage and succeeded"
         );
     }
     assert!(

@@ -109,15 +109,16 @@ pub async fn connect(
     if setup.db != 0 {
         steps.push((vec![b"SELECT", db.as_bytes()], setup.version));
     }
+    // Always end with a round trip: a server that is dying (its listener
+    // still accepting after a crash) fails here, as `Unavailable`, before
+    // any client command is written to it and lost.
+    steps.push((vec![b"PING"], setup.version));
     let mut out = BytesMut::new();
     for (args, _) in &steps {
         encode_command(&mut out, args);
     }
     let mut tcp = tcp;
     let mut buf = BytesMut::with_capacity(4096);
-    if steps.is_empty() {
-        return Ok((tcp, buf));
-    }
     let exchange = async {
         tcp.write_all(&out)
             .await

@@ -250,7 +250,13 @@ impl Session {
     }
 
     pub(super) fn wait(&mut self, rx: oneshot::Receiver<Reply>, blocking: bool) {
-        let deadline = (!blocking).then(|| Instant::now() + self.ctx.config.command_timeout.0);
+        let cfg = &self.ctx.config;
+        // In sentinel mode a request may wait out a failover first.
+        let patience = match self.ctx.topology.sentinel() {
+            Some(_) => cfg.command_timeout.0 + cfg.failover_timeout.0,
+            None => cfg.command_timeout.0,
+        };
+        let deadline = (!blocking).then(|| Instant::now() + patience);
         self.slots.push_back(Slot::Wait { rx, deadline });
     }
 
