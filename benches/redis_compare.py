@@ -488,7 +488,8 @@ def machine_lines(sizes: dict[str, int]) -> list[str]:
         f"kernel {sh(['uname', '-r'])}; load average before the run: {LOAD_BEFORE}, "
         f"after: {_loadavg()}",
         f"- redis-server {redis_ver.group(1) if redis_ver else '?'}; "
-        f"{sh(['redis-benchmark', '--version'])}; {sh(['nutcracker', '--version'])}; "
+        f"{sh(['redis-benchmark', '--version'])}; "
+        f"{sh(['nutcracker', '--version']).splitlines()[0].removeprefix('This is ')}; "
         f"{sh([str(ATTACHE_BIN), '--version'])} (git {rev}, `cargo build --release`)",
         f"- redis-benchmark: `-r {KEYSPACE} -d {VALUE_SIZE} --csv`, {threads}; "
         f"{ROUNDS} round(s) (median shown); targets run back to back per workload; "

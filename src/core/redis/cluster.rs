@@ -9,9 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use attache_redis_protocol::frame::{Frame, Version};
+use attache_redis_protocol::frame::Frame;
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -274,20 +273,7 @@ impl Cluster {
 
     async fn fetch_slots(&self, addr: &str) -> Result<SlotMap, RedisBackendError> {
         let target = self.template.target(addr.to_owned());
-        let (mut tcp, mut buf) = conn::connect(
-            &target,
-            Setup {
-                version: Version::Resp2,
-                db: 0,
-            },
-        )
-        .await?;
-        let mut req = BytesMut::new();
-        conn::encode_command(&mut req, &[b"CLUSTER", b"SLOTS"]);
-        tcp.write_all(&req)
-            .await
-            .map_err(|_| RedisBackendError::Lost)?;
-        let reply = conn::read_frame(&mut tcp, &mut buf, Version::Resp2, &target.limits).await?;
+        let reply = conn::one_shot(&target, &[b"CLUSTER", b"SLOTS"]).await?;
         let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
         self.parse_slots(reply, host)
     }

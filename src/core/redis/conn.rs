@@ -174,3 +174,29 @@ pub fn encode_command(out: &mut BytesMut, args: &[&[u8]]) {
         out.put_slice(b"\r\n");
     }
 }
+
+/// A control connection (RESP2, database 0) with `args` already sent: for
+/// CLUSTER SLOTS, SENTINEL queries and subscriptions, not client traffic.
+pub async fn open_with(
+    target: &RedisTarget,
+    args: &[&[u8]],
+) -> Result<(Stream, BytesMut), RedisBackendError> {
+    let setup = Setup {
+        version: Version::Resp2,
+        db: 0,
+    };
+    let (mut stream, buf) = connect(target, setup).await?;
+    let mut req = BytesMut::new();
+    encode_command(&mut req, args);
+    stream
+        .write_all(&req)
+        .await
+        .map_err(|_| RedisBackendError::Lost)?;
+    Ok((stream, buf))
+}
+
+/// Runs one command on a fresh control connection and returns its reply.
+pub async fn one_shot(target: &RedisTarget, args: &[&[u8]]) -> Result<Frame, RedisBackendError> {
+    let (mut stream, mut buf) = open_with(target, args).await?;
+    read_frame(&mut stream, &mut buf, Version::Resp2, &target.limits).await
+}

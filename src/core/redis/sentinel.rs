@@ -10,8 +10,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use attache_redis_protocol::frame::{Frame, Version};
-use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -104,27 +103,12 @@ impl Sentinel {
 
     async fn ask(&self, sentinel: &str) -> Result<String, RedisBackendError> {
         let target = sentinel_target(&self.template, sentinel);
-        let (mut tcp, mut buf) = conn::connect(
-            &target,
-            Setup {
-                version: Version::Resp2,
-                db: 0,
-            },
-        )
-        .await?;
-        let mut req = BytesMut::new();
-        conn::encode_command(
-            &mut req,
-            &[
-                b"SENTINEL",
-                b"get-master-addr-by-name",
-                self.master.as_bytes(),
-            ],
-        );
-        tcp.write_all(&req)
-            .await
-            .map_err(|_| RedisBackendError::Lost)?;
-        match conn::read_frame(&mut tcp, &mut buf, Version::Resp2, &target.limits).await? {
+        let args: [&[u8]; 3] = [
+            b"SENTINEL",
+            b"get-master-addr-by-name",
+            self.master.as_bytes(),
+        ];
+        match conn::one_shot(&target, &args).await? {
             Frame::Array(a) if a.len() == 2 => {
                 let part = |f: &Frame| {
                     f.as_bytes()
@@ -183,19 +167,7 @@ async fn watch_sentinels(view: Weak<Sentinel>) {
 /// without one, asks again (a message may have been missed).
 async fn listen(s: &Arc<Sentinel>, addr: &str) -> Result<(), RedisBackendError> {
     let target = sentinel_target(&s.template, addr);
-    let (mut tcp, mut buf) = conn::connect(
-        &target,
-        Setup {
-            version: Version::Resp2,
-            db: 0,
-        },
-    )
-    .await?;
-    let mut req = BytesMut::new();
-    conn::encode_command(&mut req, &[b"SUBSCRIBE", b"+switch-master"]);
-    tcp.write_all(&req)
-        .await
-        .map_err(|_| RedisBackendError::Lost)?;
+    let (mut tcp, mut buf) = conn::open_with(&target, &[b"SUBSCRIBE", b"+switch-master"]).await?;
     loop {
         let next = tokio::time::timeout(
             Duration::from_secs(1),
