@@ -351,13 +351,18 @@ def perf_profile(stack: Stack, sizes: dict[str, int]) -> list[str]:
     res = run_benchmark(stack, "attache", wl, sizes[wl.name], run_limit(DURATION))
     rec.send_signal(signal.SIGINT)
     rec.wait(timeout=60)
-    report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
-                             "-g", "none", "--percent-limit", "0.7", "--sort", "dso,symbol"],
-                            capture_output=True, text=True, timeout=300)
-    lines = [ln for ln in report.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+
+    def report(fields: str) -> list[str]:
+        r = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children",
+                            "-g", "none", "--percent-limit", "0.7", "-F", fields],
+                           capture_output=True, text=True, timeout=300)
+        return [ln.rstrip() for ln in r.stdout.splitlines()
+                if ln.strip() and not ln.startswith("#")]
+
     head = f"perf, {wl.name} via attache: " + (f"FAILED ({res.failure})" if res.failure
                                               else f"{res.rps:,.0f} req/s under perf")
-    return [head, *lines[:30]]
+    by_dso = ", ".join(" ".join(ln.split()) for ln in report("overhead,dso"))
+    return [head, f"self time by object: {by_dso}", *report("overhead,dso,sym")[:30]]
 
 
 # ---------------------------------------------------------------- report

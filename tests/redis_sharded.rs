@@ -791,3 +791,73 @@ async fn dead_node_fails_fast_and_recovers() {
     let want = Resp::Array(vec![Resp::bulk("before"), Resp::bulk("after")]);
     assert_eq!(c.cmd(&["MGET", &k0, &dead]).await, want);
 }
+
+/// With `auto_eject_hosts`, a dead server leaves the ring after the failed
+/// health checks, its keys go to the remaining servers without errors, and
+/// it rejoins once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_eject_moves_keys_off_a_dead_server_and_readmits_it() {
+    let mut servers: Vec<RedisServer> = (0..3)
+        .map(|_| RedisBuilder::new().start().unwrap())
+        .collect();
+    let nodes: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("\"{}:1 s{i}\"", s.addr()))
+        .collect();
+    let toml = format!(
+        "[redis]\nmode = \"sharded\"\nhash = \"murmur\"\nnodes = [{}]\nauto_eject_hosts = true\nserver_failure_limit = 2\nserver_retry_timeout = \"1s\"\nhealth_check_interval = \"200ms\"\nconnect_timeout = \"500ms\"\n",
+        nodes.join(", ")
+    );
+    let mut cfg = attache::config::parse(&toml).unwrap();
+    cfg.redis.as_mut().unwrap().listen = "127.0.0.1:0".into();
+    let attache = attache::app::Attache::start(cfg).await.unwrap();
+    let addr = attache.redis_addr.unwrap();
+    let keys: Vec<String> = (0..60).map(|i| format!("eject:{i}:x")).collect();
+    let mut c = Conn::connect(addr).await;
+    for k in &keys {
+        assert_eq!(c.cmd(&["SET", k, "1"]).await, Resp::Simple("OK".into()));
+    }
+    // Pick a key that lives on server 0, then kill server 0.
+    let on_zero: Vec<&String> = keys
+        .iter()
+        .filter(|k| servers[0].cli(&["EXISTS", k]).unwrap() == "1")
+        .collect();
+    assert!(!on_zero.is_empty(), "some keys should land on server 0");
+    let victim = on_zero[0].clone();
+    servers[0].kill9();
+    // After 2 failed checks (~0.4 s) plus slack, the key is served by another server.
+    let mut ok = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if c.cmd(&["SET", &victim, "moved"]).await == Resp::Simple("OK".into()) {
+            ok = true;
+            break;
+        }
+    }
+    assert!(
+        ok,
+        "the dead server's keys should move to the others after ejection"
+    );
+    let holders = servers[1..]
+        .iter()
+        .filter(|s| s.cli(&["GET", &victim]).unwrap() == "moved")
+        .count();
+    assert_eq!(
+        holders, 1,
+        "exactly one live server should hold the moved key"
+    );
+    // Bring it back: after the retry timeout it rejoins and keys route to it again.
+    servers[0].start_again().unwrap();
+    let mut back = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let _ = c.cmd(&["SET", &victim, "home"]).await;
+        if servers[0].cli(&["GET", &victim]).unwrap_or_default() == "home" {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the server should rejoin the ring once it answers");
+    attache.shutdown().await;
+}

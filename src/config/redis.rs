@@ -28,6 +28,19 @@ pub struct RedisConfig {
     /// `sharded` mode: only the part of a key between these two characters
     /// is hashed, so related keys land together (twemproxy's `hash_tag`).
     pub hash_tag: Option<String>,
+    /// `sharded` mode: take a server that fails `server_failure_limit`
+    /// health checks in a row out of the ring (its keys move to the
+    /// others) until it answers again, probed after `server_retry_timeout`
+    /// (twemproxy's `auto_eject_hosts`). Off by default: keys then never move.
+    #[serde(default)]
+    pub auto_eject_hosts: bool,
+    #[serde(default = "defaults::server_failure_limit")]
+    pub server_failure_limit: u32,
+    #[serde(default = "defaults::server_retry_timeout")]
+    pub server_retry_timeout: Dur,
+    /// How often each server is PINGed (sharded mode).
+    #[serde(default = "defaults::health_check_interval")]
+    pub health_check_interval: Dur,
     /// `single` mode: replicas of the primary, for reads (see `read_from`).
     #[serde(default)]
     pub replicas: Vec<String>,
@@ -193,6 +206,15 @@ pub(crate) mod defaults {
 
     pub fn listen() -> String {
         "127.0.0.1:6380".into()
+    }
+    pub fn server_failure_limit() -> u32 {
+        2
+    }
+    pub fn server_retry_timeout() -> Dur {
+        Dur(Duration::from_secs(30))
+    }
+    pub fn health_check_interval() -> Dur {
+        Dur(Duration::from_secs(1))
     }
     pub fn failover_timeout() -> Dur {
         Dur(Duration::from_secs(30))

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod conn;
 pub mod mux;
+pub mod ring;
 pub mod sentinel;
 pub mod topology;
 

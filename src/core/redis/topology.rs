@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use attache_redis_protocol::frame::Limits;
-use attache_redis_protocol::ketama::{HashKind, HashTag, Ketama, KetamaError};
+use attache_redis_protocol::ketama::{HashTag, KetamaError};
 use attache_redis_protocol::slot::hash_slot;
 
 use super::cluster::Cluster;
 use super::conn::{RedisTarget, Setup};
 use super::mux::Mux;
+use super::ring::{EjectPolicy, ShardRing};
 use super::sentinel::Sentinel;
 use crate::config::redis::{NodeSpec, ReadFrom, RedisConfig, RedisMode};
 use crate::net::tls;
@@ -103,9 +104,7 @@ pub enum Topology {
     Single(Arc<Node>, Replicas),
     Sharded {
         nodes: Vec<Arc<Node>>,
-        ring: Ketama,
-        hash: HashKind,
-        tag: Option<HashTag>,
+        ring: Arc<ShardRing>,
     },
     Cluster(Arc<Cluster>),
     Sentinel(Arc<Sentinel>),
@@ -188,15 +187,21 @@ impl Topology {
             RedisMode::Sharded => {
                 let servers: Vec<(String, u32)> =
                     specs.iter().map(|n| (n.name.clone(), n.weight)).collect();
-                Topology::Sharded {
-                    nodes: specs.iter().map(node).collect(),
-                    ring: Ketama::new(&servers)?,
-                    hash: cfg
-                        .hash
-                        .parse()
-                        .map_err(|_| TopologyError::Hash(cfg.hash.clone()))?,
-                    tag: cfg.hash_tag.as_deref().and_then(HashTag::parse),
-                }
+                let hash = cfg
+                    .hash
+                    .parse()
+                    .map_err(|_| TopologyError::Hash(cfg.hash.clone()))?;
+                let policy = EjectPolicy {
+                    enabled: cfg.auto_eject_hosts,
+                    failure_limit: cfg.server_failure_limit.max(1),
+                    retry_after: cfg.server_retry_timeout.0,
+                    interval: cfg.health_check_interval.0,
+                };
+                let tag = cfg.hash_tag.as_deref().and_then(HashTag::parse);
+                let ring = Arc::new(ShardRing::new(servers, hash, tag, policy)?);
+                let nodes: Vec<Arc<Node>> = specs.iter().map(node).collect();
+                ring.spawn_health(nodes.clone());
+                Topology::Sharded { nodes, ring }
             }
             RedisMode::Cluster => {
                 let seeds = specs.iter().map(|s| s.addr.clone()).collect();
@@ -251,9 +256,7 @@ impl Topology {
     pub fn shard_of(&self, key: &[u8]) -> usize {
         match self {
             Topology::Single(..) | Topology::Sentinel(_) => 0,
-            Topology::Sharded {
-                ring, hash, tag, ..
-            } => ring.server_for_key(*hash, *tag, key),
+            Topology::Sharded { ring, .. } => ring.node_for_key(key),
             Topology::Cluster(_) => hash_slot(key) as usize,
         }
     }
