@@ -47,6 +47,8 @@ pub enum RedisBackendError {
     Refused(String),
     #[error("upstream connection lost before the reply")]
     Lost,
+    #[error("upstream timeout after {0:?}")]
+    Timeout(Duration),
     #[error("upstream sent a malformed reply: {0}")]
     Protocol(String),
 }

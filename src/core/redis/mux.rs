@@ -25,15 +25,18 @@ pub type Reply = Result<Bytes, RedisBackendError>;
 
 struct Request {
     bytes: Bytes,
-    /// How many replies the bytes produce; the last one is the answer
-    /// (the others belong to prefixes such as ASKING or MULTI).
+    /// How many replies the bytes produce.
     replies: usize,
+    /// Whether the answer is all replies, concatenated (a client's batch
+    /// of commands), or only the last (after a prefix such as ASKING).
+    collect: bool,
     reply: oneshot::Sender<Reply>,
 }
 
 /// A reply slot in a pipe's FIFO.
 struct Waiting {
     replies: usize,
+    collect: Option<BytesMut>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -72,11 +75,33 @@ impl Mux {
     /// Queues bytes holding `replies` commands (a prefix such as ASKING,
     /// then the command) on one connection; yields the last reply.
     pub fn send_n(&self, lane: usize, bytes: Bytes, replies: usize) -> oneshot::Receiver<Reply> {
+        self.queue(lane, bytes, replies, false)
+    }
+
+    /// Queues `commands` commands at once; yields all their replies,
+    /// concatenated in order. One slot and one wake-up for the lot.
+    pub fn send_batch(
+        &self,
+        lane: usize,
+        bytes: Bytes,
+        commands: usize,
+    ) -> oneshot::Receiver<Reply> {
+        self.queue(lane, bytes, commands, true)
+    }
+
+    fn queue(
+        &self,
+        lane: usize,
+        bytes: Bytes,
+        replies: usize,
+        collect: bool,
+    ) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
         let i = lane % self.pipes.len();
         let req = Request {
             bytes,
             replies: replies.max(1),
+            collect,
             reply: tx,
         };
         if let Err(mpsc::error::SendError(req)) = self.pipes[i].send(req) {
@@ -169,14 +194,29 @@ async fn run(
             outstanding.fetch_add(1, Ordering::AcqRel);
             let _ = slots_tx.send(Waiting {
                 replies: r.replies,
+                collect: r.collect.then(BytesMut::new),
                 reply: r.reply,
             });
         };
         queue(req, &mut wbuf);
-        while wbuf.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => queue(r, &mut wbuf),
-                Err(_) => break,
+        let mut drained = 1;
+        for round in 0..2 {
+            while wbuf.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        queue(r, &mut wbuf);
+                        drained += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Few commands so far: give other clients' tasks one turn to
+            // add theirs, so they share this write (a syscall per command
+            // is what a proxy without pipelining pays for most).
+            if round == 0 && drained < 8 {
+                tokio::task::yield_now().await;
+            } else {
+                break;
             }
         }
         if let Err(e) = wr.write_all(&wbuf).await {
@@ -230,10 +270,22 @@ async fn read_replies(
                 },
             };
             slot.replies -= 1;
+            let raw = match slot.collect.as_mut() {
+                Some(all) => {
+                    all.extend_from_slice(&raw);
+                    None
+                }
+                None => Some(raw),
+            };
             if slot.replies == 0 {
-                if let Some(w) = current.take() {
+                if let Some(mut w) = current.take() {
                     outstanding.fetch_sub(1, Ordering::AcqRel);
-                    let _ = w.reply.send(Ok(raw));
+                    let answer = match (raw, w.collect.take()) {
+                        (Some(last), _) => last,
+                        (None, Some(all)) => all.freeze(),
+                        (None, None) => Bytes::new(),
+                    };
+                    let _ = w.reply.send(Ok(answer));
                 }
             }
         }

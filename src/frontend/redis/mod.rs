@@ -59,6 +59,12 @@ impl RedisContext {
         self.topology.first().mux(Setup { version, db })
     }
 
+    /// Whether plain commands may be batched per client: one primary,
+    /// nothing to route per command.
+    pub fn batches_plain_commands(&self) -> bool {
+        matches!(self.topology, Topology::Single(..)) && !self.topology.reads_from_replicas()
+    }
+
     pub fn is_denied(&self, upper_name: &str) -> bool {
         self.denied.contains(upper_name)
     }

@@ -7,8 +7,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::net::Stream;
-use attache_redis_protocol::command::{self, Affinity, DedicatedReason, Request, RequestLimits};
+use attache_redis_protocol::command::{
+    self, lookup_command, Affinity, DedicatedReason, Request, RequestLimits,
+};
 use attache_redis_protocol::frame::{encode, Limits, Version};
+use attache_redis_protocol::Command;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -29,6 +32,9 @@ pub(super) enum Slot {
         rx: oneshot::Receiver<Reply>,
         /// `None` for blocking commands, which wait as long as they ask.
         deadline: Option<Instant>,
+        /// How many commands the reply answers (a batch answers several;
+        /// a failure must then produce as many error replies).
+        count: usize,
     },
 }
 
@@ -53,6 +59,9 @@ pub(super) struct Session {
     pub quit: bool,
     /// Which shared pipe of each node this client uses (see `Mux::send`).
     pub lane: usize,
+    /// Plain commands read but not yet sent (see `batchable`).
+    pub batch: BytesMut,
+    pub batched: usize,
     /// `single` mode: the primary's shared connections for this client's
     /// protocol version and database, looked up once, not per command.
     pub primary_mux: Option<(Setup, Arc<crate::core::redis::Mux>)>,
@@ -83,6 +92,8 @@ pub(super) async fn run(
         quit: false,
         lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         primary_mux: None,
+        batch: BytesMut::new(),
+        batched: 0,
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -139,11 +150,13 @@ async fn parse(
         if let Some(pinned) = s.handle(req).await {
             return Some(pinned);
         }
-        if s.slots.len() >= max_pipeline || s.quit {
+        if s.slots.len() + s.batched >= max_pipeline || s.quit {
             *buffered = !rbuf.is_empty() && !s.quit;
             break;
         }
     }
+    // Everything read so far goes out now, as one batch where it can.
+    s.flush_batch();
     None
 }
 
@@ -187,13 +200,13 @@ impl Session {
         while let Some(front) = self.slots.front_mut() {
             match front {
                 Slot::Ready(b) => out.extend_from_slice(b),
-                Slot::Wait { rx, .. } => match rx.try_recv() {
-                    Ok(reply) => write_reply(out, reply, self.version),
+                Slot::Wait { rx, count, .. } => match rx.try_recv() {
+                    Ok(reply) => write_reply(out, reply, *count),
                     Err(oneshot::error::TryRecvError::Empty) => return,
                     Err(oneshot::error::TryRecvError::Closed) => write_reply(
                         out,
                         Err(crate::core::redis::RedisBackendError::Lost),
-                        self.version,
+                        *count,
                     ),
                 },
             }
@@ -214,33 +227,80 @@ impl Session {
     /// it into an error reply).
     pub(super) async fn wait_front(&mut self) {
         let timeout = self.ctx.config.command_timeout.0;
-        let version = self.version;
-        let Some(Slot::Wait { rx, deadline }) = self.slots.front_mut() else {
+        let Some(Slot::Wait {
+            rx,
+            deadline,
+            count,
+        }) = self.slots.front_mut()
+        else {
             return std::future::pending().await;
         };
+        let count = *count;
         let reply = match deadline {
             Some(d) => match tokio::time::timeout_at(*d, &mut *rx).await {
                 Ok(r) => r.unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
-                Err(_) => {
-                    let mut b = BytesMut::new();
-                    let text = format!("ERR attache: upstream timeout after {timeout:?}");
-                    encode::error(&mut b, text.as_bytes());
-                    Ok(b.freeze())
-                }
+                Err(_) => Err(crate::core::redis::RedisBackendError::Timeout(timeout)),
             },
             None => (&mut *rx)
                 .await
                 .unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
         };
         let mut b = BytesMut::new();
-        write_reply(&mut b, reply, version);
+        write_reply(&mut b, reply, count);
         if let Some(front) = self.slots.front_mut() {
             *front = Slot::Ready(b.freeze());
         }
     }
 
     pub(super) fn ready(&mut self, bytes: Bytes) {
+        self.flush_batch();
         self.slots.push_back(Slot::Ready(bytes));
+    }
+
+    /// Adds a plain command to the client's batch (see `batchable`).
+    fn batch(&mut self, raw: &[u8]) {
+        self.batch.extend_from_slice(raw);
+        self.batched += 1;
+        if self.batched >= MAX_BATCH_COMMANDS {
+            self.flush_batch();
+        }
+    }
+
+    /// Sends the batched commands as one request with one reply slot.
+    pub(super) fn flush_batch(&mut self) {
+        if self.batched == 0 {
+            return;
+        }
+        let (bytes, count) = (
+            self.batch.split().freeze(),
+            std::mem::take(&mut self.batched),
+        );
+        let rx = self.primary_mux().send_batch(self.lane, bytes, count);
+        let deadline = Some(Instant::now() + self.ctx.config.command_timeout.0);
+        self.slots.push_back(Slot::Wait {
+            rx,
+            deadline,
+            count,
+        });
+    }
+
+    /// Plain commands in `single` mode: forwarded as they are to the
+    /// primary's shared connections, so consecutive ones can travel as one
+    /// batch. Anything answered locally, gated, stateful or routed
+    /// elsewhere is not.
+    fn batchable(&self, cmd: &Command) -> bool {
+        const LOCAL: &[&str] = &["AUTH", "HELLO", "QUIT", "PING", "ECHO", "CLIENT", "SELECT"];
+        if !self.authed || self.in_transaction() || !self.ctx.batches_plain_commands() {
+            return false;
+        }
+        let Some(upper) = cmd.name_upper() else {
+            return false;
+        };
+        let name = upper.as_str().unwrap_or_default();
+        !LOCAL.contains(&name)
+            && !self.ctx.is_denied(name)
+            && lookup_command(cmd).is_some()
+            && command::connection_affinity(cmd) == Affinity::Shared
     }
 
     pub(super) fn error(&mut self, text: &str) {
@@ -257,13 +317,24 @@ impl Session {
             None => cfg.command_timeout.0,
         };
         let deadline = (!blocking).then(|| Instant::now() + patience);
-        self.slots.push_back(Slot::Wait { rx, deadline });
+        self.flush_batch();
+        self.slots.push_back(Slot::Wait {
+            rx,
+            deadline,
+            count: 1,
+        });
     }
 
     /// Routes one request. Returns `Some` when the session must become a
     /// dedicated relay (pub/sub, MONITOR, client tracking).
     async fn handle(&mut self, req: Request) -> Option<DedicatedReason> {
         let cmd = req.command?;
+        if self.batchable(&cmd) {
+            self.batch(&req.raw);
+            return None;
+        }
+        // Anything else is sent (or answered) after what is batched.
+        self.flush_batch();
         match local::classify(self, &cmd) {
             Local::Answered => return None,
             Local::Forward => {}
@@ -321,10 +392,19 @@ impl Session {
     }
 }
 
-/// Writes a backend reply, or the client-facing error for a failure.
-fn write_reply(out: &mut BytesMut, reply: Reply, _version: Version) {
+/// Writes a backend reply, or for a failure the client-facing error once
+/// per command it answers.
+fn write_reply(out: &mut BytesMut, reply: Reply, count: usize) {
     match reply {
         Ok(bytes) => out.extend_from_slice(&bytes),
-        Err(e) => encode::error(out, e.reply_text().as_bytes()),
+        Err(e) => {
+            let text = e.reply_text();
+            for _ in 0..count.max(1) {
+                encode::error(out, text.as_bytes());
+            }
+        }
     }
 }
+
+/// Most commands one batch carries.
+const MAX_BATCH_COMMANDS: usize = 128;
