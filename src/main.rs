@@ -46,9 +46,6 @@ fn main() -> anyhow::Result<()> {
         "info"
     };
     init_logging(cli.log_format, default_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     match cli.command {
         Some(Command::Check) => {
             let cfg = attache::config::load(cli.config.as_deref())?;
@@ -56,15 +53,35 @@ fn main() -> anyhow::Result<()> {
             eprintln!("config OK");
             Ok(())
         }
-        Some(Command::Demo) => runtime
+        Some(Command::Demo) => runtime(0)?
             .block_on(attache::demo::run())
             .context("demo failed"),
-        None => runtime.block_on(run(cli.config)),
+        None => {
+            let cfg = attache::config::load(cli.config.as_deref())?;
+            runtime(cfg.general.worker_threads)?.block_on(run(cfg))
+        }
     }
 }
 
-async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let cfg = attache::config::load(config.as_deref())?;
+/// `configured` worker threads (0: half the cores, at least one), unless
+/// ATTACHE_WORKER_THREADS says otherwise.
+fn runtime(configured: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let from_env = std::env::var("ATTACHE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let threads = match from_env.unwrap_or(configured) {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .max(1),
+        n => n,
+    };
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?)
+}
+
+async fn run(cfg: attache::config::types::Config) -> anyhow::Result<()> {
     anyhow::ensure!(
         cfg.postgres.is_some() || cfg.redis.is_some(),
         "nothing to serve: the config has no [postgres] or [redis] section"
