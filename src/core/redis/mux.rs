@@ -245,6 +245,31 @@ async fn read_replies(
     let mut current: Option<Waiting> = None;
     loop {
         loop {
+            // A batch whose replies have all arrived goes out as one slice
+            // of the read buffer: no copy per reply.
+            if let Some(w) = current
+                .as_ref()
+                .filter(|w| w.collect.as_ref().is_some_and(BytesMut::is_empty))
+            {
+                if let Some(len) = replies_len(&buf, w.replies, version, &target.limits) {
+                    if let Some(w) = current.take() {
+                        outstanding.fetch_sub(1, Ordering::AcqRel);
+                        let _ = w.reply.send(Ok(buf.split_to(len).freeze()));
+                    }
+                    continue;
+                }
+            }
+            if current.is_none() && !buf.is_empty() {
+                match slots.recv().await {
+                    Some(w) => current = Some(w),
+                    None => {
+                        return Err(RedisBackendError::Protocol(
+                            "reply without a request".into(),
+                        ))
+                    }
+                }
+                continue;
+            }
             let raw = match frame::split_raw(&mut buf, version, &target.limits) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => break,
@@ -303,6 +328,16 @@ async fn read_replies(
             Ok(_) => {}
         }
     }
+}
+
+/// The byte length of the next `n` complete replies in `buf`, if all of
+/// them are there.
+fn replies_len(buf: &[u8], n: usize, version: Version, limits: &frame::Limits) -> Option<usize> {
+    let mut at = 0;
+    for _ in 0..n {
+        at += frame::frame_len(&buf[at..], version, limits).ok()??;
+    }
+    Some(at)
 }
 
 fn fail_all(
