@@ -84,7 +84,8 @@ fn unknown_fields_are_rejected_by_name_at_every_level() {
             "weight",
             2,
         ),
-        ("[redis]\nlisten = \"x\"\n", "redis", 1),
+        ("[memcached]\nlisten = \"x\"\n", "memcached", 1),
+        ("[redis]\nnodes = [\"a:1\"]\nnode = \"b:2\"\n", "node", 3),
     ];
     for (text, field, line) in cases {
         let err = parse(text).unwrap_err();
