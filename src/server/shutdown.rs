@@ -13,10 +13,6 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
-    pub fn is_triggered(&self) -> bool {
-        *self.rx.borrow()
-    }
-
     /// Resolves once shutdown has begun.
     pub async fn wait(&mut self) {
         let _ = self.rx.wait_for(|v| *v).await;

@@ -304,10 +304,6 @@ impl PgPool {
             .map(|k| k.contains(name))
             .unwrap_or(false)
     }
-
-    pub fn close(&self) {
-        self.inner.close();
-    }
 }
 
 /// Reaps idle and expired connections and keeps `min_idle` warm, until the

@@ -1,6 +1,6 @@
 //! Respond: messages from a server (or from Attaché posing as one).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
@@ -198,18 +198,4 @@ pub fn read_ready_status(body: &[u8]) -> Result<u8, MalformedMessage> {
         [s @ (b'I' | b'T' | b'E')] => Ok(*s),
         _ => Err(malformed("ReadyForQuery")),
     }
-}
-
-/// An ErrorResponse for the `detail`-less common case as a standalone frame,
-/// for callers that want to keep one around.
-pub fn error_frame(code: &str, message: &str) -> BytesMut {
-    let mut b = BytesMut::new();
-    error(&mut b, code, message);
-    b
-}
-
-/// Appends a frame copied from `frame`. A tiny helper so call sites read as
-/// protocol steps rather than buffer juggling.
-pub fn forward(out: &mut BytesMut, frame: &[u8]) {
-    out.put_slice(frame);
 }
