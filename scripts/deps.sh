@@ -25,4 +25,6 @@ attache_need_packages() {
 # PostgreSQL server and client (pgbench ships with the server package),
 # openssl for certificate checks, util-linux for runuser, redis-server (with
 # redis-cli and sentinel) and nutcracker (twemproxy) for the Redis tests.
-ATTACHE_TEST_PACKAGES=(postgresql postgresql-client openssl util-linux ca-certificates redis-server nutcracker)
+# Building needs libclang-dev and a C compiler: the pg_query crate compiles
+# PostgreSQL's parser and generates its bindings with bindgen.
+ATTACHE_TEST_PACKAGES=(postgresql postgresql-client openssl util-linux ca-certificates redis-server nutcracker libclang-dev gcc libc6-dev)

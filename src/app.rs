@@ -98,6 +98,17 @@ impl Attache {
         })
     }
 
+    /// Each node of a Postgres database's cluster, in config order (status
+    /// pages and tests).
+    pub fn pg_cluster_status(
+        &self,
+        database: &str,
+    ) -> Option<Vec<crate::core::pg::cluster::NodeStatus>> {
+        let ctx = self.postgres.as_ref()?;
+        let (_, c) = ctx.clusters().find(|(k, _)| *k == database)?;
+        Some(c.status())
+    }
+
     /// Stops accepting, lets sessions finish their work (up to
     /// `shutdown_timeout`), then returns whether all of them did.
     pub async fn shutdown(self) -> bool {

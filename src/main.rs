@@ -33,14 +33,20 @@ enum LogFormat {
 enum Command {
     /// Validate a config and print it resolved, secrets redacted.
     Check,
-    /// Start a local PostgreSQL, Attaché in front of it and a workload.
-    Demo,
+    /// Start a local PostgreSQL primary and replica, Attaché in front of
+    /// them, show read/write routing and run a workload.
+    Demo {
+        /// Instead: kill the primary under load, promote its synchronous
+        /// standby, and check that no acknowledged write was lost.
+        #[arg(long)]
+        failover: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo prints its own live summary; only warnings interrupt it.
-    let default_level = if matches!(cli.command, Some(Command::Demo)) {
+    let default_level = if matches!(cli.command, Some(Command::Demo { .. })) {
         "warn"
     } else {
         "info"
@@ -53,9 +59,16 @@ fn main() -> anyhow::Result<()> {
             eprintln!("config OK");
             Ok(())
         }
-        Some(Command::Demo) => runtime(0)?
-            .block_on(attache::demo::run())
-            .context("demo failed"),
+        Some(Command::Demo { failover }) => {
+            let mode = if failover {
+                attache::demo::DemoMode::Failover
+            } else {
+                attache::demo::DemoMode::Routing
+            };
+            runtime(0)?
+                .block_on(attache::demo::run(mode))
+                .context("demo failed")
+        }
         None => {
             let cfg = attache::config::load(cli.config.as_deref())?;
             runtime(cfg.general.worker_threads)?.block_on(run(cfg))

@@ -61,7 +61,12 @@ fn every_example_loads_and_validates() {
         .iter()
         .filter_map(|p| p.file_name()?.to_str())
         .collect();
-    for expected in ["minimal.toml", "pgbouncer-like.toml", "tls.toml"] {
+    for expected in [
+        "minimal.toml",
+        "pgbouncer-like.toml",
+        "tls.toml",
+        "postgres-replicas.toml",
+    ] {
         assert!(
             names.contains(&expected),
             "{expected} missing from {names:?}"
@@ -93,6 +98,22 @@ fn every_example_loads_and_validates() {
     check_redis_single();
     check_pgbouncer_like();
     check_tls(certs.path());
+    check_postgres_replicas();
+}
+
+fn check_postgres_replicas() {
+    use attache::config::topology::{Balance, Consistency, PrimaryReads, SplitMode, Topology};
+    let cfg = load("postgres-replicas.toml");
+    let db = &cfg.postgres.as_ref().unwrap().databases["app"];
+    assert_eq!(db.nodes.len(), 3);
+    let t = Topology::resolve(db);
+    assert_eq!(t.split, SplitMode::Auto);
+    assert_eq!(t.consistency, Consistency::ReadYourWrites);
+    assert_eq!(t.balance, Balance::P2c);
+    assert_eq!(t.primary_reads, PrimaryReads::Fallback);
+    assert_eq!(t.failover_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(t.max_lag_bytes, Some(16 << 20));
+    assert_eq!(t.read_only_functions.len(), 2);
 }
 
 fn load(name: &str) -> config::Config {

@@ -72,6 +72,8 @@ impl ServerConf {
             ("wal_level", "replica"),
             ("max_wal_senders", "10"),
             ("hot_standby", "on"),
+            // Lets a replica that fell behind (paused replay, slow start) still catch up.
+            ("wal_keep_size", "64MB"),
             ("logging_collector", "off"),
             ("password_encryption", self.password_encryption),
         ];

@@ -8,6 +8,10 @@
 //! runs as root, every server command runs as the `postgres` system user via `runuser`,
 //! because PostgreSQL refuses to run as root.
 //!
+//! A server can also start streaming hot standbys of itself ([`PgServer::start_replica`]),
+//! make them synchronous, pause their replay and promote them, for read/write-splitting and
+//! failover tests.
+//!
 //! The [`redis`] module does the same for Redis: standalone servers, replicas, clusters,
 //! sentinels and twemproxy.
 //!
@@ -22,6 +26,7 @@ mod error;
 mod exec;
 mod proc;
 pub mod redis;
+mod replica;
 mod server;
 mod template;
 mod watchdog;

@@ -16,12 +16,10 @@ use crate::template::CONF_FILE;
 use crate::watchdog::Watchdog;
 use crate::{free_port, HarnessError, SUPERUSER};
 
-mod replica;
-
 /// Start attempts when the chosen port turns out to be taken by someone else meanwhile.
 const START_ATTEMPTS: u32 = 3;
 /// Budget for `pg_ctl -w` operations, in seconds.
-const PG_CTL_TIMEOUT: &str = "30";
+pub(crate) const PG_CTL_TIMEOUT: &str = "30";
 /// At most this much of the server log goes into a start error.
 const LOG_TAIL: usize = 4000;
 
@@ -69,6 +67,16 @@ impl PgServer {
             conf,
             watchdog: Some(watchdog),
         })
+    }
+
+    /// Where the binaries are and who runs them (for the replica controls).
+    pub(crate) fn env(&self) -> &'static PgEnv {
+        self.env
+    }
+
+    /// The configuration this server was started with (a replica starts from a copy).
+    pub(crate) fn conf(&self) -> &ServerConf {
+        &self.conf
     }
 
     /// TCP port on 127.0.0.1.
@@ -131,7 +139,7 @@ impl PgServer {
     /// [`PgServer::start_again`] performs crash recovery.
     pub fn kill9(&mut self) {
         if let Some(pid_file) = read_pid_file(&self.data) {
-            kill_postmaster(pid_file.pid);
+            kill_tree(pid_file.pid);
         }
         self.clear_stale();
     }
@@ -228,30 +236,29 @@ impl PgServer {
         }
     }
 
-    /// Polls `sql` as the superuser until it prints `want`, for up to `secs` seconds.
-    pub(crate) fn wait_for(
+    /// Polls `sql` (database `postgres`, as the superuser) until `done` accepts its output,
+    /// for up to `secs` seconds. The timeout error names `what`, the port and the last output
+    /// or error, so a red test shows what the server reported instead.
+    pub(crate) fn wait_until(
         &self,
-        db: &str,
         sql: &str,
-        want: &str,
         secs: u64,
+        what: &str,
+        done: impl Fn(&str) -> bool,
     ) -> Result<(), HarnessError> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let last = self.psql(db, sql);
-            if matches!(&last, Ok(out) if out == want) {
+            let last = self.psql("postgres", sql);
+            if matches!(&last, Ok(out) if done(out)) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 let got = match last {
-                    Ok(out) => format!("got {out:?}"),
+                    Ok(out) => format!("last saw {out:?}"),
                     Err(e) => e.to_string(),
                 };
                 return Err(HarnessError::Timeout {
-                    what: format!(
-                        "`{sql}` to return {want:?} on port {} ({got})",
-                        self.conf.port
-                    ),
+                    what: format!("{what} on port {} ({got})", self.conf.port),
                     secs,
                 });
             }
@@ -271,7 +278,7 @@ impl Drop for PgServer {
                 let _ = self.pg_ctl_stop("immediate");
             }
             if is_alive(pid_file.pid) {
-                kill_postmaster(pid_file.pid);
+                kill_tree(pid_file.pid);
             }
         }
         self.clear_stale();
@@ -279,6 +286,53 @@ impl Drop for PgServer {
             let _ = dir.close();
         }
     }
+}
+
+/// SIGKILLs a postmaster and every process it forked, like a machine crash.
+///
+/// PostgreSQL puts each child in a session of its own (`setsid` in `InitPostmasterChild`), so
+/// a process-group kill only hits the postmaster; backends and walsenders would linger until
+/// they notice its death and then send clients a FATAL message instead of a dropped
+/// connection. The postmaster is stopped first so it cannot fork while its children are listed.
+fn kill_tree(pid: u32) {
+    let signal = |sig: &str, pids: &[u32]| {
+        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let _ = std::process::Command::new("kill")
+            .args(["-s", sig, "--"])
+            .args(&pids)
+            .output();
+    };
+    signal("STOP", &[pid]);
+    let children = children_of(pid);
+    if !children.is_empty() {
+        signal("KILL", &children);
+    }
+    kill_postmaster(pid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while children.iter().any(|&c| is_alive(c)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Pids whose parent is `parent`, from a scan of `/proc`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            parent_of(&stat) == Some(parent)
+        })
+        .collect()
+}
+
+/// Parent pid from the text of `/proc/<pid>/stat` (the field after the state letter).
+fn parent_of(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The log text written after byte `offset` (lossy; empty if unreadable).

@@ -164,7 +164,7 @@ fn tls_server_verifies_against_the_test_ca() {
 #[test]
 fn replica_streams_from_primary() {
     let primary = PgBuilder::new().start().unwrap();
-    let replica = primary.start_replica().unwrap();
+    let replica = primary.start_replica("replica").unwrap();
     assert_ne!(replica.port(), primary.port());
     assert_eq!(
         primary

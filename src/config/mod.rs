@@ -8,6 +8,7 @@ pub mod env;
 mod raw;
 pub mod redis;
 pub mod resolve;
+pub mod topology;
 pub mod types;
 pub mod units;
 pub mod validate;
@@ -166,6 +167,13 @@ pub fn builtin_default() -> Config {
         server_tls: UpstreamTls::default(),
         auth: None,
         pool: PoolSettings::default(),
+        read_write_split: Default::default(),
+        consistency: Default::default(),
+        balance: Default::default(),
+        primary_reads: Default::default(),
+        failover_timeout: None,
+        read_only_functions: Vec::new(),
+        health: Default::default(),
     };
     Config {
         general: General::default(),

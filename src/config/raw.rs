@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::types::PostgresConfig;
 use super::types::{
-    defaults, AuthMethod, DatabaseConfig, LocalTls, NodeConfig, PoolMode, PoolSettings, Secret,
-    UpstreamTls, UserConfig,
+    defaults, AuthMethod, Balance, Consistency, DatabaseConfig, HealthConfig, LocalTls, NodeConfig,
+    PoolMode, PoolSettings, PrimaryReads, Secret, SplitMode, UpstreamTls, UserConfig,
 };
 use super::units::{ByteSize, Dur};
 
@@ -130,6 +130,19 @@ flat_pool_section! {
         #[serde(default)]
         server_tls: UpstreamTls,
         auth: Option<AuthMethod>,
+        #[serde(default)]
+        read_write_split: SplitMode,
+        #[serde(default)]
+        consistency: Consistency,
+        #[serde(default)]
+        balance: Balance,
+        #[serde(default)]
+        primary_reads: PrimaryReads,
+        failover_timeout: Option<Dur>,
+        #[serde(default)]
+        read_only_functions: Vec<String>,
+        #[serde(default)]
+        health: HealthConfig,
     }
 }
 

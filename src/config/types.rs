@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::topology::{Balance, Consistency, HealthConfig, PrimaryReads, SplitMode};
 use super::units::{ByteSize, Dur};
 
 /// The whole file. Every section is optional; `attache` refuses to start a
@@ -82,6 +83,17 @@ pub struct DatabaseConfig {
     pub auth: Option<AuthMethod>,
     /// Overrides of the `[postgres]` pool knobs (flat keys in the TOML).
     pub pool: PoolSettings,
+    /// Whether reads may go to replicas.
+    pub read_write_split: SplitMode,
+    pub consistency: Consistency,
+    pub balance: Balance,
+    pub primary_reads: PrimaryReads,
+    /// How long new transactions wait for a new primary. Default 30s.
+    pub failover_timeout: Option<Dur>,
+    /// Functions (besides PostgreSQL's read-only built-ins) that a read may call.
+    pub read_only_functions: Vec<String>,
+    /// `[postgres.databases.NAME.health]`.
+    pub health: HealthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -184,6 +184,51 @@ fn check_database(name: &str, db: &DatabaseConfig, errs: &mut Errors) {
     }
     check_upstream_tls(&db.server_tls, &format!("{path}.server_tls"), errs);
     check_pool(&db.pool, &path, errs);
+    check_topology(db, &path, errs);
+}
+
+/// Durations that would make health checks spin or failover never wait,
+/// and function names that could never match.
+fn check_topology(db: &DatabaseConfig, path: &str, errs: &mut Errors) {
+    let h = &db.health;
+    let positive = [
+        ("health.interval", h.interval),
+        ("health.timeout", h.timeout),
+        ("health.ban_time", h.ban_time),
+        ("health.max_ban_time", h.max_ban_time),
+        ("failover_timeout", db.failover_timeout),
+    ];
+    for (name, value) in positive {
+        if value.is_some_and(|d| d.0.is_zero()) {
+            errs.push(format!("{path}.{name}"), "must be greater than 0");
+        }
+    }
+    if let (Some(ban), Some(max)) = (h.ban_time, h.max_ban_time) {
+        if max.0 < ban.0 {
+            errs.push(
+                format!("{path}.health.max_ban_time"),
+                "must be at least health.ban_time",
+            );
+        }
+    }
+    if h.password.is_some() && h.user.is_none() {
+        errs.push(
+            format!("{path}.health.password"),
+            "needs health.user (the role the probes log in as)",
+        );
+    }
+    for (i, f) in db.read_only_functions.iter().enumerate() {
+        let ok = !f.is_empty()
+            && f.split('.').count() <= 2
+            && f.split('.')
+                .all(|p| !p.is_empty() && !p.contains(char::is_whitespace));
+        if !ok {
+            errs.push(
+                format!("{path}.read_only_functions[{i}]"),
+                format!("{f:?} is not a function name (write name or schema.name)"),
+            );
+        }
+    }
 }
 
 fn check_user(name: &str, user: &UserConfig, errs: &mut Errors) {

@@ -17,3 +17,5 @@ pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
+pub const INVALID_PARAMETER_VALUE: &str = "22023";
+pub const CRASH_SHUTDOWN: &str = "57P02";

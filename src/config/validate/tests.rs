@@ -310,3 +310,24 @@ fn many_errors_display_all() {
         "2 problems in the config:\n  postgres.listen: invalid socket address \"x\"\n  postgres.max_client_connections: must be at least 1"
     );
 }
+
+#[test]
+fn topology_settings_are_checked_with_their_paths() {
+    let errs = problems(
+        "[postgres.databases.app]\nnodes = [{ addr = \"127.0.0.1:5432\" }]\n\
+         failover_timeout = 0\nread_only_functions = [\"a.b.c\", \"\"]\n\
+         [postgres.databases.app.health]\ninterval = 0\nban_time = \"10s\"\nmax_ban_time = \"1s\"\n\
+         password = \"x\"\n",
+    )
+    .join("\n");
+    for want in [
+        "postgres.databases.app.failover_timeout: must be greater than 0",
+        "postgres.databases.app.health.interval: must be greater than 0",
+        "postgres.databases.app.health.max_ban_time: must be at least health.ban_time",
+        "postgres.databases.app.health.password: needs health.user",
+        "postgres.databases.app.read_only_functions[0]",
+        "postgres.databases.app.read_only_functions[1]",
+    ] {
+        assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+    }
+}

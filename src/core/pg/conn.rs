@@ -224,6 +224,41 @@ impl ServerConn {
         }
     }
 
+    /// Runs a simple query and returns its first row as text columns, or
+    /// the server's error. Health probes only.
+    pub async fn query_row(
+        &mut self,
+        sql: &str,
+    ) -> Result<Result<Vec<Option<String>>, ErrorFields>, BackendError> {
+        let mut out = BytesMut::new();
+        messages::query(&mut out, sql);
+        self.write_all(&out).await?;
+        let mut row = None;
+        let mut error = None;
+        loop {
+            let m = self.read_message().await?;
+            match m.tag {
+                b'D' if row.is_none() => {
+                    let cols = messages::read_data_row(m.body())
+                        .map_err(|e| BackendError::Protocol(e.to_string()))?;
+                    let text = cols
+                        .into_iter()
+                        .map(|c| c.map(|b| String::from_utf8_lossy(b).into_owned()))
+                        .collect();
+                    row = Some(text);
+                }
+                b'E' if error.is_none() => error = Some(messages::read_error_fields(m.body())),
+                b'Z' => {
+                    return Ok(match error {
+                        Some(e) => Err(e),
+                        None => Ok(row.unwrap_or_default()),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Forgets statements and settings after `DISCARD ALL` or `RESET ALL`.
     pub fn forget_session_state(&mut self, statements: bool) {
         self.settings.clear();

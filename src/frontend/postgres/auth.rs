@@ -181,7 +181,7 @@ async fn passthrough(
     let secret = ServerSecret::Plain(Secret(given.clone()));
     match ServerConn::connect(pool.target(), Some(&secret)).await {
         Ok(_) => {
-            pool.set_secret(Some(secret));
+            route.set_secret(Some(secret));
             Ok(())
         }
         Err(BackendError::Refused { fields, .. }) if fields.code == sqlstate::INVALID_PASSWORD => {

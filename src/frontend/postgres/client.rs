@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::error::FrontendError;
 use super::relay::{Expect, QueryEffects};
+use super::routing::Want;
 use super::session::{Flow, Session};
 use super::statements::{self, MAX_CLIENT_STATEMENTS};
 
@@ -22,13 +23,28 @@ impl Session {
         if self.skip_until_sync && m.tag != b'S' {
             return Ok(Flow::Continue);
         }
+        if self.server.is_some() {
+            // More work on this server: a replay would lose it.
+            self.replay = None;
+        }
+        if let Some(msg) = self
+            .lost_tx
+            .take_if(|_| matches!(m.tag, b'Q' | b'P' | b'B' | b'E' | b'D' | b'F'))
+        {
+            self.synth_error(
+                sqlstate::CONNECTION_FAILURE,
+                &msg,
+                matches!(m.tag, b'Q' | b'F'),
+            );
+            return Ok(Flow::Continue);
+        }
         match m.tag {
             b'Q' => self.on_query(m).await?,
             b'P' => self.on_parse(m).await?,
             b'B' => self.on_bind(m).await?,
             b'D' => self.on_describe(m).await?,
             b'C' => self.on_close(m).await?,
-            b'E' | b'F' => self.forward(m, true).await?,
+            b'E' | b'F' => self.forward(m, true, Want::Primary).await?,
             // Ignored by the server during copy-in: expect no reply.
             b'S' if self.copy_in => self.sout.extend_from_slice(&m.frame),
             b'S' => self.on_sync(m),
@@ -58,11 +74,11 @@ impl Session {
 
     /// Makes sure a server is attached. On failure the client gets the
     /// error in order, and the rest of its batch is skipped.
-    async fn ensure_server(&mut self, simple: bool) -> bool {
+    async fn ensure_server(&mut self, simple: bool, want: Want) -> bool {
         if self.server.is_some() {
             return true;
         }
-        match self.attach().await {
+        match self.attach(want).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "no server connection for client request");
@@ -89,8 +105,13 @@ impl Session {
         self.expect.push_back(Expect::Synth { bytes, forget });
     }
 
-    async fn forward(&mut self, m: Message, replies: bool) -> Result<(), FrontendError> {
-        if self.ensure_server(false).await {
+    async fn forward(
+        &mut self,
+        m: Message,
+        replies: bool,
+        want: Want,
+    ) -> Result<(), FrontendError> {
+        if self.ensure_server(false, want).await {
             self.sout.extend_from_slice(&m.frame);
             if replies {
                 self.expect.push_back(Expect::Reply(m.tag));
@@ -111,8 +132,11 @@ impl Session {
         }
     }
 
-    async fn on_query(&mut self, m: Message) -> Result<(), FrontendError> {
+    pub(super) async fn on_query(&mut self, m: Message) -> Result<(), FrontendError> {
         let sql = messages::read_query(m.body()).map_err(malformed)?;
+        if self.on_role_command(sql) {
+            return Ok(());
+        }
         let commands = session_commands(sql);
         if let [SessionCommand::Deallocate { name: Some(name) }] = commands.as_slice() {
             if self.rename && self.statements.remove(name).is_some() {
@@ -124,8 +148,16 @@ impl Session {
                 return Ok(());
             }
         }
-        if !self.ensure_server(true).await {
+        let fresh = self.server.is_none();
+        let want = match self.server {
+            Some(_) => Want::Primary,
+            None => self.want_for_sql(sql),
+        };
+        if !self.ensure_server(true, want).await {
             return Ok(());
+        }
+        if fresh && want == Want::Read && commands.is_empty() {
+            self.replay = Some(m.clone());
         }
         if commands.iter().any(|c| matches!(c, SessionCommand::Listen)) {
             self.pinned = true;
@@ -146,7 +178,11 @@ impl Session {
     async fn on_parse(&mut self, m: Message) -> Result<(), FrontendError> {
         let p = messages::read_parse(m.body()).map_err(malformed)?;
         if !self.rename || p.name.is_empty() {
-            return self.forward(m, true).await;
+            let want = match self.server {
+                Some(_) => Want::Primary,
+                None => self.want_for_sql(p.query),
+            };
+            return self.forward(m, true, want).await;
         }
         if self.statements.contains(p.name) {
             let msg = format!("prepared statement \"{}\" already exists", p.name);
@@ -164,16 +200,19 @@ impl Session {
             // Prepared successfully before on this pool: answer now and
             // prepare it on a server connection when a Bind needs it, so a
             // Parse never waits for a connection (drivers often block on it).
-            self.statements.insert(p.name, p.query, p.param_types);
+            let read = self.is_read(p.query);
+            self.statements.insert(p.name, p.query, p.param_types, read);
             let mut b = BytesMut::new();
             messages::parse_complete(&mut b);
             self.push_synth(b.freeze(), Some(p.name.into()));
             return Ok(());
         }
-        if !self.ensure_server(false).await {
+        let read = self.is_read(p.query);
+        let want = if read { Want::Read } else { Want::Primary };
+        if !self.ensure_server(false, want).await {
             return Ok(());
         }
-        let stmt = self.statements.insert(p.name, p.query, p.param_types);
+        let stmt = self.statements.insert(p.name, p.query, p.param_types, read);
         let limit = self.pool.settings.max_prepared_statements;
         let Some(conn) = self.server.as_mut() else {
             return Ok(());
@@ -207,7 +246,8 @@ impl Session {
             self.synth_error(sqlstate::INVALID_SQL_STATEMENT_NAME, &msg, false);
             return None;
         };
-        if !self.ensure_server(false).await {
+        let want = if stmt.read { Want::Read } else { Want::Primary };
+        if !self.ensure_server(false, want).await {
             return None;
         }
         let limit = self.pool.settings.max_prepared_statements;
@@ -219,7 +259,7 @@ impl Session {
     async fn on_bind(&mut self, m: Message) -> Result<(), FrontendError> {
         let (portal, name, rest) = messages::read_bind(m.body()).map_err(malformed)?;
         if !self.rename || name.is_empty() {
-            return self.forward(m, true).await;
+            return self.forward(m, true, Want::Primary).await;
         }
         let Some(stmt) = self.prepared_for_use(name).await else {
             return Ok(());
@@ -232,7 +272,7 @@ impl Session {
     async fn on_describe(&mut self, m: Message) -> Result<(), FrontendError> {
         let (kind, name) = messages::read_target(m.body(), "Describe").map_err(malformed)?;
         if !self.rename || kind != b'S' || name.is_empty() {
-            return self.forward(m, true).await;
+            return self.forward(m, true, Want::Primary).await;
         }
         let Some(stmt) = self.prepared_for_use(name).await else {
             return Ok(());
@@ -256,7 +296,7 @@ impl Session {
             self.push_synth(b.freeze(), None);
             return Ok(());
         }
-        self.forward(m, true).await
+        self.forward(m, true, Want::Primary).await
     }
 }
 
@@ -296,7 +336,7 @@ fn session_commands(sql: &str) -> Vec<SessionCommand> {
         .collect()
 }
 
-fn command_complete(out: &mut BytesMut, tag: &str) {
+pub(super) fn command_complete(out: &mut BytesMut, tag: &str) {
     use bytes::BufMut;
     out.put_u8(b'C');
     out.put_i32((tag.len() + 5) as i32);

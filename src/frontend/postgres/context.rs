@@ -1,18 +1,26 @@
 //! Route (Postgres): what every session of one listener shares: the config,
-//! the pools, the cancel registry and TLS settings, plus the lookup from a
-//! client's (database, user) to its pool.
+//! the pools, each database's cluster and statement classifier, the cancel
+//! registry and TLS settings, plus the lookup from a client's (database,
+//! user) to its pools (one per node).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use attache_postgres_protocol::auth::scram::ScramVerifier;
+use attache_postgres_protocol::readwrite::Classifier;
 use attache_postgres_protocol::sqlstate;
 use rand::RngCore;
 
 use super::error::FrontendError;
+use crate::config::resolve::ResolvedPool;
+use crate::config::topology::Topology;
 use crate::config::types::{AuthMethod, DatabaseConfig, NodeRole, PostgresConfig, UserConfig};
+use crate::core::pg::cluster::monitor::{self, ProbeLogin};
 use crate::core::pg::conn::ServerSecret;
-use crate::core::pg::{CancelRegistry, PgPool, PoolKey, Pools, ServerTarget};
+use crate::core::pg::{CancelRegistry, Cluster, PgPool, PoolKey, Pools, ServerTarget};
+
+/// Statement texts each database's classifier remembers.
+const CLASSIFIER_CACHE: usize = 10_000;
 use crate::net::tls::{self, TlsError};
 
 pub struct PgContext {
@@ -21,23 +29,74 @@ pub struct PgContext {
     pub cancel: Arc<CancelRegistry>,
     pub local_tls: Option<Arc<rustls::ServerConfig>>,
     upstream_tls: HashMap<String, Option<Arc<rustls::ClientConfig>>>,
+    /// Keyed like `config.databases`.
+    clusters: HashMap<String, Arc<Cluster>>,
+    classifiers: HashMap<String, Arc<Classifier>>,
     /// SCRAM verifiers derived from plaintext passwords, computed once.
     verifiers: Mutex<HashMap<String, ScramVerifier>>,
 }
 
-/// What a session needs to know about the pool it was routed to.
+/// What a session needs to know about where it was routed.
 pub struct Route {
+    /// The pool of the configured primary (or first) node: login checks and
+    /// the greeting use it.
     pub pool: Arc<PgPool>,
+    /// One pool per node, in the cluster's node order.
+    pub pools: Arc<[Arc<PgPool>]>,
+    pub cluster: Arc<Cluster>,
+    pub classifier: Arc<Classifier>,
     pub auth: AuthMethod,
     pub user: Option<UserConfig>,
+}
+
+impl Route {
+    /// Passthrough auth learned the password: every node's pool uses it.
+    pub fn set_secret(&self, secret: Option<ServerSecret>) {
+        for p in self.pools.iter() {
+            p.set_secret(secret.clone());
+        }
+    }
+
+    /// Starts the cluster's health probes (once), logging in as the
+    /// configured probe user or else as this route's user.
+    pub fn start_monitor(&self) {
+        if self.cluster.monitored() {
+            return;
+        }
+        let t = &self.cluster.topology;
+        let mut targets: Vec<ServerTarget> =
+            self.pools.iter().map(|p| p.target().clone()).collect();
+        let mut secret = self.pool.secret();
+        if let Some(user) = &t.probe_user {
+            for target in &mut targets {
+                target.user = user.clone();
+            }
+            secret = t
+                .probe_password
+                .as_ref()
+                .and_then(ServerSecret::from_configured);
+        }
+        for target in &mut targets {
+            target.connect_timeout = target.connect_timeout.min(t.timeout);
+        }
+        monitor::start(&self.cluster, ProbeLogin { targets, secret });
+    }
 }
 
 impl PgContext {
     pub fn new(config: PostgresConfig) -> Result<Self, TlsError> {
         let local_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let mut upstream_tls = HashMap::new();
+        let mut clusters = HashMap::new();
+        let mut classifiers = HashMap::new();
         for (name, db) in &config.databases {
             upstream_tls.insert(name.clone(), tls::client_config(&db.server_tls)?);
+            let nodes: Vec<_> = db.nodes.iter().map(|n| (n.addr.clone(), n.role)).collect();
+            let topology = Topology::resolve(db);
+            let classifier =
+                Classifier::new(topology.read_only_functions.clone(), CLASSIFIER_CACHE);
+            classifiers.insert(name.clone(), Arc::new(classifier));
+            clusters.insert(name.clone(), Arc::new(Cluster::new(name, &nodes, topology)));
         }
         Ok(Self {
             config: Arc::new(config),
@@ -45,6 +104,8 @@ impl PgContext {
             cancel: Arc::new(CancelRegistry::default()),
             local_tls,
             upstream_tls,
+            clusters,
+            classifiers,
             verifiers: Mutex::new(HashMap::new()),
         })
     }
@@ -66,24 +127,59 @@ impl PgContext {
             ));
         }
         let settings = self.config.resolve_pool(db, user_cfg);
-        let node = primary_node(db);
         let server_db = db.server_dbname(key, database).to_owned();
         let server_user = user_cfg
             .and_then(|u| u.server_user.clone())
             .unwrap_or_else(|| user.to_owned());
-        let pool_key = PoolKey {
-            node: node.to_owned(),
-            database: server_db.clone(),
-            user: server_user.clone(),
-        };
         let secret = user_cfg.and_then(|u| {
             u.server_password
                 .as_ref()
                 .or(u.password.as_ref())
                 .and_then(ServerSecret::from_configured)
         });
-        let tls_cfg = self.upstream_tls.get(key).cloned().flatten();
-        let pool = self.pools.get_or_insert(&pool_key, || {
+        let login = PoolLogin {
+            key,
+            db,
+            database: &server_db,
+            user: &server_user,
+            secret: &secret,
+            settings: &settings,
+        };
+        let pools: Vec<Arc<PgPool>> = db
+            .nodes
+            .iter()
+            .map(|n| self.node_pool(&login, &n.addr))
+            .collect::<Result<_, _>>()?;
+        let first = primary_index(db);
+        let (Some(cluster), Some(classifier), Some(pool)) = (
+            self.clusters.get(key),
+            self.classifiers.get(key),
+            pools.get(first),
+        ) else {
+            return Err(FrontendError::protocol(format!(
+                "database \"{database}\" has no nodes"
+            )));
+        };
+        Ok(Route {
+            pool: pool.clone(),
+            pools: pools.clone().into(),
+            cluster: cluster.clone(),
+            classifier: classifier.clone(),
+            auth,
+            user: user_cfg.cloned(),
+        })
+    }
+
+    /// The pool for one node of a route, built on first use.
+    fn node_pool(&self, login: &PoolLogin<'_>, node: &str) -> Result<Arc<PgPool>, FrontendError> {
+        let pool_key = PoolKey {
+            node: node.to_owned(),
+            database: login.database.to_owned(),
+            user: login.user.to_owned(),
+        };
+        let tls_cfg = self.upstream_tls.get(login.key).cloned().flatten();
+        let db = login.db;
+        self.pools.get_or_insert(&pool_key, || {
             let host = host_of(node);
             let tls = match tls_cfg {
                 Some(c) => Some((c, tls::server_name(&db.server_tls, &host)?)),
@@ -92,21 +188,26 @@ impl PgContext {
             let target = ServerTarget {
                 addr: node.to_owned(),
                 host,
-                dbname: server_db,
-                user: server_user,
+                dbname: login.database.to_owned(),
+                user: login.user.to_owned(),
                 sslmode: db.server_tls.sslmode,
                 tls,
-                connect_timeout: settings.connect_timeout,
-                max_message_size: settings.max_message_size,
+                connect_timeout: login.settings.connect_timeout,
+                max_message_size: login.settings.max_message_size,
             };
-            PgPool::new(pool_key.clone(), target, secret, settings)
-                .map_err(|e| FrontendError::protocol(format!("cannot build pool: {e}")))
-        })?;
-        Ok(Route {
-            pool,
-            auth,
-            user: user_cfg.cloned(),
+            PgPool::new(
+                pool_key.clone(),
+                target,
+                login.secret.clone(),
+                login.settings.clone(),
+            )
+            .map_err(|e| FrontendError::protocol(format!("cannot build pool: {e}")))
         })
+    }
+
+    /// Every database's cluster, by config key (status and metrics).
+    pub fn clusters(&self) -> impl Iterator<Item = (&str, &Arc<Cluster>)> {
+        self.clusters.iter().map(|(k, c)| (k.as_str(), c))
     }
 
     /// The SCRAM verifier for a configured user: the configured one, or one
@@ -130,15 +231,23 @@ impl PgContext {
     }
 }
 
-/// Until topology lands (replicas, `auto` roles), sessions use the primary:
-/// the node marked `primary`, else the first one.
-fn primary_node(db: &DatabaseConfig) -> &str {
+/// What every node pool of one route shares.
+struct PoolLogin<'a> {
+    key: &'a str,
+    db: &'a DatabaseConfig,
+    database: &'a str,
+    user: &'a str,
+    secret: &'a Option<ServerSecret>,
+    settings: &'a ResolvedPool,
+}
+
+/// The node whose pool checks logins: the one marked `primary`, else the
+/// first.
+fn primary_index(db: &DatabaseConfig) -> usize {
     db.nodes
         .iter()
-        .find(|n| n.role == NodeRole::Primary)
-        .or(db.nodes.first())
-        .map(|n| n.addr.as_str())
-        .unwrap_or("127.0.0.1:5432")
+        .position(|n| n.role == NodeRole::Primary)
+        .unwrap_or(0)
 }
 
 fn host_of(addr: &str) -> String {

@@ -12,6 +12,7 @@ mod context;
 mod error;
 mod handshake;
 mod relay;
+mod routing;
 mod session;
 mod settings;
 mod statements;

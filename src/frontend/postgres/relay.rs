@@ -43,6 +43,9 @@ pub(super) enum Expect {
     /// The client ended a COPY (CopyDone or CopyFail) before the server
     /// said the copy began; see [`Session::on_copy_in`].
     CopyEnd,
+    /// The WAL position query Attaché sends after a write transaction
+    /// (read-your-writes); its replies, errors included, are swallowed.
+    CaptureLsn,
 }
 
 /// What a simple Query changes beyond its results.
@@ -62,7 +65,9 @@ impl Expect {
             Expect::Reply(b'C') | Expect::SwallowClose(_) => tag == b'3',
             Expect::Reply(b'D') => tag == b'T' || tag == b'n',
             Expect::Reply(b'E') => matches!(tag, b'C' | b'I' | b's'),
-            Expect::Reply(_) | Expect::Query(_) | Expect::SwallowQuery => tag == b'Z',
+            Expect::Reply(_) | Expect::Query(_) | Expect::SwallowQuery | Expect::CaptureLsn => {
+                tag == b'Z'
+            }
             Expect::Synth { .. } | Expect::CopyEnd => false,
         }
     }
@@ -72,7 +77,10 @@ impl Expect {
     fn survives_error(&self) -> bool {
         matches!(
             self,
-            Expect::Reply(b'Q' | b'F' | b'S') | Expect::Query(_) | Expect::SwallowQuery
+            Expect::Reply(b'Q' | b'F' | b'S')
+                | Expect::Query(_)
+                | Expect::SwallowQuery
+                | Expect::CaptureLsn
         )
     }
 }
@@ -113,9 +121,13 @@ impl Session {
     /// Handles one message from the server.
     pub(super) fn on_server_message(&mut self, m: Message) {
         self.drain_synth();
+        if let Some(Expect::CaptureLsn) = self.expect.front() {
+            return self.on_capture_reply(m);
+        }
         match m.tag {
             b'E' => return self.on_server_error(m),
             b'A' => {
+                self.replay = None;
                 self.cout.extend_from_slice(&m.frame);
                 return;
             }
@@ -128,6 +140,7 @@ impl Session {
             Some(Expect::SwallowParse(_) | Expect::SwallowClose(_) | Expect::SwallowQuery)
         );
         if !swallow {
+            self.replay = None;
             self.cout.extend_from_slice(&m.frame);
         }
         let done = self.expect.front().is_some_and(|e| e.completed_by(m.tag));
@@ -146,6 +159,24 @@ impl Session {
         }
     }
 
+    /// Replies to [`Expect::CaptureLsn`]: the row is read, the rest dropped.
+    fn on_capture_reply(&mut self, m: Message) {
+        match m.tag {
+            b'D' => self.on_lsn_row(m.body()),
+            b'E' => {
+                let f = messages::read_error_fields(m.body());
+                tracing::debug!(code = %f.code, message = %f.message, "WAL position query failed");
+            }
+            b'Z' => {
+                self.expect.pop_front();
+                self.tx_status = messages::read_ready_status(m.body()).unwrap_or(b'I');
+            }
+            // Notices and notifications belong to the client.
+            b'N' | b'A' => self.cout.extend_from_slice(&m.frame),
+            _ => {}
+        }
+    }
+
     fn on_server_error(&mut self, m: Message) {
         match self.expect.front_mut() {
             Some(Expect::Query(fx)) => fx.failed = true,
@@ -156,6 +187,7 @@ impl Session {
             }
             _ => {}
         }
+        self.replay = None;
         self.cout.extend_from_slice(&m.frame);
         if self.expect.front().is_some_and(|e| !e.survives_error()) {
             // The server now skips everything up to the next Sync.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use attache_postgres_protocol::frame;
 use attache_postgres_protocol::messages;
+use attache_postgres_protocol::readwrite::{Classifier, RoleHint};
 use attache_postgres_protocol::sqlstate;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,22 +24,48 @@ use tracing::{debug, Span};
 use super::context::PgContext;
 use super::error::FrontendError;
 use super::relay::Expect;
+use super::routing::Want;
 use super::settings::Settings;
 use super::statements::Statements;
 use super::{auth, handshake, send_fatal};
 use crate::config::types::PoolMode;
-use crate::core::pg::cancel::{CancelHandle, CancelTarget};
+use crate::core::pg::cancel::CancelHandle;
+use crate::core::pg::cluster::InFlight;
 use crate::core::pg::pool::PooledConn;
-use crate::core::pg::PgPool;
+use crate::core::pg::{Cluster, PgPool};
 use crate::net::Stream;
 use crate::server::Shutdown;
+
+/// Parameters a hot standby reports as "on".
+const STANDBY_PARAMS: &[&str] = &["in_hot_standby", "default_transaction_read_only"];
 
 /// Buffers that grew past this while serving one large message are
 /// replaced once empty, so one 100 MB COPY row does not pin 100 MB.
 const BUF_KEEP: usize = 1 << 20;
 
 pub(super) struct Session {
+    /// The pool of the attached server's node (the primary's when idle).
     pub pool: Arc<PgPool>,
+    /// One pool per node of the cluster.
+    pub pools: Arc<[Arc<PgPool>]>,
+    pub cluster: Arc<Cluster>,
+    pub classifier: Arc<Classifier>,
+    /// The attached transaction's hold on its node (load and latency).
+    pub in_flight: Option<InFlight>,
+    /// `SET attache.role`: forces reads to the primary or to replicas.
+    pub role_override: Option<RoleHint>,
+    /// The WAL position this client's reads must see (read-your-writes).
+    pub min_lsn: u64,
+    /// The attached transaction runs on the primary as a write: its commit
+    /// position is captured before release.
+    pub wrote: bool,
+    /// A transaction the client had open died with its server while the
+    /// client was idle; its next request is answered with this error.
+    pub lost_tx: Option<String>,
+    /// A read query sent to a freshly attached server that has answered
+    /// nothing yet: if the server dies now, it is sent again elsewhere
+    /// (a read cannot write, so running it twice is harmless).
+    pub replay: Option<attache_postgres_protocol::frame::Message>,
     pub client: Stream,
     pub cbuf: BytesMut,
     pub cout: BytesMut,
@@ -133,9 +160,19 @@ pub(super) async fn run(
             return Err(e);
         }
     };
+    route.start_monitor();
     let settings = route.pool.settings.clone();
     let mut session = Session {
         pool: route.pool,
+        pools: route.pools,
+        cluster: route.cluster,
+        classifier: route.classifier,
+        in_flight: None,
+        role_override: None,
+        min_lsn: 0,
+        wrote: false,
+        lost_tx: None,
+        replay: None,
         client,
         cbuf,
         cout: BytesMut::with_capacity(8 * 1024),
@@ -191,18 +228,29 @@ impl Session {
     /// Finishes login: the server parameters, our cancel key, ReadyForQuery.
     async fn greet(&mut self) -> Result<(), FrontendError> {
         if self.mode == PoolMode::Session {
-            self.attach().await?;
-        } else if self.pool.server_params().is_none() {
-            // Learn the server's parameters (and prove it is reachable).
-            drop(self.pool.checkout().await?);
+            self.attach(Want::Primary).await?;
+        } else if self.pools.iter().all(|p| p.server_params().is_none()) {
+            // Learn the server's parameters (and prove a node is reachable).
+            self.connect_to(Want::Read).await?;
+            self.release();
         }
+        let primary_params = self.pool.server_params();
+        let params = primary_params
+            .or_else(|| self.pools.iter().find_map(|p| p.server_params()))
+            .unwrap_or_default();
         let mut out = BytesMut::new();
         messages::auth_ok(&mut out);
-        for (k, v) in self.pool.server_params().unwrap_or_default() {
+        for (k, v) in params {
             let (k, v) = (k.clone(), v.clone());
             let lower = k.to_ascii_lowercase();
             let own = self.settings.startup.contains_key(&lower);
-            let value = startup_value(&self.settings, &lower).unwrap_or(v);
+            let mut value = startup_value(&self.settings, &lower).unwrap_or(v);
+            if primary_params.is_none() && STANDBY_PARAMS.contains(&lower.as_str()) {
+                // Learned from a replica, but this client's writes go to
+                // the primary: drivers that look for a writable server
+                // (target_session_attrs=read-write) must not be misled.
+                value = "off".into();
+            }
             if own || k != "application_name" {
                 messages::parameter_status(&mut out, &k, &value);
             }
@@ -334,21 +382,6 @@ impl Session {
         Ok(())
     }
 
-    /// Checks out a server connection and brings it to this client's state.
-    pub(super) async fn attach(&mut self) -> Result<(), FrontendError> {
-        let conn = self.pool.checkout().await?;
-        if let Ok(mut slot) = self.cancel.slot.lock() {
-            *slot = Some(CancelTarget {
-                addr: conn.addr.clone(),
-                pid: conn.pid,
-                secret: conn.secret.clone(),
-            });
-        }
-        self.server = Some(conn);
-        self.sync_settings();
-        Ok(())
-    }
-
     /// Applies the difference between the client's settings and the
     /// attached server's, swallowing the replies.
     pub(super) fn sync_settings(&mut self) {
@@ -369,6 +402,9 @@ impl Session {
             return;
         }
         if self.mode == PoolMode::Transaction && !self.pinned && !self.skip_until_sync {
+            if self.capture_write_lsn() {
+                return;
+            }
             self.release();
         } else {
             // Kept: make sure RESET ALL and the like leave it as the client expects.
@@ -376,10 +412,12 @@ impl Session {
         }
     }
 
-    fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         if let Ok(mut slot) = self.cancel.slot.lock() {
             *slot = None;
         }
+        self.in_flight = None;
+        self.wrote = false;
         if let Some(conn) = self.server.take() {
             if conn.broken {
                 self.pool.discard(conn);
@@ -392,17 +430,46 @@ impl Session {
     /// saved, so that client is disconnected with 08006.
     async fn server_lost(&mut self, why: &str) -> Result<(), FrontendError> {
         debug!(why, "server connection lost");
-        let in_tx = self.tx_status != b'I' || self.pinned || self.mode == PoolMode::Session;
+        let node = self.in_flight.take().map(|f| f.node());
+        if let Some(m) = self.replay.take() {
+            if let (Some(node), Some(conn)) = (node, self.server.take()) {
+                self.pool.discard(conn);
+                self.cluster.report_unreachable(node, why);
+                self.sout.clear();
+                self.expect.retain(|e| matches!(e, Expect::Synth { .. }));
+                self.wrote = false;
+                debug!(node, "retrying a read on another node");
+                return self.on_query(m).await;
+            }
+        }
+        if let Some(node) = node {
+            self.cluster.suspect(node);
+        }
+        self.wrote = false;
+        // Attaché's own bookkeeping query owes the client nothing.
+        self.expect.retain(|e| !matches!(e, Expect::CaptureLsn));
+        let in_tx = self.tx_status != b'I';
         if let Some(conn) = self.server.take() {
             self.pool.discard(conn);
         }
         if let Ok(mut slot) = self.cancel.slot.lock() {
             *slot = None;
         }
-        if in_tx {
-            let msg = format!("server connection lost during a transaction or session ({why}); its outcome is unknown");
+        if self.pinned || self.mode == PoolMode::Session {
+            // Session state (temp tables, LISTEN, settings) cannot move.
+            let msg = format!(
+                "server connection lost during the session ({why}); its outcome is unknown"
+            );
             send_fatal(&mut self.client, sqlstate::CONNECTION_FAILURE, &msg).await;
             return Err(FrontendError::refused(sqlstate::CONNECTION_FAILURE, msg));
+        }
+        if in_tx && self.expect.is_empty() {
+            // Idle in a transaction: the client hears of it on its next request.
+            self.lost_tx = Some(format!(
+                "the transaction was lost: server connection closed ({why}), possibly a failover; it was not committed"
+            ));
+            self.tx_status = b'I';
+            return Ok(());
         }
         if self.expect.is_empty() {
             return Ok(());
@@ -412,11 +479,12 @@ impl Session {
             .iter()
             .any(|e| matches!(e, Expect::Reply(b'S' | b'Q' | b'F') | Expect::Query(_)));
         self.expect.clear();
-        messages::error(
-            &mut self.cout,
-            sqlstate::CONNECTION_FAILURE,
-            &format!("server connection lost before the query completed ({why}); it may or may not have run"),
-        );
+        let msg = if in_tx {
+            format!("server connection lost mid-transaction ({why}), possibly a failover; the transaction's outcome is unknown")
+        } else {
+            format!("server connection lost before the query completed ({why}), possibly a failover; it may or may not have run")
+        };
+        messages::error(&mut self.cout, sqlstate::CONNECTION_FAILURE, &msg);
         if synced {
             messages::ready_for_query(&mut self.cout, b'I');
         } else {
@@ -457,9 +525,25 @@ impl Session {
         if let Ok(mut slot) = self.cancel.slot.lock() {
             *slot = None;
         }
+        self.in_flight = None;
         let Some(mut conn) = self.server.take() else {
             return;
         };
+        if !self.expect.is_empty()
+            && self.sout.is_empty()
+            && self.expect.iter().all(|e| matches!(e, Expect::CaptureLsn))
+        {
+            // Only Attaché's WAL position query is outstanding: read its
+            // answer so the connection can go back instead of being closed.
+            let drained = tokio::time::timeout(Duration::from_secs(1), async {
+                while conn.read_message().await.ok()?.tag != b'Z' {}
+                Some(())
+            })
+            .await;
+            if let Ok(Some(())) = drained {
+                self.expect.clear();
+            }
+        }
         let clean = self.tx_status == b'I' && self.expect.is_empty() && !conn.broken;
         if !clean {
             self.pool.discard(conn);

@@ -27,6 +27,8 @@ pub(super) struct Statement {
     pub server_name: Arc<str>,
     pub query: Arc<str>,
     pub param_types: Arc<[u8]>,
+    /// Classified a read when parsed: its Binds may go to a replica.
+    pub read: bool,
 }
 
 /// One client's named statements.
@@ -48,11 +50,12 @@ impl Statements {
         self.map.len()
     }
 
-    pub fn insert(&mut self, name: &str, query: &str, param_types: &[u8]) -> Statement {
+    pub fn insert(&mut self, name: &str, query: &str, param_types: &[u8], read: bool) -> Statement {
         let stmt = Statement {
             server_name: server_name(query, param_types),
             query: query.into(),
             param_types: param_types.into(),
+            read,
         };
         self.map.insert(name.to_owned(), stmt.clone());
         stmt

@@ -199,3 +199,30 @@ pub fn read_ready_status(body: &[u8]) -> Result<u8, MalformedMessage> {
         _ => Err(malformed("ReadyForQuery")),
     }
 }
+
+/// DataRow: each column's bytes, `None` for NULL.
+pub fn read_data_row(mut body: &[u8]) -> Result<Vec<Option<&[u8]>>, MalformedMessage> {
+    if body.len() < 2 {
+        return Err(malformed("DataRow"));
+    }
+    let n = body.get_i16();
+    let mut cols = Vec::with_capacity(n.max(0) as usize);
+    for _ in 0..n.max(0) {
+        if body.len() < 4 {
+            return Err(malformed("DataRow"));
+        }
+        let len = body.get_i32();
+        if len < 0 {
+            cols.push(None);
+            continue;
+        }
+        let len = len as usize;
+        if body.len() < len {
+            return Err(malformed("DataRow"));
+        }
+        let (value, rest) = body.split_at(len);
+        cols.push(Some(value));
+        body = rest;
+    }
+    Ok(cols)
+}

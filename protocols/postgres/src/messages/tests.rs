@@ -107,3 +107,19 @@ fn ready_status_and_sasl_initial() {
         ("SCRAM-SHA-256", &b"n,,n=,r=abc"[..])
     );
 }
+
+#[test]
+fn data_row_columns_and_nulls() {
+    let mut body = Vec::new();
+    body.extend_from_slice(&3i16.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.push(b't');
+    body.extend_from_slice(&(-1i32).to_be_bytes());
+    body.extend_from_slice(&3i32.to_be_bytes());
+    body.extend_from_slice(b"123");
+    let cols = read_data_row(&body).unwrap();
+    assert_eq!(cols, vec![Some(&b"t"[..]), None, Some(&b"123"[..])]);
+    // Truncated: a length that runs past the end.
+    assert!(read_data_row(&body[..body.len() - 1]).is_err());
+    assert!(read_data_row(&[0]).is_err());
+}

@@ -15,7 +15,7 @@ fn equal_statements_share_a_server_name() {
 #[test]
 fn client_map_insert_remove() {
     let mut s = Statements::default();
-    let st = s.insert("s1", "select 1", &[0, 0]);
+    let st = s.insert("s1", "select 1", &[0, 0], true);
     assert_eq!(
         s.get("s1").map(|x| x.server_name.clone()),
         Some(st.server_name)
