@@ -10,6 +10,9 @@ section of BENCHMARKS.md. Everything it starts is stopped on exit.
 pgbench aborts a client on any non-retryable error and still prints the TPS of
 the clients that survived, so a run with an aborted client or a nonzero exit
 status is reported as FAILED with the reason, never as a TPS.
+
+REPLICA=1 runs only the replica comparison instead (pgbench_replica.py, which
+reuses this file's servers, pgbench runner and report helpers).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ SCALE = int(os.environ.get("SCALE", "10"))
 WARMUP = int(os.environ.get("WARMUP", "2"))
 WRITE = os.environ.get("WRITE", "0" if QUICK else "1") == "1"
 KEEP_TMP = os.environ.get("KEEP_TMP") == "1"
+REPLICA = os.environ.get("REPLICA") == "1"
 POOL_SIZE = 20
 DB = "bench"
 USER = "postgres"
@@ -88,6 +92,8 @@ class RunResult:
     tps: float | None = None
     latency_ms: float | None = None
     failed_txns: int = 0
+    # pgbench's "transactions actually processed"; the replica check divides by it.
+    processed: int | None = None
     failure: str | None = None
     error_lines: list[str] = field(default_factory=list)
 
@@ -104,7 +110,8 @@ class Stack:
         os.chmod(self.tmp, 0o755)
         self.pg_bin = _pg_bin_dir()
         self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.pg_started = False
+        # Data directories of running clusters, stopped last-started first.
+        self.pg_data: list[Path] = []
         self.ports: dict[str, int] = {}
 
     def path(self, name: str) -> Path:
@@ -120,8 +127,8 @@ class Stack:
                     print(f"{name} did not stop on SIGTERM; killing", file=sys.stderr)
                     proc.kill()
                     proc.wait()
-        if self.pg_started:
-            as_postgres([str(self.pg_bin / "pg_ctl"), "-D", str(self.path("data")),
+        for data in reversed(self.pg_data):
+            as_postgres([str(self.pg_bin / "pg_ctl"), "-D", str(data),
                          "-m", "fast", "-w", "stop"], check=False, quiet=True)
         if KEEP_TMP:
             print(f"kept {self.tmp}")
@@ -195,16 +202,20 @@ log_min_messages = warning
 """
 
 
-def start_postgres(stack: Stack) -> None:
+def start_postgres(stack: Stack, extra_conf: str = "", extra_hba: str = "") -> None:
+    """initdb, start, pgbench -i. The extras let the replica run add replication."""
     port = free_port()
     data = stack.path("data")
     as_postgres([str(stack.pg_bin / "initdb"), "-D", str(data), "-U", USER,
                  "--auth=trust", "-E", "UTF8", "--no-sync"], quiet=True)
     with open(data / "postgresql.conf", "a") as f:
-        f.write(PG_CONF.format(port=port, sock=stack.tmp))
+        f.write(PG_CONF.format(port=port, sock=stack.tmp) + extra_conf)
+    if extra_hba:
+        with open(data / "pg_hba.conf", "a") as f:
+            f.write(extra_hba)
     as_postgres([str(stack.pg_bin / "pg_ctl"), "-D", str(data), "-l",
                  str(stack.path("postgres.log")), "-w", "start"], quiet=True)
-    stack.pg_started = True
+    stack.pg_data.append(data)
     stack.ports["direct"] = port
     r = psql(stack, port, f"create database {DB}", db="postgres")
     if r.returncode != 0:
@@ -306,6 +317,7 @@ def parse_pgbench(status: int, stdout: str, stderr: str, clients: int) -> RunRes
     res.tps = float(tps.group(1)) if tps else None
     res.latency_ms = float(lat.group(1)) if lat else None
     res.failed_txns = int(failed.group(1)) if failed else 0
+    res.processed = int(m.group(1)) if m else None
     if reasons:
         res.failure = "; ".join(reasons)
         res.error_lines = error_lines(stderr)
@@ -416,16 +428,17 @@ def table_rows(summary: Summary) -> list[list[str]]:
 HEADER = ["workload", "target", "TPS", "mean latency ms", "failed txns", "vs direct"]
 
 
-def text_table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+def text_table(rows: list[list[str]], header: list[str] = HEADER) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
-    lines = [fmt.format(*HEADER), fmt.format(*("-" * w for w in widths))]
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|---|---|--:|--:|--:|---|"]
+def markdown_table(rows: list[list[str]], header: list[str] = HEADER,
+                   align: str = "|---|---|--:|--:|--:|---|") -> str:
+    lines = ["| " + " | ".join(header) + " |", align]
     for r in rows:
         cells = [f"**{c}**" if c == "FAILED" else c for c in r]
         lines.append("| " + " | ".join(cells) + " |")
@@ -479,6 +492,17 @@ def sh(cmd: list[str]) -> str:
 
 
 def machine_lines(stack: Stack) -> list[str]:
+    return host_lines(stack, with_pgbouncer=True) + [
+        f"- pgbench: `-T {DURATION}` s per run, {ROUNDS} round(s) (median shown), "
+        f"scale {SCALE}, `-n`; targets run back to back per workload",
+        f"- Poolers: transaction mode, pool size {POOL_SIZE}, default logging; "
+        "PostgreSQL: max_connections 200, shared_buffers 256MB, "
+        "**fsync off, synchronous_commit off, full_page_writes off**",
+    ]
+
+
+def host_lines(stack: Stack, with_pgbouncer: bool) -> list[str]:
+    """Date, CPU, memory, load and versions: what every results section records."""
     cpu = "?"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -489,19 +513,16 @@ def machine_lines(stack: Stack) -> list[str]:
     rev = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     if sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
         rev += " + uncommitted changes"
+    bouncer = ""
+    if with_pgbouncer:
+        bouncer = f"{(sh(['pgbouncer', '--version']).splitlines() or ['PgBouncer ?'])[0]}; "
     return [
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"- CPU: {cpu}, `nproc` = {sh(['nproc'])}; memory (`free -h`): {mem} total; "
         f"kernel {sh(['uname', '-r'])}; load average before the run: {LOAD_BEFORE}, "
         f"after: {_loadavg()}",
-        f"- {sh([str(stack.pg_bin / 'postgres'), '--version'])}; "
-        f"{(sh(['pgbouncer', '--version']).splitlines() or ['PgBouncer ?'])[0]}; "
+        f"- {sh([str(stack.pg_bin / 'postgres'), '--version'])}; {bouncer}"
         f"{sh([str(ATTACHE_BIN), '--version'])} (git {rev}, `cargo build --release`)",
-        f"- pgbench: `-T {DURATION}` s per run, {ROUNDS} round(s) (median shown), "
-        f"scale {SCALE}, `-n`; targets run back to back per workload",
-        f"- Poolers: transaction mode, pool size {POOL_SIZE}, default logging; "
-        "PostgreSQL: max_connections 200, shared_buffers 256MB, "
-        "**fsync off, synchronous_commit off, full_page_writes off**",
     ]
 
 
@@ -525,13 +546,14 @@ Produced by `benches/pgbench_compare.sh` (see `benches/README.md`).
 """
 
 
-def write_markdown(section: str) -> None:
+def write_markdown(section: str, start: str = MARK_START, end: str = MARK_END) -> None:
+    """Replaces what lies between the markers; appends the markers if missing."""
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else SKELETON
-    if MARK_START not in text or MARK_END not in text:
-        text = text.rstrip("\n") + "\n\n" + MARK_START + "\n" + MARK_END + "\n"
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    BENCHMARKS_MD.write_text(f"{head}{MARK_START}\n{section}\n{MARK_END}{tail}")
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + "\n\n" + start + "\n" + end + "\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    BENCHMARKS_MD.write_text(f"{head}{start}\n{section}\n{end}{tail}")
     print(f"results written to {BENCHMARKS_MD}")
 
 
@@ -547,6 +569,9 @@ def main() -> int:
         sys.exit(f"{ATTACHE_BIN} missing: run benches/pgbench_compare.sh (it builds it)")
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGHUP, _raise_exit)
+    if REPLICA:
+        import pgbench_replica  # only this mode needs it
+        return pgbench_replica.main()
     stack = Stack()
     try:
         start_postgres(stack)
@@ -581,4 +606,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # pgbench_replica imports this module by name: give it this copy, not a second one.
+    sys.modules.setdefault("pgbench_compare", sys.modules[__name__])
     sys.exit(main())

@@ -14,6 +14,8 @@
 #   SCALE=10      pgbench -i scale factor
 #   KEEP_TMP=1    keep the temporary directory (configs, server logs)
 #   ATTACHE_BIN=… benchmark another attache binary (default target/release/attache)
+#   REPLICA=1     run only the replica comparison (pgbench_replica.py): a streaming
+#                 replica, Attaché with reads split vs primary only; select-heavy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -23,6 +25,9 @@ dpkg -s postgresql >/dev/null 2>&1 || need+=(postgresql)
 command -v pgbouncer >/dev/null 2>&1 || need+=(pgbouncer)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+# Building Attaché needs libclang (pg_query's bindgen) and a C compiler.
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # attache_need_packages runs apt-get update/install only for missing ones.
 attache_need_packages "${need[@]}"
 

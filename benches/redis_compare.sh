@@ -28,6 +28,9 @@ command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 command -v nutcracker >/dev/null 2>&1 || need+=(nutcracker)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ "${PERF:-}" = 1 ] && ! command -v perf >/dev/null 2>&1; then need+=(linux-perf); fi
+# Building Attaché needs libclang (pg_query's bindgen) and a C compiler.
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 # attache_need_packages runs apt-get update/install only for missing ones.
 attache_need_packages "${need[@]}"
 

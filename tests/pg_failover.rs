@@ -84,7 +84,7 @@ async fn clients_ride_through_a_primary_failover() {
     let cfg = format!(
         "[postgres]\nlisten = \"127.0.0.1:0\"\npool_size = 20\n\n[postgres.databases.app]\n\
          nodes = [{{ addr = \"{}\", role = \"primary\" }}, {{ addr = \"{}\", role = \"replica\" }}]\n\
-         consistency = \"eventual\"\nfailover_timeout = \"30s\"\n\
+         failover_timeout = \"30s\"\n\
          [postgres.databases.app.health]\ninterval = \"200ms\"\ntimeout = \"500ms\"\n",
         primary.addr(),
         standby.addr()

@@ -339,4 +339,17 @@ async fn replica_killed_under_read_load_gives_no_client_errors() {
             .get(&r1.port()),
         Some(&5)
     );
+    // Back after crash recovery and a passing probe: used again.
+    r2.start_again().expect("replica restarts");
+    let back = eventually(Duration::from_secs(15), || async {
+        ports(&c, "SELECT inet_server_port()", 4)
+            .await
+            .contains_key(&r2.port())
+    })
+    .await;
+    assert!(
+        back,
+        "the restarted replica never got reads again: {:?}",
+        attache.pg_cluster_status("app")
+    );
 }

@@ -69,6 +69,8 @@ pub struct Node {
     outstanding: AtomicUsize,
     /// Exponentially weighted transaction latency, microseconds.
     ewma_micros: AtomicU64,
+    /// When the EWMA last took a sample (ms since [`epoch`]).
+    ewma_at: AtomicU64,
     pub reads: AtomicU64,
     pub writes: AtomicU64,
     pub probe_failures: AtomicU64,
@@ -79,7 +81,11 @@ pub struct Node {
 #[derive(Debug, Default, Clone, Copy)]
 struct Ban {
     until: Option<Instant>,
-    failures: u32,
+    /// Outages in a row without a long healthy stretch between them.
+    outages: u32,
+    /// In an outage: its probes keep failing.
+    down: bool,
+    up_since: Option<Instant>,
 }
 
 /// A copy of one node's state for status pages and metrics.
@@ -166,6 +172,7 @@ impl Cluster {
                 lag_millis: AtomicU64::new(0),
                 outstanding: AtomicUsize::new(0),
                 ewma_micros: AtomicU64::new(0),
+                ewma_at: AtomicU64::new(0),
                 reads: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
                 probe_failures: AtomicU64::new(0),
@@ -419,6 +426,7 @@ impl Cluster {
             cluster: self.clone(),
             node: i,
             started: Instant::now(),
+            abandoned: false,
         }
     }
 
@@ -442,6 +450,7 @@ pub struct InFlight {
     cluster: Arc<Cluster>,
     node: usize,
     started: Instant,
+    abandoned: bool,
 }
 
 impl InFlight {
@@ -450,19 +459,39 @@ impl InFlight {
     }
 }
 
+impl InFlight {
+    /// Ends the hold without a latency sample: the transaction failed with
+    /// its server, and its duration says nothing about the node's speed.
+    pub fn abandon(mut self) -> usize {
+        self.abandoned = true;
+        self.node
+    }
+}
+
+/// Milliseconds since the first call: a compact clock for atomics.
+fn epoch_millis() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(n) = self.cluster.nodes.get(self.node) {
-            n.outstanding.fetch_sub(1, Ordering::Relaxed);
-            let sample = self.started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-            let old = n.ewma_micros.load(Ordering::Relaxed);
-            let new = if old == 0 {
-                sample
-            } else {
-                (old * 4 + sample) / 5
-            };
-            n.ewma_micros.store(new, Ordering::Relaxed);
+        let Some(n) = self.cluster.nodes.get(self.node) else {
+            return;
+        };
+        n.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if self.abandoned {
+            return;
         }
+        let sample = self.started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let old = n.load().1;
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 4 + sample) / 5
+        };
+        n.ewma_micros.store(new, Ordering::Relaxed);
+        n.ewma_at.store(epoch_millis(), Ordering::Relaxed);
     }
 }
 
@@ -486,11 +515,13 @@ impl Node {
         self.lsn.load(Ordering::Relaxed)
     }
 
+    /// Outstanding transactions and the latency EWMA, which halves for
+    /// each second without a sample: a node that was slow once (or failed)
+    /// and so stopped being picked must not be shunned forever.
     fn load(&self) -> (usize, u64) {
-        (
-            self.outstanding.load(Ordering::Relaxed),
-            self.ewma_micros.load(Ordering::Relaxed),
-        )
+        let age_secs = epoch_millis().saturating_sub(self.ewma_at.load(Ordering::Relaxed)) / 1000;
+        let ewma = self.ewma_micros.load(Ordering::Relaxed) >> age_secs.min(63);
+        (self.outstanding.load(Ordering::Relaxed), ewma)
     }
 
     /// A probe answered: role and position as the server says.
@@ -502,20 +533,30 @@ impl Node {
             info!(node = %self.addr, role = role.as_str(), "node healthy");
         }
         if let Ok(mut b) = self.ban.lock() {
-            b.failures = 0;
+            if std::mem::take(&mut b.down) {
+                b.up_since = Some(Instant::now());
+            }
         }
     }
 
-    /// A probe failed: unhealthy, and banned from reads for a time that
-    /// doubles with each consecutive failure.
+    /// A probe failed: unhealthy, and banned from reads until it has been
+    /// back for the ban time. The ban doubles with each new outage that
+    /// follows the last one within `max` (a flapping node), not with each
+    /// failed probe of one outage (those come every 100 ms).
     pub(super) fn probed_failed(&self, base: Duration, max: Duration) -> Duration {
         self.probe_failures.fetch_add(1, Ordering::Relaxed);
         self.healthy.store(false, Ordering::Relaxed);
         let Ok(mut b) = self.ban.lock() else {
             return base;
         };
-        b.failures = b.failures.saturating_add(1);
-        let factor = 1u32 << (b.failures - 1).min(16);
+        if !b.down {
+            b.down = true;
+            if b.up_since.is_some_and(|t| t.elapsed() > max) {
+                b.outages = 0;
+            }
+            b.outages = b.outages.saturating_add(1);
+        }
+        let factor = 1u32 << (b.outages.max(1) - 1).min(16);
         let ban = base.saturating_mul(factor).min(max);
         b.until = Some(Instant::now() + ban);
         ban

@@ -430,7 +430,7 @@ impl Session {
     /// saved, so that client is disconnected with 08006.
     async fn server_lost(&mut self, why: &str) -> Result<(), FrontendError> {
         debug!(why, "server connection lost");
-        let node = self.in_flight.take().map(|f| f.node());
+        let node = self.in_flight.take().map(|f| f.abandon());
         if let Some(m) = self.replay.take() {
             if let (Some(node), Some(conn)) = (node, self.server.take()) {
                 self.pool.discard(conn);

@@ -109,12 +109,15 @@ fn failed_probe_bans_with_backoff_and_recovery_needs_the_ban_to_end() {
     let c = cluster(Balance::RoundRobin, PrimaryReads::Fallback);
     let n = c.node(1).unwrap();
     let base = Duration::from_millis(40);
-    assert_eq!(n.probed_failed(base, Duration::from_millis(100)), base);
-    assert_eq!(n.probed_failed(base, Duration::from_millis(100)), base * 2);
-    assert_eq!(
-        n.probed_failed(base, Duration::from_millis(100)),
-        Duration::from_millis(100)
-    );
+    let max = Duration::from_millis(100);
+    // Repeated failures of one outage do not escalate...
+    assert_eq!(n.probed_failed(base, max), base);
+    assert_eq!(n.probed_failed(base, max), base);
+    // ...a new outage soon after recovery (flapping) does.
+    n.probed_ok(Role::Replica, 0, 0);
+    assert_eq!(n.probed_failed(base, max), base * 2);
+    n.probed_ok(Role::Replica, 0, 0);
+    assert_eq!(n.probed_failed(base, max), max);
     n.probed_ok(Role::Replica, 0, 0);
     assert!(n.is_healthy());
     assert!(n.is_banned(), "a ban outlives the next good probe");
