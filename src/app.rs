@@ -1,5 +1,6 @@
 //! Accept → respond: wiring. Builds each configured frontend, binds its
-//! listener and runs its accept loop; stops them all with a drain.
+//! listener and runs its accept loop, then the admin endpoint over them
+//! all; stops them all with a drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::config::types::Config;
+use crate::admin::{self, Admin, ListenerInfo};
+use crate::config::types::{AdminConfig, Config};
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
 use crate::net::tls::TlsError;
@@ -36,6 +38,9 @@ pub struct Attache {
     pub postgres: Option<Arc<PgContext>>,
     /// The Redis listener's actual address.
     pub redis_addr: Option<SocketAddr>,
+    pub redis: Option<Arc<RedisContext>>,
+    /// The admin HTTP listener's actual address (no `[admin]`, no server).
+    pub admin_addr: Option<SocketAddr>,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
     shutdown_timeout: Duration,
@@ -69,6 +74,7 @@ impl Attache {
             )));
         }
         let mut redis_addr = None;
+        let mut redis = None;
         if let Some(rc) = config.redis.clone() {
             let addr: SocketAddr = rc
                 .listen
@@ -81,6 +87,7 @@ impl Attache {
             redis_addr = Some(listener.addr);
             let max = rc.max_client_connections;
             let ctx = Arc::new(RedisContext::new(rc)?);
+            redis = Some(ctx.clone());
             tasks.push(tokio::spawn(server::serve(
                 listener,
                 ctx,
@@ -88,10 +95,24 @@ impl Attache {
                 trigger.subscribe(),
             )));
         }
+        let mut admin_addr = None;
+        if let Some(ac) = &config.admin {
+            let mut listeners = Vec::new();
+            for (protocol, addr) in [("postgres", postgres_addr), ("redis", redis_addr)] {
+                if let Some(addr) = addr {
+                    listeners.push(ListenerInfo { protocol, addr });
+                }
+            }
+            let (addr, task) = start_admin(ac, listeners, &postgres, &redis, &trigger)?;
+            admin_addr = Some(addr);
+            tasks.push(task);
+        }
         Ok(Self {
             postgres_addr,
             postgres,
             redis_addr,
+            redis,
+            admin_addr,
             trigger,
             tasks,
             shutdown_timeout: config.general.shutdown_timeout.0,
@@ -109,8 +130,8 @@ impl Attache {
         Some(c.status())
     }
 
-    /// Stops accepting, lets sessions finish their work (up to
-    /// `shutdown_timeout`), then returns whether all of them did.
+    /// Stops accepting (the admin endpoint too), lets sessions finish their
+    /// work (up to `shutdown_timeout`), then returns whether all of them did.
     pub async fn shutdown(self) -> bool {
         let drained = self.trigger.drain(self.shutdown_timeout).await;
         for t in self.tasks {
@@ -119,4 +140,41 @@ impl Attache {
         info!(drained, "shut down");
         drained
     }
+}
+
+/// Binds the admin listener last, so every proxied listener it reports is
+/// already bound, and serves it until shutdown.
+fn start_admin(
+    cfg: &AdminConfig,
+    mut listeners: Vec<ListenerInfo>,
+    postgres: &Option<Arc<PgContext>>,
+    redis: &Option<Arc<RedisContext>>,
+    trigger: &ShutdownTrigger,
+) -> Result<(SocketAddr, JoinHandle<()>), AppError> {
+    let addr: SocketAddr = cfg
+        .listen
+        .parse()
+        .map_err(|_| AppError::Addr(cfg.listen.clone()))?;
+    let listener = server::bind(addr).map_err(|source| AppError::Bind {
+        addr: cfg.listen.clone(),
+        source,
+    })?;
+    let bound = listener.addr;
+    listeners.push(ListenerInfo {
+        protocol: "admin",
+        addr: bound,
+    });
+    let app = Arc::new(Admin::new(
+        listeners,
+        postgres.clone(),
+        redis.clone(),
+        cfg.token.clone(),
+    ));
+    let task = tokio::spawn(server::serve(
+        listener,
+        app,
+        admin::MAX_CONNECTIONS,
+        trigger.subscribe(),
+    ));
+    Ok((bound, task))
 }

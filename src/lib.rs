@@ -3,8 +3,10 @@
 //!
 //! accept ([`server`]) → parse ([`frontend`], using `protocols/*`) → route and
 //! pool ([`core`]) → backend connections ([`core`], over [`net`]) → respond.
-//! [`app`] wires them together from a [`config`]; [`demo`] shows them off.
+//! [`app`] wires them together from a [`config`]; [`admin`] serves health,
+//! metrics and status over HTTP; [`demo`] shows them off.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod core;

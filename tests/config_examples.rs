@@ -66,6 +66,7 @@ fn every_example_loads_and_validates() {
         "pgbouncer-like.toml",
         "tls.toml",
         "postgres-replicas.toml",
+        "admin.toml",
     ] {
         assert!(
             names.contains(&expected),

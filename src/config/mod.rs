@@ -187,6 +187,7 @@ pub fn builtin_default() -> Config {
             users: BTreeMap::new(),
         }),
         redis: None,
+        admin: None,
     }
 }
 

@@ -21,6 +21,23 @@ pub struct Config {
     pub general: General,
     pub postgres: Option<PostgresConfig>,
     pub redis: Option<super::redis::RedisConfig>,
+    /// No section, no admin server.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: the HTTP endpoint for health checks, Prometheus metrics and
+/// status. Separate from the proxied listeners so an orchestrator can probe
+/// it without speaking Postgres or Redis.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Default `127.0.0.1:15001`.
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: String,
+    /// When set, every endpoint but `/healthz` wants
+    /// `Authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -239,5 +256,8 @@ pub(crate) mod defaults {
     }
     pub fn max_client_connections() -> usize {
         10_000
+    }
+    pub fn admin_listen() -> String {
+        "127.0.0.1:15001".into()
     }
 }

@@ -28,7 +28,44 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(redis) = &cfg.redis {
         check_redis(redis, &mut errs);
     }
+    if let Some(admin) = &cfg.admin {
+        check_admin(admin, cfg, &mut errs);
+    }
     errs.into_result()
+}
+
+/// `[admin]`: an address to bind that no proxied listener already takes,
+/// and a token a client can actually send in an `Authorization` header.
+fn check_admin(a: &super::types::AdminConfig, cfg: &Config, errs: &mut Errors) {
+    match a.listen.parse::<SocketAddr>() {
+        Err(_) => errs.push(
+            "admin.listen",
+            format!("invalid socket address {:?}", a.listen),
+        ),
+        Ok(addr) if addr.port() != 0 => {
+            let others = [
+                ("postgres.listen", cfg.postgres.as_ref().map(|p| &p.listen)),
+                ("redis.listen", cfg.redis.as_ref().map(|r| &r.listen)),
+            ];
+            for (path, listen) in others {
+                if listen.and_then(|l| l.parse::<SocketAddr>().ok()) == Some(addr) {
+                    errs.push("admin.listen", format!("{addr} is already {path}"));
+                }
+            }
+        }
+        Ok(_) => {}
+    }
+    if let Some(token) = &a.token {
+        // Never echo the token: it is a secret.
+        if token.expose().is_empty() {
+            errs.push("admin.token", "must not be empty (omit it to disable auth)");
+        } else if !token.expose().bytes().all(|b| b.is_ascii_graphic()) {
+            errs.push(
+                "admin.token",
+                "must be printable ASCII without spaces (it is sent as a bearer token)",
+            );
+        }
+    }
 }
 
 fn check_redis(r: &super::redis::RedisConfig, errs: &mut Errors) {

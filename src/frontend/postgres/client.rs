@@ -18,14 +18,48 @@ fn malformed(e: impl std::fmt::Display) -> FrontendError {
     FrontendError::protocol(e.to_string())
 }
 
+/// Messages that may be sent again to another server after the first one
+/// died before answering: they neither write (the attachment is a read)
+/// nor change what Attaché remembers. A named Parse or a Close would.
+fn replayable(m: &Message, first: bool) -> bool {
+    match m.tag {
+        b'Q' => first,
+        b'B' | b'E' | b'D' | b'S' | b'H' => true,
+        b'P' => m.body().first() == Some(&0),
+        _ => false,
+    }
+}
+
 impl Session {
+    /// Handles one client message, keeping a copy while it belongs to a
+    /// read that may have to be retried on another node (see
+    /// [`Session::replay`]).
     pub(super) async fn on_client_message(&mut self, m: Message) -> Result<Flow, FrontendError> {
+        let attached = self.server.is_some();
+        let copy = if attached && self.replay.is_none() {
+            None
+        } else if replayable(&m, !attached) {
+            Some(m.clone())
+        } else {
+            self.replay = None;
+            None
+        };
+        let flow = self.dispatch(m).await?;
+        match copy {
+            Some(c) if attached => {
+                if let Some(r) = self.replay.as_mut() {
+                    r.push(c);
+                }
+            }
+            Some(c) if self.server.is_some() && self.read_attach => self.replay = Some(vec![c]),
+            _ => {}
+        }
+        Ok(flow)
+    }
+
+    async fn dispatch(&mut self, m: Message) -> Result<Flow, FrontendError> {
         if self.skip_until_sync && m.tag != b'S' {
             return Ok(Flow::Continue);
-        }
-        if self.server.is_some() {
-            // More work on this server: a replay would lose it.
-            self.replay = None;
         }
         if let Some(msg) = self
             .lost_tx
@@ -102,6 +136,10 @@ impl Session {
     }
 
     fn push_synth(&mut self, bytes: Bytes, forget: Option<Box<str>>) {
+        if self.server.is_some() {
+            // Re-running the batch would queue this reply twice.
+            self.replay = None;
+        }
         self.expect.push_back(Expect::Synth { bytes, forget });
     }
 
@@ -148,16 +186,12 @@ impl Session {
                 return Ok(());
             }
         }
-        let fresh = self.server.is_none();
         let want = match self.server {
             Some(_) => Want::Primary,
             None => self.want_for_sql(sql),
         };
         if !self.ensure_server(true, want).await {
             return Ok(());
-        }
-        if fresh && want == Want::Read && commands.is_empty() {
-            self.replay = Some(m.clone());
         }
         if commands.iter().any(|c| matches!(c, SessionCommand::Listen)) {
             self.pinned = true;

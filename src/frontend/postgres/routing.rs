@@ -103,6 +103,7 @@ impl Session {
                     self.server = Some(conn);
                     self.in_flight = Some(self.cluster.begin(node, write));
                     self.wrote = write && self.tracks_writes();
+                    self.read_attach = !write;
                     return Ok(());
                 }
                 Err(e) if unreachable(&e) && attempts < MAX_ATTEMPTS => {

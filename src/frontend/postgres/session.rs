@@ -65,7 +65,9 @@ pub(super) struct Session {
     /// A read query sent to a freshly attached server that has answered
     /// nothing yet: if the server dies now, it is sent again elsewhere
     /// (a read cannot write, so running it twice is harmless).
-    pub replay: Option<attache_postgres_protocol::frame::Message>,
+    pub replay: Option<Vec<attache_postgres_protocol::frame::Message>>,
+    /// The attached server was chosen for a read (replica or fallback).
+    pub read_attach: bool,
     pub client: Stream,
     pub cbuf: BytesMut,
     pub cout: BytesMut,
@@ -173,6 +175,7 @@ pub(super) async fn run(
         wrote: false,
         lost_tx: None,
         replay: None,
+        read_attach: false,
         client,
         cbuf,
         cout: BytesMut::with_capacity(8 * 1024),
@@ -418,6 +421,7 @@ impl Session {
         }
         self.in_flight = None;
         self.wrote = false;
+        self.replay = None;
         if let Some(conn) = self.server.take() {
             if conn.broken {
                 self.pool.discard(conn);
@@ -431,15 +435,22 @@ impl Session {
     async fn server_lost(&mut self, why: &str) -> Result<(), FrontendError> {
         debug!(why, "server connection lost");
         let node = self.in_flight.take().map(|f| f.abandon());
-        if let Some(m) = self.replay.take() {
+        if let Some(messages) = self.replay.take() {
             if let (Some(node), Some(conn)) = (node, self.server.take()) {
                 self.pool.discard(conn);
                 self.cluster.report_unreachable(node, why);
                 self.sout.clear();
                 self.expect.retain(|e| matches!(e, Expect::Synth { .. }));
                 self.wrote = false;
-                debug!(node, "retrying a read on another node");
-                return self.on_query(m).await;
+                debug!(
+                    node,
+                    messages = messages.len(),
+                    "retrying a read on another node"
+                );
+                for m in messages {
+                    Box::pin(self.on_client_message(m)).await?;
+                }
+                return Ok(());
             }
         }
         if let Some(node) = node {

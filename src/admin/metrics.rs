@@ -1,0 +1,271 @@
+//! Respond (admin): `/metrics`, the Prometheus view of the live pools and
+//! clusters. Nothing is recorded twice: each scrape builds a fresh registry
+//! from the counters and gauges the core already keeps (atomics read with
+//! relaxed loads), so the numbers cannot drift from what `/status` shows.
+//!
+//! Label `database` on pool series is the server-side database name (pools
+//! are keyed by it); on node and cluster series it is the config key under
+//! `[postgres.databases]` (clusters are keyed by it).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::status::redis_nodes;
+use super::Admin;
+use crate::core::pg::cluster::{Cluster, NodeStatus};
+use crate::core::pg::PgPool;
+
+/// What Prometheus is told the exposition is.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+type CounterU = Family<Labels, Counter<u64, AtomicU64>>;
+type CounterF = Family<Labels, Counter<f64, AtomicU64>>;
+type GaugeU = Family<Labels, Gauge<u64, AtomicU64>>;
+type GaugeF = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// Registers families in one registry; `unit` is appended to the name by
+/// the encoder, `_total` to counters.
+struct Scrape {
+    registry: Registry,
+}
+
+impl Scrape {
+    fn family<M: Clone + prometheus_client::registry::Metric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        family: M,
+    ) -> M {
+        match unit {
+            Some(u) => self
+                .registry
+                .register_with_unit(name, help, u, family.clone()),
+            None => self.registry.register(name, help, family.clone()),
+        }
+        family
+    }
+    fn counter(&mut self, name: &str, help: &str) -> CounterU {
+        self.family(name, help, None, CounterU::default())
+    }
+    fn seconds_counter(&mut self, name: &str, help: &str) -> CounterF {
+        self.family(name, help, Some(Unit::Seconds), CounterF::default())
+    }
+    fn gauge(&mut self, name: &str, help: &str) -> GaugeU {
+        self.family(name, help, None, GaugeU::default())
+    }
+    fn seconds_gauge(&mut self, name: &str, help: &str) -> GaugeF {
+        self.family(name, help, Some(Unit::Seconds), GaugeF::default())
+    }
+    fn bytes_gauge(&mut self, name: &str, help: &str) -> GaugeU {
+        self.family(name, help, Some(Unit::Bytes), GaugeU::default())
+    }
+}
+
+/// The whole exposition, OpenMetrics text ending in `# EOF`.
+pub fn render(admin: &Admin) -> Result<String, std::fmt::Error> {
+    let mut s = Scrape {
+        registry: Registry::with_prefix("attache"),
+    };
+    s.registry.register(
+        "build",
+        "Attaché build information",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_owned())]),
+    );
+    if let Some(pg) = &admin.postgres {
+        pools(&mut s, &pg.pools.all());
+        let mut clusters: Vec<(&str, &std::sync::Arc<Cluster>)> = pg.clusters().collect();
+        clusters.sort_by_key(|(k, _)| *k);
+        nodes(&mut s, &clusters);
+    }
+    if let Some(redis) = &admin.redis {
+        redis_backends(&mut s, redis);
+    }
+    let mut out = String::new();
+    encode(&mut out, &s.registry)?;
+    Ok(out)
+}
+
+fn pools(s: &mut Scrape, pools: &[std::sync::Arc<PgPool>]) {
+    let conns = s.gauge(
+        "pg_pool_server_connections",
+        "Server connections of a pool by state (active: checked out, idle: ready)",
+    );
+    let max = s.gauge(
+        "pg_pool_max_server_connections",
+        "The pool's size limit (pool_size)",
+    );
+    let waiting = s.gauge(
+        "pg_pool_clients_waiting",
+        "Checkouts waiting for a server connection",
+    );
+    let checkouts = s.counter("pg_pool_checkouts", "Server connection checkouts");
+    let waits = s.counter(
+        "pg_pool_checkout_waits",
+        "Checkouts that found no idle connection and had to wait or connect",
+    );
+    let wait_secs = s.seconds_counter(
+        "pg_pool_checkout_wait",
+        "Time spent in checkouts that had to wait",
+    );
+    let timeouts = s.counter(
+        "pg_pool_checkout_timeouts",
+        "Checkouts that gave up after checkout_timeout",
+    );
+    let connect_errors = s.counter(
+        "pg_pool_connect_errors",
+        "Failed attempts to open a server connection",
+    );
+    let transactions = s.counter(
+        "pg_pool_transactions",
+        "Transactions and simple queries completed (ReadyForQuery relayed)",
+    );
+    let discarded = s.counter(
+        "pg_pool_discarded",
+        "Server connections dropped because their state was unknown",
+    );
+    for pool in pools {
+        let labels = vec![
+            ("database", pool.key.database.clone()),
+            ("user", pool.key.user.clone()),
+            ("node", pool.key.node.clone()),
+        ];
+        let with_state = |state: &str| {
+            let mut l = labels.clone();
+            l.push(("state", state.to_owned()));
+            l
+        };
+        let st = pool.status();
+        conns
+            .get_or_create(&with_state("active"))
+            .set(st.size.saturating_sub(st.idle) as u64);
+        conns.get_or_create(&with_state("idle")).set(st.idle as u64);
+        max.get_or_create(&labels).set(st.max_size as u64);
+        waiting.get_or_create(&labels).set(st.waiting as u64);
+        let stats = &pool.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        checkouts
+            .get_or_create(&labels)
+            .inc_by(load(&stats.checkouts));
+        waits.get_or_create(&labels).inc_by(load(&stats.waits));
+        wait_secs
+            .get_or_create(&labels)
+            .inc_by(load(&stats.wait_micros) as f64 / 1e6);
+        timeouts
+            .get_or_create(&labels)
+            .inc_by(load(&stats.checkout_timeouts));
+        connect_errors
+            .get_or_create(&labels)
+            .inc_by(load(&stats.connect_errors));
+        transactions
+            .get_or_create(&labels)
+            .inc_by(load(&stats.transactions));
+        discarded
+            .get_or_create(&labels)
+            .inc_by(load(&stats.discarded));
+    }
+}
+
+/// Per-node series (labels database, node, role) and per-cluster ones.
+fn nodes(s: &mut Scrape, clusters: &[(&str, &std::sync::Arc<Cluster>)]) {
+    let healthy = s.gauge("pg_node_healthy", "1 when the node's last probe answered");
+    let banned = s.gauge(
+        "pg_node_banned",
+        "1 while the node is banned from reads after failed probes",
+    );
+    let lag = s.seconds_gauge(
+        "pg_node_replica_lag",
+        "How far the node's replay is behind the primary, in time",
+    );
+    let lag_bytes = s.bytes_gauge(
+        "pg_node_replica_lag",
+        "How far the node's replay is behind the primary, in WAL bytes",
+    );
+    let outstanding = s.gauge("pg_node_outstanding", "Transactions in flight on the node");
+    let reads = s.counter("pg_node_reads", "Transactions routed to the node as reads");
+    let writes = s.counter(
+        "pg_node_writes",
+        "Transactions routed to the node as writes",
+    );
+    let probe_failures = s.counter("pg_node_probe_failures", "Failed health probes");
+    let failovers = s.counter(
+        "pg_cluster_failovers",
+        "Times a new primary was elected after the old one was lost",
+    );
+    let last_failover = s.seconds_gauge(
+        "pg_cluster_last_failover_duration",
+        "How long the last failover left the cluster without a primary",
+    );
+    let has_primary = s.gauge(
+        "pg_cluster_has_primary",
+        "1 when the cluster has a primary to send writes to",
+    );
+    for (db, cluster) in clusters {
+        let db_label = vec![("database", (*db).to_owned())];
+        for n in cluster.status() {
+            let labels = node_labels(db, &n);
+            healthy.get_or_create(&labels).set(n.healthy.into());
+            banned.get_or_create(&labels).set(n.banned.into());
+            lag.get_or_create(&labels).set(n.lag.as_secs_f64());
+            lag_bytes.get_or_create(&labels).set(n.lag_bytes);
+            outstanding.get_or_create(&labels).set(n.outstanding as u64);
+            reads.get_or_create(&labels).inc_by(n.reads);
+            writes.get_or_create(&labels).inc_by(n.writes);
+            probe_failures
+                .get_or_create(&labels)
+                .inc_by(n.probe_failures);
+        }
+        let f = &cluster.failovers;
+        failovers
+            .get_or_create(&db_label)
+            .inc_by(f.count.load(Ordering::Relaxed));
+        last_failover
+            .get_or_create(&db_label)
+            .set(f.last_millis.load(Ordering::Relaxed) as f64 / 1e3);
+        has_primary
+            .get_or_create(&db_label)
+            .set(cluster.primary().is_some().into());
+    }
+}
+
+fn node_labels(db: &str, n: &NodeStatus) -> Labels {
+    vec![
+        ("database", db.to_owned()),
+        ("node", n.addr.clone()),
+        ("role", n.role.as_str().to_owned()),
+    ]
+}
+
+/// The Redis core keeps no per-node counters yet, so only what the
+/// topology routes to is exported.
+fn redis_backends(s: &mut Scrape, redis: &crate::frontend::redis::RedisContext) {
+    let backend = s.gauge(
+        "redis_backend",
+        "1 for each Redis server the topology currently routes to",
+    );
+    let count = s.gauge("redis_backends", "Redis servers the topology routes to");
+    let mode = super::status::redis_mode(redis);
+    let nodes = redis_nodes(redis);
+    for n in &nodes {
+        backend
+            .get_or_create(&vec![
+                ("mode", mode.clone()),
+                ("node", n.addr.clone()),
+                ("role", n.role.to_owned()),
+            ])
+            .set(1);
+    }
+    count
+        .get_or_create(&vec![("mode", mode)])
+        .set(nodes.len() as u64);
+}
+
+#[cfg(test)]
+mod tests;

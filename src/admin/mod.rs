@@ -1,0 +1,181 @@
+//! Accept → respond (admin): the operations endpoint beside the proxied
+//! listeners. It runs on the shared accept loop ([`crate::server::serve`],
+//! with its own small connection limit), parses HTTP/1.1 in [`http`], and
+//! answers from the live pools and clusters: `/healthz` (the process is
+//! up), `/readyz` (it can serve: see [`status::not_ready`]), `/metrics`
+//! (Prometheus, see [`metrics`]) and `/status` (JSON, see [`status`]).
+
+pub mod http;
+pub mod metrics;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::config::types::Secret;
+use crate::frontend::postgres::PgContext;
+use crate::frontend::redis::RedisContext;
+use crate::server::{App, Shutdown};
+use http::{Limits, Request, Response};
+pub use status::ListenerInfo;
+
+/// Concurrent admin connections; more are answered 503 and closed. A few
+/// scrapers and probes need a handful, and the bound keeps a misbehaving
+/// client from eating file descriptors meant for the proxied listeners.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// What the admin endpoints read: the listeners and the frontends' shared
+/// state, plus the optional bearer token.
+pub struct Admin {
+    pub listeners: Vec<ListenerInfo>,
+    pub postgres: Option<Arc<PgContext>>,
+    pub redis: Option<Arc<RedisContext>>,
+    token: Option<Secret>,
+    started: Instant,
+    limits: Limits,
+}
+
+impl Admin {
+    pub fn new(
+        listeners: Vec<ListenerInfo>,
+        postgres: Option<Arc<PgContext>>,
+        redis: Option<Arc<RedisContext>>,
+        token: Option<Secret>,
+    ) -> Self {
+        Self {
+            listeners,
+            postgres,
+            redis,
+            token,
+            started: Instant::now(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Answers one request. `/healthz` is open to all (liveness probes
+    /// carry no credentials); everything else wants the token when one is
+    /// configured, and is checked before the path so an unauthenticated
+    /// client learns nothing about which paths exist.
+    pub fn respond(&self, req: &Request) -> Response {
+        let get = matches!(req.method.as_str(), "GET" | "HEAD");
+        if req.path == "/healthz" {
+            return if get {
+                Response::text(200, "ok")
+            } else {
+                method_not_allowed(req)
+            };
+        }
+        if !self.authorized(req) {
+            return Response::text(401, "unauthorized: send Authorization: Bearer <token>")
+                .with_header("WWW-Authenticate", "Bearer realm=\"attache\"");
+        }
+        let endpoint: fn(&Self) -> Response = match req.path.as_str() {
+            "/readyz" => Self::readyz,
+            "/metrics" => Self::metrics,
+            "/status" => Self::status,
+            other => {
+                return Response::text(
+                    404,
+                    format!("not found: {other} (try /healthz, /readyz, /metrics, /status)"),
+                )
+            }
+        };
+        if !get {
+            return method_not_allowed(req);
+        }
+        endpoint(self)
+    }
+
+    fn readyz(&self) -> Response {
+        let problems = status::not_ready(self);
+        if problems.is_empty() {
+            Response::text(200, status::ready_body(self))
+        } else {
+            Response::text(503, format!("not ready\n{}", problems.join("\n")))
+        }
+    }
+
+    fn metrics(&self) -> Response {
+        match metrics::render(self) {
+            Ok(text) => Response::new(200, metrics::CONTENT_TYPE, text),
+            Err(_) => Response::text(500, "could not encode metrics"),
+        }
+    }
+
+    fn status(&self) -> Response {
+        match serde_json::to_vec_pretty(&status::status(self)) {
+            Ok(mut json) => {
+                json.push(b'\n');
+                Response::new(200, http::JSON, json)
+            }
+            Err(e) => Response::text(500, format!("could not encode status: {e}")),
+        }
+    }
+
+    fn authorized(&self, req: &Request) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let Some(value) = req.header("authorization") else {
+            return false;
+        };
+        let Some((scheme, given)) = value.split_once(' ') else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer")
+            && constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
+    }
+}
+
+fn method_not_allowed(req: &Request) -> Response {
+    Response::text(405, format!("method {} not allowed (use GET)", req.method))
+        .with_header("Allow", "GET, HEAD")
+}
+
+/// Compares without an early exit, so response timing does not tell how
+/// much of a guessed token was right (the length may still show).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl App for Admin {
+    fn protocol(&self) -> &'static str {
+        "admin"
+    }
+
+    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
+        let span = info_span!("client", protocol = "admin", client.addr = %peer);
+        async move {
+            let _ = tcp.set_nodelay(true);
+            let limits = self.limits;
+            http::serve_connection(tcp, limits, shutdown, |req| {
+                let resp = self.respond(req);
+                debug!(method = %req.method, path = %req.path, status = resp.status, "admin request");
+                resp
+            })
+            .await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn reject(self: Arc<Self>, mut tcp: TcpStream, peer: SocketAddr) {
+        warn!(client.addr = %peer, max = MAX_CONNECTIONS, "too many admin connections");
+        let body = "too many admin connections\n";
+        let resp = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            http::TEXT,
+            body.len()
+        );
+        let _ = tcp.write_all(resp.as_bytes()).await;
+        http::linger_close(&mut tcp).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;
