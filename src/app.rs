@@ -41,6 +41,8 @@ pub struct Attache {
     pub redis: Option<Arc<RedisContext>>,
     /// The admin HTTP listener's actual address (no `[admin]`, no server).
     pub admin_addr: Option<SocketAddr>,
+    /// Applies new configs (SIGHUP, `POST /reload`).
+    pub reloader: Arc<crate::reload::Reloader>,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
     shutdown_timeout: Duration,
@@ -49,6 +51,15 @@ pub struct Attache {
 impl Attache {
     /// Binds every listener and starts serving in the background.
     pub async fn start(config: Config) -> Result<Self, AppError> {
+        Self::start_from(config, None).await
+    }
+
+    /// [`Attache::start`] for a config read from `source`, which reloads
+    /// re-read.
+    pub async fn start_from(
+        config: Config,
+        source: Option<std::path::PathBuf>,
+    ) -> Result<Self, AppError> {
         let trigger = ShutdownTrigger::new();
         let mut tasks = Vec::new();
         let mut postgres_addr = None;
@@ -107,7 +118,13 @@ impl Attache {
             admin_addr = Some(addr);
             tasks.push(task);
         }
+        let reloader = Arc::new(crate::reload::Reloader::new(
+            source,
+            config.clone(),
+            postgres.clone(),
+        ));
         Ok(Self {
+            reloader,
             postgres_addr,
             postgres,
             redis_addr,
@@ -126,7 +143,7 @@ impl Attache {
         database: &str,
     ) -> Option<Vec<crate::core::pg::cluster::NodeStatus>> {
         let ctx = self.postgres.as_ref()?;
-        let (_, c) = ctx.clusters().find(|(k, _)| *k == database)?;
+        let (_, c) = ctx.clusters().into_iter().find(|(k, _)| k == database)?;
         Some(c.status())
     }
 

@@ -13,4 +13,5 @@ pub mod core;
 pub mod demo;
 pub mod frontend;
 pub mod net;
+pub mod reload;
 pub mod server;

@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         }
         None => {
             let cfg = attache::config::load(cli.config.as_deref())?;
-            runtime(cfg.general.worker_threads)?.block_on(run(cfg))
+            runtime(cfg.general.worker_threads)?.block_on(run(cfg, cli.config))
         }
     }
 }
@@ -94,26 +94,36 @@ fn runtime(configured: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn run(cfg: attache::config::types::Config) -> anyhow::Result<()> {
+async fn run(cfg: attache::config::types::Config, source: Option<PathBuf>) -> anyhow::Result<()> {
     anyhow::ensure!(
         cfg.postgres.is_some() || cfg.redis.is_some(),
         "nothing to serve: the config has no [postgres] or [redis] section"
     );
-    let app = attache::app::Attache::start(cfg).await?;
-    wait_for_signal().await?;
+    let app = attache::app::Attache::start_from(cfg, source).await?;
+    wait_for_signal(&app.reloader).await?;
     tracing::info!("shutting down: no new clients; waiting for work in flight");
     app.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the config on the way.
+async fn wait_for_signal(reloader: &attache::reload::Reloader) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r?,
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            r = tokio::signal::ctrl_c() => return Ok(r?),
+            _ = hup.recv() => {
+                // The outcome and any rejection are logged by the reloader
+                // or here; the process keeps serving either way.
+                if let Err(error) = reloader.reload_from_source() {
+                    tracing::error!(%error, "SIGHUP reload failed");
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {

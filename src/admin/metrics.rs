@@ -81,8 +81,9 @@ pub fn render(admin: &Admin) -> Result<String, std::fmt::Error> {
     );
     if let Some(pg) = &admin.postgres {
         pools(&mut s, &pg.pools.all());
-        let mut clusters: Vec<(&str, &std::sync::Arc<Cluster>)> = pg.clusters().collect();
-        clusters.sort_by_key(|(k, _)| *k);
+        let owned = pg.clusters();
+        let clusters: Vec<(&str, &std::sync::Arc<Cluster>)> =
+            owned.iter().map(|(k, c)| (k.as_str(), c)).collect();
         nodes(&mut s, &clusters);
     }
     if let Some(redis) = &admin.redis {

@@ -112,6 +112,7 @@ pub fn status(admin: &Admin) -> Status {
 fn pg_status(pg: &PgContext) -> PgStatus {
     let databases = pg
         .clusters()
+        .into_iter()
         .map(|(key, c)| {
             let nodes = c.status();
             let primary = c
@@ -220,9 +221,7 @@ pub fn redis_nodes(r: &RedisContext) -> Vec<RedisNodeInfo> {
 pub fn not_ready(admin: &Admin) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(pg) = &admin.postgres {
-        let mut clusters: Vec<_> = pg.clusters().collect();
-        clusters.sort_by_key(|(k, _)| *k);
-        for (db, c) in clusters {
+        for (db, c) in pg.clusters() {
             if c.primary().is_none() {
                 problems.push(format!("postgres database {db:?}: no primary"));
             }

@@ -189,7 +189,7 @@ pub struct PoolSettings {
 }
 
 /// `server_tls = { sslmode = "verify-full", ca_file = "…" }`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     #[serde(default)]

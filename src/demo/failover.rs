@@ -277,7 +277,7 @@ async fn rows_on(addr: SocketAddr) -> Result<HashMap<i64, i64>, DemoError> {
 /// How long Attaché itself was without a primary, as its cluster recorded.
 fn attache_failover_ms(attache: &Attache) -> Option<u64> {
     let ctx = attache.postgres.as_ref()?;
-    let (_, cluster) = ctx.clusters().next()?;
+    let (_, cluster) = ctx.clusters().into_iter().next()?;
     (cluster.failovers.count.load(Ordering::Relaxed) > 0)
         .then(|| cluster.failovers.last_millis.load(Ordering::Relaxed))
 }

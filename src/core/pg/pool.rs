@@ -32,6 +32,16 @@ impl std::fmt::Display for PoolKey {
     }
 }
 
+/// Which config entries a pool was built from: a reload checks them to
+/// tell whether the pool still matches the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolOrigin {
+    /// The `[postgres.databases]` key that matched.
+    pub db_key: String,
+    /// The user name the client logged in with.
+    pub client_user: String,
+}
+
 /// Counters kept per pool for status and metrics.
 #[derive(Debug, Default)]
 pub struct PoolStats {
@@ -124,6 +134,7 @@ async fn idle_stream_is_quiet(stream: &mut crate::net::Stream) -> bool {
 /// One pool: its target, settings, counters and the deadpool behind it.
 pub struct PgPool {
     pub key: PoolKey,
+    pub origin: PoolOrigin,
     pub settings: ResolvedPool,
     pub stats: Arc<PoolStats>,
     target: Arc<ServerTarget>,
@@ -163,6 +174,7 @@ pub struct PoolStatus {
 impl PgPool {
     pub fn new(
         key: PoolKey,
+        origin: PoolOrigin,
         target: ServerTarget,
         secret: Option<ServerSecret>,
         settings: ResolvedPool,
@@ -183,6 +195,7 @@ impl PgPool {
             .build()?;
         let pool = Arc::new(Self {
             key,
+            origin,
             settings,
             stats,
             target,
@@ -362,6 +375,9 @@ async fn warm_min_idle(pool: &PgPool) {
 #[derive(Debug, Default)]
 pub struct Pools {
     map: RwLock<HashMap<PoolKey, Arc<PgPool>>>,
+    /// Passwords passthrough auth learned for pools a reload retired, for
+    /// their replacements (clients are not asked again).
+    carried: Mutex<HashMap<PoolKey, ServerSecret>>,
 }
 
 impl Pools {
@@ -386,8 +402,42 @@ impl Pools {
             return Ok(p.clone());
         }
         let p = make()?;
+        if p.secret().is_none() {
+            if let Some(s) = self.carried.lock().ok().and_then(|mut c| c.remove(key)) {
+                p.set_secret(Some(s));
+            }
+        }
         map.insert(key.clone(), p.clone());
         Ok(p)
+    }
+
+    /// Forgets the pools `stale` picks: new logins and sessions that
+    /// re-route get fresh pools; sessions still holding a retired pool
+    /// finish with it, and its connections close when the last one lets
+    /// go. Learned passwords are carried over when `carry` allows.
+    pub fn retire(
+        &self,
+        stale: impl Fn(&PgPool) -> bool,
+        carry: impl Fn(&PgPool) -> bool,
+    ) -> usize {
+        let mut map = match self.map.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let keys: Vec<PoolKey> = map
+            .iter()
+            .filter(|(_, p)| stale(p))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &keys {
+            let Some(p) = map.remove(k) else { continue };
+            if let (true, Some(s)) = (carry(&p), p.secret()) {
+                if let Ok(mut c) = self.carried.lock() {
+                    c.insert(k.clone(), s);
+                }
+            }
+        }
+        keys.len()
     }
 
     pub fn all(&self) -> Vec<Arc<PgPool>> {

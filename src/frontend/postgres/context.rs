@@ -4,7 +4,8 @@
 //! user) to its pools (one per node).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use attache_postgres_protocol::auth::scram::ScramVerifier;
 use attache_postgres_protocol::readwrite::Classifier;
@@ -17,6 +18,7 @@ use crate::config::topology::Topology;
 use crate::config::types::{AuthMethod, DatabaseConfig, NodeRole, PostgresConfig, UserConfig};
 use crate::core::pg::cluster::monitor::{self, ProbeLogin};
 use crate::core::pg::conn::ServerSecret;
+use crate::core::pg::pool::PoolOrigin;
 use crate::core::pg::{CancelRegistry, Cluster, PgPool, PoolKey, Pools, ServerTarget};
 
 /// Statement texts each database's classifier remembers.
@@ -24,16 +26,75 @@ const CLASSIFIER_CACHE: usize = 10_000;
 use crate::net::tls::{self, TlsError};
 
 pub struct PgContext {
-    pub config: Arc<PostgresConfig>,
+    /// Everything a reload replaces, swapped whole (see `reload.rs`).
+    state: RwLock<Arc<PgState>>,
+    /// Bumped by each reload; sessions re-route when it moved.
+    generation: AtomicU64,
     pub pools: Pools,
     pub cancel: Arc<CancelRegistry>,
+    /// SCRAM verifiers derived from plaintext passwords, computed once.
+    pub(super) verifiers: Mutex<HashMap<String, ScramVerifier>>,
+}
+
+/// One config's worth of routing state.
+pub struct PgState {
+    pub config: Arc<PostgresConfig>,
     pub local_tls: Option<Arc<rustls::ServerConfig>>,
     upstream_tls: HashMap<String, Option<Arc<rustls::ClientConfig>>>,
     /// Keyed like `config.databases`.
-    clusters: HashMap<String, Arc<Cluster>>,
+    pub(super) clusters: HashMap<String, Arc<Cluster>>,
     classifiers: HashMap<String, Arc<Classifier>>,
-    /// SCRAM verifiers derived from plaintext passwords, computed once.
-    verifiers: Mutex<HashMap<String, ScramVerifier>>,
+}
+
+impl PgState {
+    /// Builds the state for `config`, keeping `previous`'s clusters (their
+    /// health, bans and probes) and classifiers (their caches) where the
+    /// database's nodes and settings did not change.
+    pub(super) fn build(
+        config: PostgresConfig,
+        previous: Option<&PgState>,
+    ) -> Result<Self, TlsError> {
+        let local_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let mut upstream_tls = HashMap::new();
+        let mut clusters = HashMap::new();
+        let mut classifiers = HashMap::new();
+        for (name, db) in &config.databases {
+            upstream_tls.insert(name.clone(), tls::client_config(&db.server_tls)?);
+            let nodes: Vec<_> = db.nodes.iter().map(|n| (n.addr.clone(), n.role)).collect();
+            let topology = Topology::resolve(db);
+            let kept = previous.and_then(|p| p.clusters.get(name)).filter(|c| {
+                c.topology == topology
+                    && c.nodes().len() == nodes.len()
+                    && c.nodes()
+                        .iter()
+                        .zip(&nodes)
+                        .all(|(n, (addr, role))| n.addr == *addr && n.configured == *role)
+            });
+            let cluster = match kept {
+                Some(c) => c.clone(),
+                None => Arc::new(Cluster::new(name, &nodes, topology.clone())),
+            };
+            let classifier = previous
+                .and_then(|p| Some((p.classifiers.get(name)?, p.clusters.get(name)?)))
+                .filter(|(_, c)| c.topology.read_only_functions == topology.read_only_functions)
+                .map(|(cl, _)| cl.clone())
+                .unwrap_or_else(|| {
+                    Arc::new(Classifier::new(
+                        topology.read_only_functions.clone(),
+                        CLASSIFIER_CACHE,
+                    ))
+                });
+            classifiers.insert(name.clone(), classifier);
+            clusters.insert(name.clone(), cluster);
+        }
+        Ok(PgState {
+            config: Arc::new(config),
+            local_tls,
+            upstream_tls,
+            clusters,
+            classifiers,
+        })
+    }
 }
 
 /// What a session needs to know about where it was routed.
@@ -85,48 +146,59 @@ impl Route {
 
 impl PgContext {
     pub fn new(config: PostgresConfig) -> Result<Self, TlsError> {
-        let local_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
-        let mut upstream_tls = HashMap::new();
-        let mut clusters = HashMap::new();
-        let mut classifiers = HashMap::new();
-        for (name, db) in &config.databases {
-            upstream_tls.insert(name.clone(), tls::client_config(&db.server_tls)?);
-            let nodes: Vec<_> = db.nodes.iter().map(|n| (n.addr.clone(), n.role)).collect();
-            let topology = Topology::resolve(db);
-            let classifier =
-                Classifier::new(topology.read_only_functions.clone(), CLASSIFIER_CACHE);
-            classifiers.insert(name.clone(), Arc::new(classifier));
-            clusters.insert(name.clone(), Arc::new(Cluster::new(name, &nodes, topology)));
-        }
         Ok(Self {
-            config: Arc::new(config),
+            state: RwLock::new(Arc::new(PgState::build(config, None)?)),
+            generation: AtomicU64::new(0),
             pools: Pools::default(),
             cancel: Arc::new(CancelRegistry::default()),
-            local_tls,
-            upstream_tls,
-            clusters,
-            classifiers,
             verifiers: Mutex::new(HashMap::new()),
         })
     }
 
+    /// The routing state in force now.
+    pub fn state(&self) -> Arc<PgState> {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub(super) fn swap_state(&self, state: PgState) {
+        let mut s = match self.state.write() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        *s = Arc::new(state);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    pub fn config(&self) -> Arc<PostgresConfig> {
+        self.state().config.clone()
+    }
+
     /// Finds (or builds) the pool for a client's database and user.
     pub fn route(&self, database: &str, user: &str) -> Result<Route, FrontendError> {
-        let (key, db) = self.config.database(database).ok_or_else(|| {
+        let state = self.state();
+        let config = &state.config;
+        let (key, db) = config.database(database).ok_or_else(|| {
             FrontendError::refused(
                 sqlstate::INVALID_CATALOG_NAME,
                 format!("database \"{database}\" is not configured in Attaché (add [postgres.databases.{database}] or a \"*\" entry)"),
             )
         })?;
-        let user_cfg = self.config.users.get(user);
-        let auth = self.config.auth_for(db, user_cfg);
+        let user_cfg = config.users.get(user);
+        let auth = config.auth_for(db, user_cfg);
         if auth != AuthMethod::Passthrough && auth != AuthMethod::Trust && user_cfg.is_none() {
             return Err(FrontendError::refused(
                 sqlstate::INVALID_PASSWORD,
                 format!("password authentication failed for user \"{user}\""),
             ));
         }
-        let settings = self.config.resolve_pool(db, user_cfg);
+        let settings = config.resolve_pool(db, user_cfg);
         let server_db = db.server_dbname(key, database).to_owned();
         let server_user = user_cfg
             .and_then(|u| u.server_user.clone())
@@ -138,6 +210,8 @@ impl PgContext {
                 .and_then(ServerSecret::from_configured)
         });
         let login = PoolLogin {
+            state: &state,
+            client_user: user,
             key,
             db,
             database: &server_db,
@@ -150,10 +224,19 @@ impl PgContext {
             .iter()
             .map(|n| self.node_pool(&login, &n.addr))
             .collect::<Result<_, _>>()?;
+        if secret.is_none() {
+            // Passthrough: a password one node's pool learned serves every
+            // node (a node added by a reload starts without one).
+            if let Some(learned) = pools.iter().find_map(|p| p.secret()) {
+                for p in pools.iter().filter(|p| p.secret().is_none()) {
+                    p.set_secret(Some(learned.clone()));
+                }
+            }
+        }
         let first = primary_index(db);
         let (Some(cluster), Some(classifier), Some(pool)) = (
-            self.clusters.get(key),
-            self.classifiers.get(key),
+            state.clusters.get(key),
+            state.classifiers.get(key),
             pools.get(first),
         ) else {
             return Err(FrontendError::protocol(format!(
@@ -177,7 +260,7 @@ impl PgContext {
             database: login.database.to_owned(),
             user: login.user.to_owned(),
         };
-        let tls_cfg = self.upstream_tls.get(login.key).cloned().flatten();
+        let tls_cfg = login.state.upstream_tls.get(login.key).cloned().flatten();
         let db = login.db;
         self.pools.get_or_insert(&pool_key, || {
             let host = host_of(node);
@@ -195,8 +278,13 @@ impl PgContext {
                 connect_timeout: login.settings.connect_timeout,
                 max_message_size: login.settings.max_message_size,
             };
+            let origin = PoolOrigin {
+                db_key: login.key.to_owned(),
+                client_user: login.client_user.to_owned(),
+            };
             PgPool::new(
                 pool_key.clone(),
+                origin,
                 target,
                 login.secret.clone(),
                 login.settings.clone(),
@@ -206,8 +294,15 @@ impl PgContext {
     }
 
     /// Every database's cluster, by config key (status and metrics).
-    pub fn clusters(&self) -> impl Iterator<Item = (&str, &Arc<Cluster>)> {
-        self.clusters.iter().map(|(k, c)| (k.as_str(), c))
+    pub fn clusters(&self) -> Vec<(String, Arc<Cluster>)> {
+        let mut v: Vec<_> = self
+            .state()
+            .clusters
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// The SCRAM verifier for a configured user: the configured one, or one
@@ -233,6 +328,8 @@ impl PgContext {
 
 /// What every node pool of one route shares.
 struct PoolLogin<'a> {
+    state: &'a PgState,
+    client_user: &'a str,
     key: &'a str,
     db: &'a DatabaseConfig,
     database: &'a str,

@@ -59,7 +59,7 @@ pub(super) async fn open(
 }
 
 async fn upgrade(ctx: &PgContext, mut stream: Stream) -> Result<Stream, FrontendError> {
-    match (&ctx.local_tls, stream) {
+    match (&ctx.state().local_tls, stream) {
         (Some(config), Stream::Plain(mut tcp)) => {
             tcp.write_all(b"S").await?;
             let tls = tls::accept(config.clone(), tcp).await?;

@@ -12,6 +12,7 @@ mod context;
 mod error;
 mod handshake;
 mod relay;
+mod reload;
 mod routing;
 mod session;
 mod settings;
@@ -48,7 +49,7 @@ impl App for PgContext {
     }
 
     async fn reject(self: Arc<Self>, tcp: TcpStream, _peer: SocketAddr) {
-        handshake::reject_too_many(tcp, self.config.max_client_connections).await;
+        handshake::reject_too_many(tcp, self.config().max_client_connections).await;
     }
 }
 

@@ -81,6 +81,9 @@ impl Session {
     /// [`Session::attach`] without carrying the client's settings over
     /// (for a connection that only proves a node is reachable).
     pub(super) async fn connect_to(&mut self, want: Want) -> Result<(), FrontendError> {
+        if self.ctx.generation() != self.generation {
+            self.reroute()?;
+        }
         let want = if self.splits() { want } else { Want::Primary };
         let deadline = Instant::now() + self.cluster.topology.failover_timeout;
         let mut attempts = 0;
@@ -116,6 +119,22 @@ impl Session {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The config was reloaded: take this client's pools, cluster and
+    /// classifier from the new config. Its session settings, prepared
+    /// statements and pool mode stay as they are.
+    fn reroute(&mut self) -> Result<(), FrontendError> {
+        let generation = self.ctx.generation();
+        let route = self.ctx.route(&self.database, &self.user)?;
+        route.start_monitor();
+        self.max_message = route.pool.settings.max_message_size;
+        self.pool = route.pool;
+        self.pools = route.pools;
+        self.cluster = route.cluster;
+        self.classifier = route.classifier;
+        self.generation = generation;
+        Ok(())
     }
 
     /// The node for `want`: a replica for reads when one is eligible, else

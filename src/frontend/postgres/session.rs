@@ -44,6 +44,12 @@ const STANDBY_PARAMS: &[&str] = &["in_hot_standby", "default_transaction_read_on
 const BUF_KEEP: usize = 1 << 20;
 
 pub(super) struct Session {
+    pub ctx: Arc<PgContext>,
+    /// The config generation this session was routed under; when a reload
+    /// moves it, the session re-routes before its next transaction.
+    pub generation: u64,
+    pub database: String,
+    pub user: String,
     /// The pool of the attached server's node (the primary's when idle).
     pub pool: Arc<PgPool>,
     /// One pool per node of the cluster.
@@ -147,15 +153,16 @@ pub(super) async fn run(
             ));
         }
         negotiate(&mut client, &startup).await?;
+        let generation = ctx.generation();
         let route = ctx.route(database, user)?;
         auth::authenticate(&ctx, &mut client, &mut cbuf, &route, user).await?;
-        Ok(route)
+        Ok((route, generation, database.to_owned(), user.to_owned()))
     };
     let login = tokio::select! {
         r = login => r,
         _ = shutdown.wait() => Err(FrontendError::refused(sqlstate::ADMIN_SHUTDOWN, "Attaché is shutting down")),
     };
-    let route = match login {
+    let (route, generation, database, user) = match login {
         Ok(r) => r,
         Err(e) => {
             send_fatal(&mut client, e.sqlstate(), &e.to_string()).await;
@@ -165,6 +172,10 @@ pub(super) async fn run(
     route.start_monitor();
     let settings = route.pool.settings.clone();
     let mut session = Session {
+        ctx: ctx.clone(),
+        generation,
+        database,
+        user,
         pool: route.pool,
         pools: route.pools,
         cluster: route.cluster,
