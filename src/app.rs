@@ -123,6 +123,9 @@ impl Attache {
             config.clone(),
             postgres.clone(),
         ));
+        if let Some(pg) = &postgres {
+            pg.set_reloader(Arc::downgrade(&reloader));
+        }
         Ok(Self {
             reloader,
             postgres_addr,

@@ -187,3 +187,48 @@ async fn sighup_makes_the_binary_reread_its_config() {
     assert!(reloaded, "SIGHUP did not make database \"other\" reachable");
     assert!(still, "the connection opened before the reload broke");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_waits_for_transactions_and_holds_new_ones_until_resume() {
+    let pg = PgBuilder::new()
+        .user("app", "app-secret")
+        .database("app")
+        .start()
+        .expect("pg");
+    let attache = start_attache(&config(&pg, None, 3)).await;
+    let addr = attache.postgres_addr.unwrap();
+    let ctx = attache.postgres.clone().unwrap();
+    let a = connect(addr, "app", "app", Some("app-secret")).await;
+    let b = connect(addr, "app", "app", Some("app-secret")).await;
+    a.simple_query("BEGIN; SELECT 1").await.expect("begin");
+
+    let pausing = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { ctx.pause(Some("app"), Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !pausing.is_finished(),
+        "PAUSE must wait for the open transaction"
+    );
+    a.simple_query("COMMIT")
+        .await
+        .expect("the open transaction finishes");
+    assert!(
+        pausing.await.expect("pause task"),
+        "PAUSE completes once idle"
+    );
+    assert!(ctx.paused().covers("app"));
+
+    // New work waits (the client stays connected) until RESUME.
+    let held = tokio::spawn(async move { b.simple_query("SELECT 2").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "a query ran while paused");
+    ctx.resume(Some("app"));
+    let done = tokio::time::timeout(Duration::from_secs(5), held).await;
+    assert!(
+        matches!(done, Ok(Ok(Ok(())))),
+        "the held query failed: {done:?}"
+    );
+    attache.shutdown().await;
+}

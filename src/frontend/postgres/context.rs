@@ -34,6 +34,10 @@ pub struct PgContext {
     pub cancel: Arc<CancelRegistry>,
     /// SCRAM verifiers derived from plaintext passwords, computed once.
     pub(super) verifiers: Mutex<HashMap<String, ScramVerifier>>,
+    pub(super) pause_state: super::pause::PauseState,
+    /// The process's reloader, for the admin console's RELOAD (weak: the
+    /// reloader holds this context).
+    reloader: std::sync::OnceLock<std::sync::Weak<crate::reload::Reloader>>,
 }
 
 /// One config's worth of routing state.
@@ -99,6 +103,8 @@ impl PgState {
 
 /// What a session needs to know about where it was routed.
 pub struct Route {
+    /// The `[postgres.databases]` key that matched (PAUSE names these).
+    pub db_key: String,
     /// The pool of the configured primary (or first) node: login checks and
     /// the greeting use it.
     pub pool: Arc<PgPool>,
@@ -152,6 +158,8 @@ impl PgContext {
             pools: Pools::default(),
             cancel: Arc::new(CancelRegistry::default()),
             verifiers: Mutex::new(HashMap::new()),
+            pause_state: Default::default(),
+            reloader: std::sync::OnceLock::new(),
         })
     }
 
@@ -170,6 +178,20 @@ impl PgContext {
         };
         *s = Arc::new(state);
         self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_reloader(&self, r: std::sync::Weak<crate::reload::Reloader>) {
+        let _ = self.reloader.set(r);
+    }
+
+    /// Re-reads the config file, as SIGHUP does.
+    pub fn reload_from_source(&self) -> Result<crate::reload::ReloadOutcome, String> {
+        let r = self
+            .reloader
+            .get()
+            .and_then(|w| w.upgrade())
+            .ok_or("reload is not available in this process")?;
+        r.reload_from_source().map_err(|e| e.to_string())
     }
 
     pub fn generation(&self) -> u64 {
@@ -244,6 +266,7 @@ impl PgContext {
             )));
         };
         Ok(Route {
+            db_key: key.to_owned(),
             pool: pool.clone(),
             pools: pools.clone().into(),
             cluster: cluster.clone(),

@@ -11,6 +11,7 @@ mod client;
 mod context;
 mod error;
 mod handshake;
+mod pause;
 mod relay;
 mod reload;
 mod routing;
@@ -20,6 +21,7 @@ mod statements;
 
 pub use context::PgContext;
 pub use error::FrontendError;
+pub use pause::Paused;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -81,6 +81,10 @@ impl Session {
     /// [`Session::attach`] without carrying the client's settings over
     /// (for a connection that only proves a node is reachable).
     pub(super) async fn connect_to(&mut self, want: Want) -> Result<(), FrontendError> {
+        if self.ctx.paused().covers(&self.db_key) {
+            let ctx = self.ctx.clone();
+            ctx.wait_unpaused(&self.db_key).await;
+        }
         if self.ctx.generation() != self.generation {
             self.reroute()?;
         }
@@ -133,6 +137,7 @@ impl Session {
         self.pools = route.pools;
         self.cluster = route.cluster;
         self.classifier = route.classifier;
+        self.db_key = route.db_key;
         self.generation = generation;
         Ok(())
     }

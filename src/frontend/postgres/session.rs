@@ -50,6 +50,8 @@ pub(super) struct Session {
     pub generation: u64,
     pub database: String,
     pub user: String,
+    /// The config key `database` matched.
+    pub db_key: String,
     /// The pool of the attached server's node (the primary's when idle).
     pub pool: Arc<PgPool>,
     /// One pool per node of the cluster.
@@ -176,6 +178,7 @@ pub(super) async fn run(
         generation,
         database,
         user,
+        db_key: route.db_key,
         pool: route.pool,
         pools: route.pools,
         cluster: route.cluster,
