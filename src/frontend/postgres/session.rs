@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use attache_postgres_protocol::frame;
 use attache_postgres_protocol::messages;
@@ -35,6 +35,10 @@ use crate::core::pg::pool::PooledConn;
 use crate::core::pg::{Cluster, PgPool};
 use crate::net::Stream;
 use crate::server::Shutdown;
+
+/// During a drain, how long a client that just connected may take to log
+/// in, and how long a client must be quiet before it is closed.
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Parameters a hot standby reports as "on".
 const STANDBY_PARAMS: &[&str] = &["in_hot_standby", "default_transaction_read_only"];
@@ -122,47 +126,63 @@ pub(super) async fn run(
 ) -> Result<(), FrontendError> {
     let _ = tcp.set_nodelay(true);
     let mut cbuf = BytesMut::with_capacity(8 * 1024);
-    // A client still opening or logging in must not hold up shutdown.
-    let opened = tokio::select! {
-        r = handshake::open(&ctx, tcp, &mut cbuf) => r?,
-        _ = shutdown.wait() => return Ok(()),
+    // A client still opening or logging in must not hold up shutdown for
+    // long, but one that connected just before it (as during a restart
+    // handover, when it may have been accepted a moment before the
+    // listener closed) gets DRAIN_GRACE to finish and be served.
+    let opened = {
+        let open = handshake::open(&ctx, tcp, &mut cbuf);
+        tokio::pin!(open);
+        tokio::select! {
+            r = &mut open => r?,
+            _ = shutdown.wait() => match tokio::time::timeout(DRAIN_GRACE, &mut open).await {
+                Ok(r) => r?,
+                Err(_) => return Ok(()),
+            },
+        }
     };
     let Some((mut client, startup)) = opened else {
         return Ok(());
     };
-    let login = async {
-        let user = startup
-            .param("user")
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| {
-                FrontendError::refused(
-                    sqlstate::INVALID_AUTHORIZATION,
-                    "no PostgreSQL user name specified in startup packet",
-                )
-            })?;
-        let database = startup
-            .param("database")
-            .filter(|d| !d.is_empty())
-            .unwrap_or(user);
-        Span::current().record("user", user).record("db", database);
-        if startup
-            .param("replication")
-            .is_some_and(|r| r != "false" && r != "0")
-        {
-            return Err(FrontendError::refused(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "replication connections are not supported through Attaché; connect to the server directly",
-            ));
+    let login = {
+        let login = async {
+            let user = startup
+                .param("user")
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| {
+                    FrontendError::refused(
+                        sqlstate::INVALID_AUTHORIZATION,
+                        "no PostgreSQL user name specified in startup packet",
+                    )
+                })?;
+            let database = startup
+                .param("database")
+                .filter(|d| !d.is_empty())
+                .unwrap_or(user);
+            Span::current().record("user", user).record("db", database);
+            if startup
+                .param("replication")
+                .is_some_and(|r| r != "false" && r != "0")
+            {
+                return Err(FrontendError::refused(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "replication connections are not supported through Attaché; connect to the server directly",
+                ));
+            }
+            negotiate(&mut client, &startup).await?;
+            let generation = ctx.generation();
+            let route = ctx.route(database, user)?;
+            auth::authenticate(&ctx, &mut client, &mut cbuf, &route, user).await?;
+            Ok((route, generation, database.to_owned(), user.to_owned()))
+        };
+        tokio::pin!(login);
+        tokio::select! {
+            r = &mut login => r,
+            _ = shutdown.wait() => match tokio::time::timeout(DRAIN_GRACE, &mut login).await {
+                Ok(r) => r,
+                Err(_) => Err(FrontendError::refused(sqlstate::ADMIN_SHUTDOWN, "Attaché is shutting down")),
+            },
         }
-        negotiate(&mut client, &startup).await?;
-        let generation = ctx.generation();
-        let route = ctx.route(database, user)?;
-        auth::authenticate(&ctx, &mut client, &mut cbuf, &route, user).await?;
-        Ok((route, generation, database.to_owned(), user.to_owned()))
-    };
-    let login = tokio::select! {
-        r = login => r,
-        _ = shutdown.wait() => Err(FrontendError::refused(sqlstate::ADMIN_SHUTDOWN, "Attaché is shutting down")),
     };
     let (route, generation, database, user) = match login {
         Ok(r) => r,
@@ -283,9 +303,13 @@ impl Session {
         shutdown: &mut Shutdown,
         idle: Option<Duration>,
     ) -> Result<(), FrontendError> {
+        let mut last_request = Instant::now();
         loop {
             self.flush().await?;
-            if self.closing && self.at_rest() {
+            // Draining: a client at rest that has been quiet for DRAIN_GRACE
+            // is told and closed; one that just connected gets served first.
+            let quiet = last_request.elapsed() >= DRAIN_GRACE;
+            if self.closing && self.at_rest() && quiet {
                 send_fatal(
                     &mut self.client,
                     sqlstate::ADMIN_SHUTDOWN,
@@ -294,10 +318,16 @@ impl Session {
                 .await;
                 return Ok(());
             }
+            let idle = match self.closing {
+                true => Some(DRAIN_GRACE.saturating_sub(last_request.elapsed())),
+                false => idle,
+            };
             let idle = idle.filter(|_| self.at_rest());
             match self.next_event(shutdown, idle).await {
                 Event::Client(Ok(0)) => return Ok(()),
+                Event::Idle if self.closing => {}
                 Event::Client(Ok(_)) => {
+                    last_request = Instant::now();
                     if let Flow::Exit = self.on_client_bytes().await? {
                         return Ok(());
                     }
