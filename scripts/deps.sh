@@ -26,5 +26,6 @@ attache_need_packages() {
 # openssl for certificate checks, util-linux for runuser, redis-server (with
 # redis-cli and sentinel) and nutcracker (twemproxy) for the Redis tests.
 # Building needs libclang-dev and a C compiler: the pg_query crate compiles
-# PostgreSQL's parser and generates its bindings with bindgen.
-ATTACHE_TEST_PACKAGES=(postgresql postgresql-client openssl util-linux ca-certificates redis-server nutcracker libclang-dev gcc libc6-dev)
+# PostgreSQL's parser and generates its bindings with bindgen. chromium
+# renders the admin status page headless in tests/admin_page.rs.
+ATTACHE_TEST_PACKAGES=(postgresql postgresql-client openssl util-linux ca-certificates redis-server nutcracker libclang-dev gcc libc6-dev chromium)

@@ -106,6 +106,14 @@ impl Attache {
                 trigger.subscribe(),
             )));
         }
+        let reloader = Arc::new(crate::reload::Reloader::new(
+            source,
+            config.clone(),
+            postgres.clone(),
+        ));
+        if let Some(pg) = &postgres {
+            pg.set_reloader(Arc::downgrade(&reloader));
+        }
         let mut admin_addr = None;
         if let Some(ac) = &config.admin {
             let mut listeners = Vec::new();
@@ -114,17 +122,9 @@ impl Attache {
                     listeners.push(ListenerInfo { protocol, addr });
                 }
             }
-            let (addr, task) = start_admin(ac, listeners, &postgres, &redis, &trigger)?;
+            let (addr, task) = start_admin(ac, listeners, &postgres, &redis, &reloader, &trigger)?;
             admin_addr = Some(addr);
             tasks.push(task);
-        }
-        let reloader = Arc::new(crate::reload::Reloader::new(
-            source,
-            config.clone(),
-            postgres.clone(),
-        ));
-        if let Some(pg) = &postgres {
-            pg.set_reloader(Arc::downgrade(&reloader));
         }
         Ok(Self {
             reloader,
@@ -169,6 +169,7 @@ fn start_admin(
     mut listeners: Vec<ListenerInfo>,
     postgres: &Option<Arc<PgContext>>,
     redis: &Option<Arc<RedisContext>>,
+    reloader: &Arc<crate::reload::Reloader>,
     trigger: &ShutdownTrigger,
 ) -> Result<(SocketAddr, JoinHandle<()>), AppError> {
     let addr: SocketAddr = cfg
@@ -184,12 +185,14 @@ fn start_admin(
         protocol: "admin",
         addr: bound,
     });
-    let app = Arc::new(Admin::new(
+    let mut admin = Admin::new(
         listeners,
         postgres.clone(),
         redis.clone(),
         cfg.token.clone(),
-    ));
+    );
+    admin.reloader = Some(reloader.clone());
+    let app = Arc::new(admin);
     let task = tokio::spawn(server::serve(
         listener,
         app,

@@ -338,3 +338,61 @@ async fn read_one(tcp: &mut TcpStream) -> (u16, String) {
     tcp.read_exact(&mut body).await.unwrap();
     (reply.status, String::from_utf8(body).unwrap())
 }
+
+async fn post(addr: SocketAddr, path: &str, token: Option<&str>) -> Reply {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    raw(addr, req.as_bytes()).await
+}
+
+/// POST /reload re-reads the file; /pause and /resume hold and release
+/// new transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_pause_and_resume_over_http() {
+    let server = app_server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attache.toml");
+    let text = |size: usize| {
+        admin_config(&server, "token = \"t0ken\"")
+            .replace("[postgres]\n", &format!("[postgres]\npool_size = {size}\n"))
+    };
+    std::fs::write(&path, text(3)).unwrap();
+    let cfg = attache::config::load(Some(&path)).unwrap();
+    let app = attache::app::Attache::start_from(cfg, Some(path.clone()))
+        .await
+        .unwrap();
+    let admin = app.admin_addr.unwrap();
+    let c = connect(app.postgres_addr.unwrap(), "app", "app", Some("app-secret")).await;
+    c.simple_query("SELECT 1").await.unwrap();
+
+    assert_eq!(post(admin, "/reload", None).await.status, 401);
+    assert_eq!(get(admin, "/reload", Some("t0ken")).await.status, 405);
+    std::fs::write(&path, text(7)).unwrap();
+    let r = post(admin, "/reload", Some("t0ken")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("1 pool(s) replaced"), "{}", r.body);
+    c.simple_query("SELECT 1").await.unwrap();
+    let pools = app.postgres.as_ref().unwrap().pools.all();
+    assert_eq!(pools[0].status().max_size, 7);
+
+    std::fs::write(&path, text(0)).unwrap();
+    let r = post(admin, "/reload", Some("t0ken")).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("pool_size"), "{}", r.body);
+
+    assert_eq!(post(admin, "/pause/nope", Some("t0ken")).await.status, 404);
+    let r = post(admin, "/pause/app", Some("t0ken")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let held = tokio::spawn(async move { c.simple_query("SELECT 2").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "a query ran while paused");
+    let r = post(admin, "/resume/app", Some("t0ken")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let done = tokio::time::timeout(Duration::from_secs(5), held).await;
+    assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+    app.shutdown().await;
+}

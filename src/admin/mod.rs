@@ -3,10 +3,13 @@
 //! with its own small connection limit), parses HTTP/1.1 in [`http`], and
 //! answers from the live pools and clusters: `/healthz` (the process is
 //! up), `/readyz` (it can serve: see [`status::not_ready`]), `/metrics`
-//! (Prometheus, see [`metrics`]) and `/status` (JSON, see [`status`]).
+//! (Prometheus, see [`metrics`]), `/status` (JSON, see [`status`]) and `/`
+//! (a live page rendering `/status` in a browser, see [`page`]).
 
+mod control;
 pub mod http;
 pub mod metrics;
+mod page;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -35,6 +38,8 @@ pub struct Admin {
     pub listeners: Vec<ListenerInfo>,
     pub postgres: Option<Arc<PgContext>>,
     pub redis: Option<Arc<RedisContext>>,
+    /// For `POST /reload`; set by the app once it exists.
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
     token: Option<Secret>,
     started: Instant,
     limits: Limits,
@@ -51,6 +56,7 @@ impl Admin {
             listeners,
             postgres,
             redis,
+            reloader: None,
             token,
             started: Instant::now(),
             limits: Limits::default(),
@@ -58,14 +64,21 @@ impl Admin {
     }
 
     /// Answers one request. `/healthz` is open to all (liveness probes
-    /// carry no credentials); everything else wants the token when one is
-    /// configured, and is checked before the path so an unauthenticated
-    /// client learns nothing about which paths exist.
+    /// carry no credentials), and so is `/`: the page holds no data, and
+    /// its script sends the token to `/status` itself. Everything else
+    /// wants the token when one is configured, and is checked before the
+    /// path so an unauthenticated client learns nothing about which paths
+    /// exist.
     pub fn respond(&self, req: &Request) -> Response {
         let get = matches!(req.method.as_str(), "GET" | "HEAD");
-        if req.path == "/healthz" {
+        let open: Option<fn() -> Response> = match req.path.as_str() {
+            "/healthz" => Some(|| Response::text(200, "ok")),
+            "/" => Some(page::response),
+            _ => None,
+        };
+        if let Some(endpoint) = open {
             return if get {
-                Response::text(200, "ok")
+                endpoint()
             } else {
                 method_not_allowed(req)
             };
@@ -74,6 +87,9 @@ impl Admin {
             return Response::text(401, "unauthorized: send Authorization: Bearer <token>")
                 .with_header("WWW-Authenticate", "Bearer realm=\"attache\"");
         }
+        if let Some(r) = self.control(req) {
+            return r;
+        }
         let endpoint: fn(&Self) -> Response = match req.path.as_str() {
             "/readyz" => Self::readyz,
             "/metrics" => Self::metrics,
@@ -81,7 +97,7 @@ impl Admin {
             other => {
                 return Response::text(
                     404,
-                    format!("not found: {other} (try /healthz, /readyz, /metrics, /status)"),
+                    format!("not found: {other} (try /, /healthz, /readyz, /metrics, /status; POST /reload, /pause[/db], /resume[/db])"),
                 )
             }
         };

@@ -43,19 +43,10 @@ impl PgContext {
     /// then waits up to `wait` for transactions in flight there to finish.
     /// Returns whether they all did.
     pub async fn pause(&self, database: Option<&str>, wait: Duration) -> bool {
-        self.pause_state.tx.send_modify(|p| match database {
-            Some(db) => {
-                p.databases.insert(db.to_owned());
-            }
-            None => p.all = true,
-        });
+        self.begin_pause(database);
         let deadline = Instant::now() + wait;
         loop {
-            let busy = self.pools.all().iter().any(|pool| {
-                let s = pool.status();
-                database.is_none_or(|db| pool.origin.db_key == db) && s.size > s.idle
-            });
-            if !busy {
+            if self.active_connections(database) == 0 {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -63,6 +54,30 @@ impl PgContext {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Marks `database` (or all) paused without waiting; returns how many
+    /// server connections are still busy there.
+    pub fn begin_pause(&self, database: Option<&str>) -> usize {
+        self.pause_state.tx.send_modify(|p| match database {
+            Some(db) => {
+                p.databases.insert(db.to_owned());
+            }
+            None => p.all = true,
+        });
+        self.active_connections(database)
+    }
+
+    fn active_connections(&self, database: Option<&str>) -> usize {
+        self.pools
+            .all()
+            .iter()
+            .filter(|pool| database.is_none_or(|db| pool.origin.db_key == db))
+            .map(|pool| {
+                let s = pool.status();
+                s.size.saturating_sub(s.idle)
+            })
+            .sum()
     }
 
     /// Resumes `database`, or everything with `None` (which also clears
