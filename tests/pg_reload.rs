@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
-use tokio_postgres::SimpleQueryMessage;
 
 fn config(primary: &PgServer, replica: Option<&PgServer>, pool_size: usize) -> String {
     let mut nodes = format!("{{ addr = \"{}\", role = \"primary\" }}", primary.addr());
@@ -27,23 +26,15 @@ fn config(primary: &PgServer, replica: Option<&PgServer>, pool_size: usize) -> S
 }
 
 async fn port_of(c: &tokio_postgres::Client) -> Result<u16, tokio_postgres::Error> {
-    let rows = c.simple_query("SELECT inet_server_port()").await?;
-    Ok(rows
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-            _ => None,
-        })
+    Ok(first_value(c, "SELECT inet_server_port()")
+        .await?
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_adds_a_replica_and_resizes_pools() {
-    let primary = PgBuilder::new()
-        .user("app", "app-secret")
-        .database("app")
-        .start()
-        .expect("primary");
+    let primary = app_primary("");
     let replica = primary.start_replica("r1").expect("replica");
     let attache = start_attache(&config(&primary, None, 2)).await;
     let addr = attache.postgres_addr.unwrap();
@@ -98,11 +89,7 @@ async fn reload_under_load_adds_a_replica_and_resizes_pools() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_reload_is_rejected_and_clients_carry_on() {
-    let pg = PgBuilder::new()
-        .user("app", "app-secret")
-        .database("app")
-        .start()
-        .expect("pg");
+    let pg = app_primary("");
     let attache = start_attache(&config(&pg, None, 3)).await;
     let c = connect(
         attache.postgres_addr.unwrap(),
@@ -190,11 +177,7 @@ async fn sighup_makes_the_binary_reread_its_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_waits_for_transactions_and_holds_new_ones_until_resume() {
-    let pg = PgBuilder::new()
-        .user("app", "app-secret")
-        .database("app")
-        .start()
-        .expect("pg");
+    let pg = app_primary("");
     let attache = start_attache(&config(&pg, None, 3)).await;
     let addr = attache.postgres_addr.unwrap();
     let ctx = attache.postgres.clone().unwrap();

@@ -9,19 +9,10 @@ use std::time::Duration;
 use support::*;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-/// A primary (trusting `app` on database `app`) and two replicas.
+/// A primary (with table `t`) and two replicas.
 fn cluster() -> (PgServer, PgServer, PgServer) {
-    let primary = PgBuilder::new()
-        .user("app", "app-secret")
-        .database("app")
-        .start()
-        .expect("primary starts");
-    primary
-        .psql(
-            "app",
-            "CREATE TABLE t (id int PRIMARY KEY, v text); GRANT ALL ON t TO app;",
-        )
-        .expect("schema");
+    let primary =
+        app_primary("CREATE TABLE t (id int PRIMARY KEY, v text); GRANT ALL ON t TO app;");
     let r1 = primary.start_replica("r1").expect("replica r1");
     let r2 = primary.start_replica("r2").expect("replica r2");
     (primary, r1, r2)
@@ -43,13 +34,9 @@ fn topology_config(p: &PgServer, replicas: &[&PgServer], db_extra: &str, health:
 
 /// The port of the server that ran `sql` (its first column of the first row).
 async fn port_of(c: &Client, sql: &str) -> u16 {
-    let rows = c.simple_query(sql).await.expect(sql);
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().expect("a port")),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no row from {sql}"))
+    let v = first_value(c, sql).await.expect(sql);
+    v.and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no port from {sql}"))
 }
 
 async fn ports(c: &Client, sql: &str, n: usize) -> HashMap<u16, usize> {
@@ -70,13 +57,7 @@ async fn reads_spread_over_replicas_and_writes_stay_on_the_primary() {
         "",
     );
     let attache = start_attache(&cfg).await;
-    let c = connect(
-        attache.postgres_addr.unwrap(),
-        "app",
-        "app",
-        Some("app-secret"),
-    )
-    .await;
+    let c = app_client(&attache).await;
     let (pp, p1, p2) = (p.port(), r1.port(), r2.port());
 
     // Simple-protocol reads alternate between the two replicas.
@@ -168,14 +149,7 @@ fn attache_cluster_reads(a: &attache::app::Attache) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_replica_is_excluded_past_max_lag() {
-    let primary = PgBuilder::new()
-        .user("app", "app-secret")
-        .database("app")
-        .start()
-        .expect("primary");
-    primary
-        .psql("app", "CREATE TABLE t (id int); GRANT ALL ON t TO app;")
-        .expect("schema");
+    let primary = app_primary("CREATE TABLE t (id int); GRANT ALL ON t TO app;");
     let r1 = primary.start_replica("r1").expect("replica");
     let cfg = topology_config(
         &primary,
@@ -184,13 +158,7 @@ async fn paused_replica_is_excluded_past_max_lag() {
         "max_lag = \"300ms\"\nmax_lag_bytes = 0",
     );
     let attache = start_attache(&cfg).await;
-    let c = connect(
-        attache.postgres_addr.unwrap(),
-        "app",
-        "app",
-        Some("app-secret"),
-    )
-    .await;
+    let c = app_client(&attache).await;
     assert_eq!(port_of(&c, "SELECT inet_server_port()").await, r1.port());
 
     r1.pause_replay().expect("pause");
@@ -220,32 +188,13 @@ async fn paused_replica_is_excluded_past_max_lag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_keeps_the_writer_on_the_primary_until_replayed() {
-    let primary = PgBuilder::new()
-        .user("app", "app-secret")
-        .database("app")
-        .start()
-        .expect("primary");
-    primary
-        .psql("app", "CREATE TABLE t (id int); GRANT ALL ON t TO app;")
-        .expect("schema");
+    let primary = app_primary("CREATE TABLE t (id int); GRANT ALL ON t TO app;");
     let r1 = primary.start_replica("r1").expect("replica");
     // No lag limit: only read-your-writes can move reads off the replica.
     let cfg = topology_config(&primary, &[&r1], "", "max_lag = 0\nmax_lag_bytes = 0");
     let attache = start_attache(&cfg).await;
-    let writer = connect(
-        attache.postgres_addr.unwrap(),
-        "app",
-        "app",
-        Some("app-secret"),
-    )
-    .await;
-    let other = connect(
-        attache.postgres_addr.unwrap(),
-        "app",
-        "app",
-        Some("app-secret"),
-    )
-    .await;
+    let writer = app_client(&attache).await;
+    let other = app_client(&attache).await;
     assert_eq!(
         port_of(&writer, "SELECT inet_server_port()").await,
         r1.port()

@@ -86,3 +86,32 @@ where
     }
     false
 }
+
+/// A server with a trusted-or-password user `app` (password `app-secret`)
+/// owning database `app`, with `schema` run in it as the superuser.
+pub fn app_primary(schema: &str) -> PgServer {
+    let primary = PgBuilder::new()
+        .user("app", "app-secret")
+        .database("app")
+        .start()
+        .expect("primary starts");
+    if !schema.is_empty() {
+        primary.psql("app", schema).expect("schema");
+    }
+    primary
+}
+
+/// Connects as `app` to database `app` through a running Attaché.
+pub async fn app_client(attache: &Attache) -> Client {
+    let addr = attache.postgres_addr.expect("a postgres listener");
+    connect(addr, "app", "app", Some("app-secret")).await
+}
+
+/// The first column of the first row `sql` returns (simple protocol).
+pub async fn first_value(c: &Client, sql: &str) -> Result<Option<String>, tokio_postgres::Error> {
+    let rows = c.simple_query(sql).await?;
+    Ok(rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    }))
+}
