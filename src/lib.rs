@@ -12,6 +12,7 @@ pub mod config;
 pub mod core;
 pub mod demo;
 pub mod frontend;
+pub mod import;
 pub mod net;
 pub mod reload;
 pub mod server;

@@ -41,6 +41,26 @@ enum Command {
         #[arg(long)]
         failover: bool,
     },
+    /// Turn a pgbouncer.ini (with its auth_file) or a twemproxy
+    /// nutcracker.yml into an equivalent attache.toml; what does not map is
+    /// listed on stderr and as comments at the top of the output.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+        /// Its format; by default from the extension (.ini, .yml) or contents.
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// Where to write the TOML (created readable by its owner only: it
+        /// may hold passwords); default: stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ImportFormat {
+    Pgbouncer,
+    Nutcracker,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +79,11 @@ fn main() -> anyhow::Result<()> {
             eprintln!("config OK");
             Ok(())
         }
+        Some(Command::Import {
+            file,
+            format,
+            output,
+        }) => import(&file, format, output.as_deref()),
         Some(Command::Demo { failover }) => {
             let mode = if failover {
                 attache::demo::DemoMode::Failover
@@ -74,6 +99,40 @@ fn main() -> anyhow::Result<()> {
             runtime(cfg.general.worker_threads)?.block_on(run(cfg, cli.config))
         }
     }
+}
+
+/// `attache import`: the report goes to stderr, the TOML to `output` or stdout.
+fn import(
+    file: &std::path::Path,
+    format: Option<ImportFormat>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use attache::import::Format;
+    let format = format.map(|f| match f {
+        ImportFormat::Pgbouncer => Format::Pgbouncer,
+        ImportFormat::Nutcracker => Format::Nutcracker,
+    });
+    let imported = attache::import::import_file(file, format)?;
+    for u in &imported.unmapped {
+        eprintln!("not mapped: {u}");
+    }
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    match output {
+        Some(path) => {
+            attache::import::write_output(path, &imported.toml)?;
+            eprintln!(
+                "imported {} ({}) into {}: {} setting(s) not mapped",
+                file.display(),
+                imported.format.name(),
+                path.display(),
+                imported.unmapped.len()
+            );
+        }
+        None => print!("{}", imported.toml),
+    }
+    Ok(())
 }
 
 /// `configured` worker threads (0: half the cores, at least one), unless
