@@ -185,6 +185,7 @@ pub fn builtin_default() -> Config {
             pool: PoolSettings::default(),
             databases: BTreeMap::from([("*".to_string(), any_db)]),
             users: BTreeMap::new(),
+            admin_users: Vec::new(),
         }),
         redis: None,
         admin: None,

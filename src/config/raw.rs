@@ -115,6 +115,8 @@ flat_pool_section! {
         max_client_connections: usize,
         #[serde(default)]
         auth: AuthMethod,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        admin_users: Vec<String>,
         #[serde(default)]
         databases: BTreeMap<String, DatabaseConfig>,
         #[serde(default)]

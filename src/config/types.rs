@@ -84,6 +84,10 @@ pub struct PostgresConfig {
     pub databases: BTreeMap<String, DatabaseConfig>,
     /// Keyed by user name.
     pub users: BTreeMap<String, UserConfig>,
+    /// Users allowed into the admin console, database `attache` (PgBouncer:
+    /// admin_users). Each must have a `[postgres.users]` entry with a
+    /// password unless their auth method is `trust`.
+    pub admin_users: Vec<String>,
 }
 
 /// `[postgres.databases.NAME]`, read through `raw::DatabaseToml`.

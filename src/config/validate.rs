@@ -184,6 +184,34 @@ fn check_postgres(pg: &PostgresConfig, errs: &mut Errors) {
     }
     check_min_idle(pg, errs);
     check_passwords(pg, errs);
+    check_admin_users(pg, errs);
+}
+
+/// Each admin user names a `[postgres.users]` entry that can prove itself
+/// to the console: the console has no server to pass a password through
+/// to, so only `trust` goes without a configured password.
+fn check_admin_users(pg: &PostgresConfig, errs: &mut Errors) {
+    for (i, name) in pg.admin_users.iter().enumerate() {
+        let path = format!("postgres.admin_users[{i}]");
+        let Some(user) = pg.users.get(name) else {
+            errs.push(
+                path,
+                format!("{name:?} has no [postgres.users.{}] entry", key(name)),
+            );
+            continue;
+        };
+        let trusted = user.auth.unwrap_or(pg.auth) == AuthMethod::Trust;
+        if !trusted && user.password.is_none() {
+            errs.push(
+                path,
+                format!(
+                    "admin user {name:?} needs a password in [postgres.users.{}] \
+                     (the console cannot pass a password through to a server)",
+                    key(name)
+                ),
+            );
+        }
+    }
 }
 
 fn check_database(name: &str, db: &DatabaseConfig, errs: &mut Errors) {

@@ -331,3 +331,28 @@ fn topology_settings_are_checked_with_their_paths() {
         assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
     }
 }
+
+#[test]
+fn admin_users_must_exist_and_have_a_password_unless_trusted() {
+    let errs = problems(&format!(
+        "[postgres]\nadmin_users = [\"admin\", \"ghost\", \"nopass\", \"trusted\"]\n\
+         [postgres.users.admin]\npassword = \"pw\"\n\
+         [postgres.users.nopass]\n\
+         [postgres.users.trusted]\nauth = \"trust\"\n{}",
+        one_db("")
+    ));
+    assert_eq!(
+        errs,
+        [
+            "postgres.admin_users[1]: \"ghost\" has no [postgres.users.ghost] entry",
+            "postgres.admin_users[2]: admin user \"nopass\" needs a password in \
+             [postgres.users.nopass] (the console cannot pass a password through to a server)",
+        ]
+    );
+    let cfg = parse(&format!(
+        "[postgres]\nadmin_users = [\"admin\"]\n[postgres.users.admin]\npassword = \"pw\"\n{}",
+        one_db("")
+    ))
+    .unwrap();
+    assert_eq!(cfg.postgres.unwrap().admin_users, ["admin"]);
+}

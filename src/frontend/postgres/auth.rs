@@ -44,7 +44,7 @@ pub(super) async fn authenticate(
     }
 }
 
-fn wrong_password(user: &str) -> FrontendError {
+pub(super) fn wrong_password(user: &str) -> FrontendError {
     FrontendError::refused(
         sqlstate::INVALID_PASSWORD,
         format!("password authentication failed for user \"{user}\""),
@@ -71,7 +71,7 @@ async fn read_password_message(
     Ok(m)
 }
 
-async fn md5_auth(
+pub(super) async fn md5_auth(
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
@@ -95,7 +95,7 @@ async fn md5_auth(
     Ok(())
 }
 
-async fn scram_auth(
+pub(super) async fn scram_auth(
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,

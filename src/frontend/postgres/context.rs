@@ -32,6 +32,8 @@ pub struct PgContext {
     generation: AtomicU64,
     pub pools: Pools,
     pub cancel: Arc<CancelRegistry>,
+    /// Logged-in clients, for the admin console.
+    pub clients: Arc<super::clients::ClientRegistry>,
     /// SCRAM verifiers derived from plaintext passwords, computed once.
     pub(super) verifiers: Mutex<HashMap<String, ScramVerifier>>,
     pub(super) pause_state: super::pause::PauseState,
@@ -157,6 +159,7 @@ impl PgContext {
             generation: AtomicU64::new(0),
             pools: Pools::default(),
             cancel: Arc::new(CancelRegistry::default()),
+            clients: Default::default(),
             verifiers: Mutex::new(HashMap::new()),
             pause_state: Default::default(),
             reloader: std::sync::OnceLock::new(),

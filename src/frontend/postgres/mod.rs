@@ -8,6 +8,8 @@
 
 mod auth;
 mod client;
+mod clients;
+mod console;
 mod context;
 mod error;
 mod handshake;

@@ -27,7 +27,7 @@ use super::relay::Expect;
 use super::routing::Want;
 use super::settings::Settings;
 use super::statements::Statements;
-use super::{auth, handshake, send_fatal};
+use super::{auth, console, handshake, send_fatal};
 use crate::config::types::PoolMode;
 use crate::core::pg::cancel::CancelHandle;
 use crate::core::pg::cluster::InFlight;
@@ -144,6 +144,9 @@ pub(super) async fn run(
     let Some((mut client, startup)) = opened else {
         return Ok(());
     };
+    if console::is_console(&ctx, &startup) {
+        return console::serve(ctx, client, cbuf, startup, shutdown).await;
+    }
     let login = {
         let login = async {
             let user = startup
@@ -229,6 +232,7 @@ pub(super) async fn run(
         max_message: settings.max_message_size,
         closing: false,
     };
+    let _listed = session.list_client();
     if let Err(e) = session.greet().await {
         send_fatal(&mut session.client, e.sqlstate(), &e.to_string()).await;
         session.finish().await;
