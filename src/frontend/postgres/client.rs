@@ -36,7 +36,9 @@ impl Session {
     /// [`Session::replay`]).
     pub(super) async fn on_client_message(&mut self, m: Message) -> Result<Flow, FrontendError> {
         let attached = self.server.is_some();
-        let copy = if attached && self.replay.is_none() {
+        // Only reads are replayed, and only a session that splits reads
+        // attaches for one: others never pay for the copy.
+        let copy = if (attached && self.replay.is_none()) || (!attached && !self.splits()) {
             None
         } else if replayable(&m, !attached) {
             Some(m.clone())

@@ -91,6 +91,11 @@ impl PgContext {
         });
     }
 
+    /// Whether `db_key` is paused, without copying the set (per transaction).
+    pub fn is_paused(&self, db_key: &str) -> bool {
+        self.pause_state.tx.borrow().covers(db_key)
+    }
+
     pub fn paused(&self) -> Paused {
         self.pause_state.tx.borrow().clone()
     }

@@ -44,7 +44,7 @@ const MAX_ATTEMPTS: usize = 64;
 
 impl Session {
     /// Whether this session may send anything to replicas at all.
-    fn splits(&self) -> bool {
+    pub(super) fn splits(&self) -> bool {
         self.mode == PoolMode::Transaction && !self.pinned && self.cluster.splits_reads()
     }
 
@@ -81,7 +81,7 @@ impl Session {
     /// [`Session::attach`] without carrying the client's settings over
     /// (for a connection that only proves a node is reachable).
     pub(super) async fn connect_to(&mut self, want: Want) -> Result<(), FrontendError> {
-        if self.ctx.paused().covers(&self.db_key) {
+        if self.ctx.is_paused(&self.db_key) {
             let ctx = self.ctx.clone();
             ctx.wait_unpaused(&self.db_key).await;
         }
