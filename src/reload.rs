@@ -61,6 +61,9 @@ pub struct Reloader {
     postgres: Option<Arc<PgContext>>,
     /// One reload at a time: two racing reloads must not interleave.
     busy: Mutex<()>,
+    /// Reloads applied and rejected, for metrics.
+    pub applied: std::sync::atomic::AtomicU64,
+    pub rejected: std::sync::atomic::AtomicU64,
 }
 
 impl Reloader {
@@ -70,18 +73,34 @@ impl Reloader {
             current: Mutex::new(current),
             postgres,
             busy: Mutex::new(()),
+            applied: Default::default(),
+            rejected: Default::default(),
         }
     }
 
     /// Re-reads the file Attaché was started with and applies it.
     pub fn reload_from_source(&self) -> Result<ReloadOutcome, ReloadError> {
         let path = self.source.clone().ok_or(ReloadError::NoSource)?;
-        let config = crate::config::load(Some(&path))?;
+        let config = crate::config::load(Some(&path)).inspect_err(|_| {
+            self.rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })?;
         self.reload(config)
     }
 
     /// Validates `config` and applies what can change live.
     pub fn reload(&self, config: Config) -> Result<ReloadOutcome, ReloadError> {
+        let r = self.apply(config);
+        let counter = if r.is_ok() {
+            &self.applied
+        } else {
+            &self.rejected
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+
+    fn apply(&self, config: Config) -> Result<ReloadOutcome, ReloadError> {
         let _one = match self.busy.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

@@ -33,6 +33,7 @@ fn an_invalid_config_is_rejected_and_the_old_one_stays() {
         pg.listen = "not an address".into();
     }
     let err = r.reload(bad).expect_err("invalid");
+    assert_eq!(r.rejected.load(std::sync::atomic::Ordering::Relaxed), 1);
     let text = err.to_string();
     assert!(text.contains("postgres.listen"), "{text}");
     assert!(text.contains("running config stays"), "{text}");

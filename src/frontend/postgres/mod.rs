@@ -42,7 +42,8 @@ impl App for PgContext {
     }
 
     async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
-        let span = info_span!("client", protocol = "postgres", client.addr = %peer, user = tracing::field::Empty, db = tracing::field::Empty);
+        let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let span = info_span!("client", protocol = "postgres", listener, client.addr = %peer, user = tracing::field::Empty, db = tracing::field::Empty);
         async move {
             if let Err(error) = session::run(self, tcp, peer, shutdown).await {
                 debug!(%error, source = ?error.source_kind(), "client session ended with an error");

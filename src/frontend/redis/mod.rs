@@ -76,7 +76,8 @@ impl App for RedisContext {
     }
 
     async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
-        let span = info_span!("client", protocol = "redis", client.addr = %peer);
+        let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let span = info_span!("client", protocol = "redis", listener, client.addr = %peer);
         async move {
             let _ = tcp.set_nodelay(true);
             let stream = match &self.local_tls {
