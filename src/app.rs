@@ -76,6 +76,7 @@ impl Attache {
             postgres_addr = Some(listener.addr);
             let max = pg.max_client_connections;
             let ctx = Arc::new(PgContext::new(pg)?);
+            ctx.start_configured_probes();
             postgres = Some(ctx.clone());
             tasks.push(tokio::spawn(server::serve(
                 listener,

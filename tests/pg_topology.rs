@@ -313,3 +313,37 @@ async fn replica_killed_under_read_load_gives_no_client_errors() {
         attache.pg_cluster_status("app")
     );
 }
+
+/// With `health.user` set, probes run from startup: `auto` roles are found
+/// before any client connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_probe_login_finds_auto_roles_before_any_client() {
+    let primary = app_primary("");
+    let r1 = primary.start_replica("r1").expect("replica");
+    let cfg = format!(
+        "[postgres]\nlisten = \"127.0.0.1:0\"\n[postgres.databases.app]\n\
+         nodes = [{{ addr = \"{}\", role = \"auto\" }}, {{ addr = \"{}\", role = \"auto\" }}]\n\
+         [postgres.databases.app.health]\ninterval = \"100ms\"\nuser = \"app\"\npassword = \"app-secret\"\n",
+        r1.addr(),
+        primary.addr()
+    );
+    let attache = start_attache(&cfg).await;
+    let found = eventually(Duration::from_secs(10), || async {
+        let s = attache.pg_cluster_status("app").expect("cluster");
+        s[0].role == attache::core::pg::cluster::Role::Replica
+            && s[1].role == attache::core::pg::cluster::Role::Primary
+    })
+    .await;
+    assert!(found, "{:?}", attache.pg_cluster_status("app"));
+    // And the first client's writes go to the node found to be primary.
+    let c = app_client(&attache).await;
+    assert_eq!(
+        port_of(
+            &c,
+            "SELECT inet_server_port() FROM (SELECT txid_current()) x"
+        )
+        .await,
+        primary.port()
+    );
+    attache.shutdown().await;
+}

@@ -46,7 +46,7 @@ pub struct PgContext {
 pub struct PgState {
     pub config: Arc<PostgresConfig>,
     pub local_tls: Option<Arc<rustls::ServerConfig>>,
-    upstream_tls: HashMap<String, Option<Arc<rustls::ClientConfig>>>,
+    pub(super) upstream_tls: HashMap<String, Option<Arc<rustls::ClientConfig>>>,
     /// Keyed like `config.databases`.
     pub(super) clusters: HashMap<String, Arc<Cluster>>,
     classifiers: HashMap<String, Arc<Classifier>>,
@@ -373,7 +373,7 @@ fn primary_index(db: &DatabaseConfig) -> usize {
         .unwrap_or(0)
 }
 
-fn host_of(addr: &str) -> String {
+pub(super) fn host_of(addr: &str) -> String {
     let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
     host.trim_start_matches('[')
         .trim_end_matches(']')

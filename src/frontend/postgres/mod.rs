@@ -14,6 +14,7 @@ mod context;
 mod error;
 mod handshake;
 mod pause;
+mod probes;
 mod relay;
 mod reload;
 mod routing;

@@ -58,6 +58,7 @@ impl PgContext {
             v.clear();
         }
         self.swap_state(new);
+        self.start_configured_probes();
         info!(%summary, "postgres config reloaded");
         Ok(summary)
     }
