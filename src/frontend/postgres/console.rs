@@ -170,7 +170,7 @@ pub(super) async fn serve(
         Span::current()
             .record("user", user)
             .record("db", startup.param("database").unwrap_or(user));
-        negotiate(&mut client, &startup).await?;
+        super::handshake::negotiate(&mut client, &startup).await?;
         login::authenticate(&ctx, &mut client, &mut cbuf, user).await?;
         Ok(user.to_owned())
     };
@@ -219,23 +219,6 @@ pub(super) async fn serve(
         skip_until_sync: false,
     };
     console.run(&mut shutdown).await
-}
-
-/// Tells a client asking for a newer minor version or `_pq_.` options what
-/// we speak, as the proxied session does.
-async fn negotiate(client: &mut Stream, startup: &Startup) -> Result<(), FrontendError> {
-    let unknown: Vec<String> = startup
-        .params
-        .iter()
-        .filter(|(k, _)| k.starts_with("_pq_."))
-        .map(|(k, _)| k.clone())
-        .collect();
-    if startup.minor > 0 || !unknown.is_empty() {
-        let mut out = BytesMut::new();
-        messages::negotiate_protocol_version(&mut out, &unknown);
-        client.write_all(&out).await?;
-    }
-    Ok(())
 }
 
 enum Flow {

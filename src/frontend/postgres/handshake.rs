@@ -141,3 +141,23 @@ pub(super) async fn reject_too_many(tcp: TcpStream, max: usize) {
     let message = format!("sorry, too many clients already (max_client_connections = {max})");
     send_fatal(&mut stream, sqlstate::TOO_MANY_CONNECTIONS, &message).await;
 }
+
+/// Tells a client asking for a newer minor version or `_pq_.` options what
+/// we speak, as PostgreSQL does, instead of failing the connection.
+pub(super) async fn negotiate(
+    client: &mut Stream,
+    startup: &attache_postgres_protocol::startup::Startup,
+) -> Result<(), FrontendError> {
+    let unknown: Vec<String> = startup
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if startup.minor > 0 || !unknown.is_empty() {
+        let mut out = BytesMut::new();
+        attache_postgres_protocol::messages::negotiate_protocol_version(&mut out, &unknown);
+        client.write_all(&out).await?;
+    }
+    Ok(())
+}

@@ -172,7 +172,7 @@ pub(super) async fn run(
                     "replication connections are not supported through Attaché; connect to the server directly",
                 ));
             }
-            negotiate(&mut client, &startup).await?;
+            handshake::negotiate(&mut client, &startup).await?;
             let generation = ctx.generation();
             let route = ctx.route(database, user)?;
             auth::authenticate(&ctx, &mut client, &mut cbuf, &route, user).await?;
@@ -243,26 +243,6 @@ pub(super) async fn run(
         .await;
     session.finish().await;
     r
-}
-
-/// Tells a client asking for a newer minor version or `_pq_.` options what
-/// we speak, as PostgreSQL does, instead of failing the connection.
-async fn negotiate(
-    client: &mut Stream,
-    startup: &attache_postgres_protocol::startup::Startup,
-) -> Result<(), FrontendError> {
-    let unknown: Vec<String> = startup
-        .params
-        .iter()
-        .filter(|(k, _)| k.starts_with("_pq_."))
-        .map(|(k, _)| k.clone())
-        .collect();
-    if startup.minor > 0 || !unknown.is_empty() {
-        let mut out = BytesMut::new();
-        messages::negotiate_protocol_version(&mut out, &unknown);
-        client.write_all(&out).await?;
-    }
-    Ok(())
 }
 
 impl Session {
