@@ -396,3 +396,105 @@ async fn reload_pause_and_resume_over_http() {
     assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
     app.shutdown().await;
 }
+
+/// Every checkout lands in the wait histogram, and `pg_clients` counts the
+/// logged-in clients, following a disconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_histogram_and_client_gauge() {
+    let server = app_server();
+    let app = start_attache(&admin_config(&server, "")).await;
+    let admin = app.admin_addr.unwrap();
+    let pg = app.postgres_addr.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let c = connect(pg, "app", "app", Some("app-secret")).await;
+        c.simple_query("SELECT 1").await.unwrap();
+        clients.push(c);
+    }
+    let m = get(admin, "/metrics", None).await.body;
+    let pool = format!("database=\"app\",user=\"app\",node=\"{}\"", server.addr());
+    let checkouts = sample(&m, &format!("attache_pg_pool_checkouts_total{{{pool}}}")).unwrap();
+    let count = sample(
+        &m,
+        &format!("attache_pg_pool_checkout_wait_seconds_count{{{pool}}}"),
+    )
+    .unwrap_or_else(|| panic!("no histogram for {pool}\n{m}"));
+    assert!(checkouts >= 3.0, "{checkouts}");
+    assert!(count >= checkouts, "{count} < {checkouts}\n{m}");
+    let inf = sample(
+        &m,
+        &format!("attache_pg_pool_checkout_wait_seconds_bucket{{le=\"+Inf\",{pool}}}"),
+    );
+    assert_eq!(inf, Some(count), "+Inf holds every observation");
+    assert!(!m.contains("attache_pg_pool_checkout_wait_seconds_total"));
+    let total = |m: &str| {
+        sample(m, "attache_pg_clients{state=\"active\"}").unwrap_or(-1.0)
+            + sample(m, "attache_pg_clients{state=\"idle\"}").unwrap_or(-1.0)
+    };
+    assert_eq!(total(&m), 3.0, "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            &format!("attache_listener_info{{protocol=\"postgres\",addr=\"{pg}\"}}")
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("attache_listener_info{{protocol=\"admin\",addr=\"{admin}\"}}")
+        ),
+        Some(1.0)
+    );
+
+    clients.pop();
+    let left = eventually(Duration::from_secs(5), || async {
+        total(&get(admin, "/metrics", None).await.body) == 2.0
+    })
+    .await;
+    assert!(left, "a disconnected client is no longer counted");
+    app.shutdown().await;
+}
+
+/// An applied and a rejected reload each show under their outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_are_counted_by_outcome() {
+    let server = app_server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attache.toml");
+    let text = |size: usize| {
+        admin_config(&server, "")
+            .replace("[postgres]\n", &format!("[postgres]\npool_size = {size}\n"))
+    };
+    std::fs::write(&path, text(3)).unwrap();
+    let cfg = attache::config::load(Some(&path)).unwrap();
+    let app = attache::app::Attache::start_from(cfg, Some(path.clone()))
+        .await
+        .unwrap();
+    let admin = app.admin_addr.unwrap();
+    let reloads = |m: &str, outcome: &str| {
+        sample(
+            m,
+            &format!("attache_reloads_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    let m = get(admin, "/metrics", None).await.body;
+    assert_eq!(
+        (reloads(&m, "applied"), reloads(&m, "rejected")),
+        (Some(0.0), Some(0.0)),
+        "{m}"
+    );
+
+    std::fs::write(&path, text(5)).unwrap();
+    app.reloader.reload_from_source().unwrap();
+    std::fs::write(&path, text(0)).unwrap();
+    assert!(app.reloader.reload_from_source().is_err());
+    std::fs::write(&path, "this is [not toml").unwrap();
+    assert!(app.reloader.reload_from_source().is_err());
+
+    let m = get(admin, "/metrics", None).await.body;
+    assert_eq!(reloads(&m, "applied"), Some(1.0), "{m}");
+    assert_eq!(reloads(&m, "rejected"), Some(2.0), "{m}");
+    app.shutdown().await;
+}

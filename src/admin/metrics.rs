@@ -3,6 +3,10 @@
 //! from the counters and gauges the core already keeps (atomics read with
 //! relaxed loads), so the numbers cannot drift from what `/status` shows.
 //!
+//! Families the client library has no live-value type for (a histogram
+//! over atomics, an info per listener) are encoded by the small
+//! [`Histograms`] and [`Infos`] types below.
+//!
 //! Label `database` on pool series is the server-side database name (pools
 //! are keyed by it); on node and cluster series it is the config key under
 //! `[postgres.databases]` (clusters are keyed by it).
@@ -10,25 +14,82 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::status::redis_nodes;
 use super::Admin;
 use crate::core::pg::cluster::{Cluster, NodeStatus};
+use crate::core::pg::pool::{WaitSnapshot, WAIT_BUCKETS_MICROS};
 use crate::core::pg::PgPool;
+use crate::core::redis::{Node, Topology};
+use crate::frontend::postgres::PgContext;
+use crate::frontend::redis::RedisContext;
 
 /// What Prometheus is told the exposition is.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 type Labels = Vec<(&'static str, String)>;
 type CounterU = Family<Labels, Counter<u64, AtomicU64>>;
-type CounterF = Family<Labels, Counter<f64, AtomicU64>>;
 type GaugeU = Family<Labels, Gauge<u64, AtomicU64>>;
 type GaugeF = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// A histogram family read from atomics at scrape time: per label set,
+/// the sum in seconds and per-bucket (not cumulative) counts, the last
+/// bucket being `+Inf`.
+#[derive(Debug, Default)]
+struct Histograms(Vec<(Labels, f64, Buckets)>);
+
+/// `(upper bound, observations in this bucket alone)`, ending with `+Inf`.
+type Buckets = Vec<(f64, u64)>;
+
+impl Histograms {
+    fn push_wait(&mut self, labels: Labels, w: &WaitSnapshot) {
+        let bounds = WAIT_BUCKETS_MICROS
+            .iter()
+            .map(|&b| b as f64 / 1e6)
+            .chain(std::iter::once(f64::INFINITY));
+        let buckets = bounds.zip(w.buckets).collect();
+        self.0.push((labels, w.sum_micros as f64 / 1e6, buckets));
+    }
+}
+
+impl EncodeMetric for Histograms {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, sum, buckets) in &self.0 {
+            let count = buckets.iter().map(|(_, n)| n).sum();
+            encoder
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(*sum, count, buckets, None)?;
+        }
+        Ok(())
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// An info family with one sample per label set (the library's `Info`
+/// holds exactly one).
+#[derive(Debug, Default)]
+struct Infos(Vec<Labels>);
+
+impl EncodeMetric for Infos {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for labels in &self.0 {
+            encoder.encode_info(labels)?;
+        }
+        Ok(())
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Info
+    }
+}
 
 /// Registers families in one registry; `unit` is appended to the name by
 /// the encoder, `_total` to counters.
@@ -55,9 +116,6 @@ impl Scrape {
     fn counter(&mut self, name: &str, help: &str) -> CounterU {
         self.family(name, help, None, CounterU::default())
     }
-    fn seconds_counter(&mut self, name: &str, help: &str) -> CounterF {
-        self.family(name, help, Some(Unit::Seconds), CounterF::default())
-    }
     fn gauge(&mut self, name: &str, help: &str) -> GaugeU {
         self.family(name, help, None, GaugeU::default())
     }
@@ -79,8 +137,13 @@ pub fn render(admin: &Admin) -> Result<String, std::fmt::Error> {
         "Attaché build information",
         Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_owned())]),
     );
+    listeners(&mut s, admin);
+    if let Some(reloader) = &admin.reloader {
+        reloads(&mut s, reloader);
+    }
     if let Some(pg) = &admin.postgres {
         pools(&mut s, &pg.pools.all());
+        pg_clients(&mut s, pg);
         let owned = pg.clusters();
         let clusters: Vec<(&str, &std::sync::Arc<Cluster>)> =
             owned.iter().map(|(k, c)| (k.as_str(), c)).collect();
@@ -88,6 +151,7 @@ pub fn render(admin: &Admin) -> Result<String, std::fmt::Error> {
     }
     if let Some(redis) = &admin.redis {
         redis_backends(&mut s, redis);
+        redis_node_counters(&mut s, redis);
     }
     let mut out = String::new();
     encode(&mut out, &s.registry)?;
@@ -112,10 +176,7 @@ fn pools(s: &mut Scrape, pools: &[std::sync::Arc<PgPool>]) {
         "pg_pool_checkout_waits",
         "Checkouts that found no idle connection and had to wait or connect",
     );
-    let wait_secs = s.seconds_counter(
-        "pg_pool_checkout_wait",
-        "Time spent in checkouts that had to wait",
-    );
+    let mut wait_hist = Histograms::default();
     let timeouts = s.counter(
         "pg_pool_checkout_timeouts",
         "Checkouts that gave up after checkout_timeout",
@@ -156,9 +217,7 @@ fn pools(s: &mut Scrape, pools: &[std::sync::Arc<PgPool>]) {
             .get_or_create(&labels)
             .inc_by(load(&stats.checkouts));
         waits.get_or_create(&labels).inc_by(load(&stats.waits));
-        wait_secs
-            .get_or_create(&labels)
-            .inc_by(load(&stats.wait_micros) as f64 / 1e6);
+        wait_hist.push_wait(labels.clone(), &stats.wait_histogram.snapshot());
         timeouts
             .get_or_create(&labels)
             .inc_by(load(&stats.checkout_timeouts));
@@ -171,6 +230,61 @@ fn pools(s: &mut Scrape, pools: &[std::sync::Arc<PgPool>]) {
         discarded
             .get_or_create(&labels)
             .inc_by(load(&stats.discarded));
+    }
+    s.registry.register_with_unit(
+        "pg_pool_checkout_wait",
+        "Time each checkout took to get a server connection, idle hand-outs included",
+        Unit::Seconds,
+        wait_hist,
+    );
+}
+
+/// One `listener_info` sample per bound listener, admin included.
+fn listeners(s: &mut Scrape, admin: &Admin) {
+    let infos = Infos(
+        admin
+            .listeners
+            .iter()
+            .map(|l| {
+                vec![
+                    ("protocol", l.protocol.to_owned()),
+                    ("addr", l.addr.to_string()),
+                ]
+            })
+            .collect(),
+    );
+    s.registry
+        .register("listener", "A listener Attaché accepts on", infos);
+}
+
+fn reloads(s: &mut Scrape, reloader: &crate::reload::Reloader) {
+    let reloads = s.counter(
+        "reloads",
+        "Config reloads by outcome (rejected: invalid, the old config stayed)",
+    );
+    for (outcome, n) in [
+        ("applied", &reloader.applied),
+        ("rejected", &reloader.rejected),
+    ] {
+        reloads
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc_by(n.load(Ordering::Relaxed));
+    }
+}
+
+/// Logged-in Postgres clients (console sessions included): `active` ones
+/// hold a server connection now, `idle` ones do not.
+fn pg_clients(s: &mut Scrape, pg: &PgContext) {
+    let gauge = s.gauge(
+        "pg_clients",
+        "Logged-in Postgres clients by state (active: holding a server connection)",
+    );
+    let all = pg.clients.all();
+    let active = all.iter().filter(|c| c.server().is_some()).count();
+    for (state, n) in [("active", active), ("idle", all.len() - active)] {
+        gauge
+            .get_or_create(&vec![("state", state.to_owned())])
+            .set(n as u64);
     }
 }
 
@@ -244,9 +358,8 @@ fn node_labels(db: &str, n: &NodeStatus) -> Labels {
     ]
 }
 
-/// The Redis core keeps no per-node counters yet, so only what the
-/// topology routes to is exported.
-fn redis_backends(s: &mut Scrape, redis: &crate::frontend::redis::RedisContext) {
+/// The servers the topology routes to, and the connected clients.
+fn redis_backends(s: &mut Scrape, redis: &RedisContext) {
     let backend = s.gauge(
         "redis_backend",
         "1 for each Redis server the topology currently routes to",
@@ -264,8 +377,68 @@ fn redis_backends(s: &mut Scrape, redis: &crate::frontend::redis::RedisContext) 
             .set(1);
     }
     count
-        .get_or_create(&vec![("mode", mode)])
+        .get_or_create(&vec![("mode", mode.clone())])
         .set(nodes.len() as u64);
+    s.gauge("redis_clients", "Clients connected to the Redis listener")
+        .get_or_create(&vec![("mode", mode)])
+        .set(redis.clients() as u64);
+}
+
+/// Per-node counters of the shared server connections, for the nodes
+/// `redis_backend` lists (a node the topology has dropped, such as an old
+/// Sentinel primary, takes its counts with it).
+fn redis_node_counters(s: &mut Scrape, redis: &RedisContext) {
+    let requests = s.counter("redis_requests", "Commands written to the server");
+    let error_replies = s.counter(
+        "redis_error_replies",
+        "Error replies from the server (-ERR, -WRONGTYPE, …)",
+    );
+    let backend_errors = s.counter(
+        "redis_backend_errors",
+        "Failed connects and lost connections to the server",
+    );
+    let connects = s.counter(
+        "redis_backend_connects",
+        "Server connections opened (the first ones and reconnects)",
+    );
+    let failed = s.counter(
+        "redis_requests_failed",
+        "Commands that got no reply because the server connection failed",
+    );
+    let mode = super::status::redis_mode(redis);
+    let known = topology_nodes(&redis.topology);
+    for n in redis_nodes(redis) {
+        let Some(node) = known.iter().find(|k| k.addr == n.addr) else {
+            continue;
+        };
+        let labels = vec![
+            ("mode", mode.clone()),
+            ("node", n.addr.clone()),
+            ("role", n.role.to_owned()),
+        ];
+        let st = &node.stats;
+        for (family, counter) in [
+            (&requests, &st.requests),
+            (&error_replies, &st.error_replies),
+            (&backend_errors, &st.backend_errors),
+            (&connects, &st.connects),
+            (&failed, &st.failed_requests),
+        ] {
+            family
+                .get_or_create(&labels)
+                .inc_by(counter.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Every node object the topology holds now, to read counters from.
+fn topology_nodes(t: &Topology) -> Vec<std::sync::Arc<Node>> {
+    match t {
+        Topology::Single(primary, replicas) => std::iter::once(primary.clone())
+            .chain(replicas.nodes.iter().cloned())
+            .collect(),
+        _ => t.all_nodes(),
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
+use crate::admin::ListenerInfo;
 use crate::config;
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
@@ -42,11 +43,7 @@ async fn pool_node_and_cluster_series_carry_the_live_values() {
     let route = pg.route("app", "alice").unwrap();
     route.pool.stats.transactions.store(7, Ordering::Relaxed);
     route.pool.stats.checkouts.store(9, Ordering::Relaxed);
-    route
-        .pool
-        .stats
-        .wait_micros
-        .store(1_500_000, Ordering::Relaxed);
+    route.pool.stats.wait_histogram.record(1_500_000);
     route.pool.stats.connect_errors.store(2, Ordering::Relaxed);
     drop(route.cluster.begin(1, false));
     drop(route.cluster.begin(0, true));
@@ -65,7 +62,8 @@ async fn pool_node_and_cluster_series_carry_the_live_values() {
         (format!("attache_pg_pool_transactions_total{{{pool}}}"), "7"),
         (format!("attache_pg_pool_checkouts_total{{{pool}}}"), "9"),
         (format!("attache_pg_pool_connect_errors_total{{{pool}}}"), "2"),
-        (format!("attache_pg_pool_checkout_wait_seconds_total{{{pool}}}"), "1.5"),
+        (format!("attache_pg_pool_checkout_wait_seconds_sum{{{pool}}}"), "1.5"),
+        (format!("attache_pg_pool_checkout_wait_seconds_count{{{pool}}}"), "1"),
         (format!("attache_pg_pool_checkout_timeouts_total{{{pool}}}"), "0"),
         (format!("attache_pg_pool_max_server_connections{{{pool}}}"), "20"),
         (format!("attache_pg_pool_server_connections{{{pool},state=\"idle\"}}"), "0"),
@@ -121,13 +119,15 @@ async fn counters_are_counters_and_gauges_gauges() {
         .filter_map(|l| l.split_once(' '))
         .collect();
     for (name, kind) in &types {
-        let wanted = if name.ends_with("_build") {
+        let wanted = if name.ends_with("_build") || name.ends_with("_listener") {
             "info"
+        } else if name.ends_with("_checkout_wait_seconds") {
+            "histogram"
         } else if [
             "checkouts",
             "checkout_waits",
-            "checkout_wait_seconds",
             "checkout_timeouts",
+            "reloads",
             "connect_errors",
             "transactions",
             "discarded",
@@ -149,6 +149,11 @@ async fn counters_are_counters_and_gauges_gauges() {
         let name = line.split(['{', ' ']).next().unwrap();
         let family = name.strip_suffix("_total").unwrap_or(name);
         let family = family.strip_suffix("_info").unwrap_or(family);
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| family.strip_suffix(s))
+            .filter(|f| types.get(f) == Some(&"histogram"))
+            .unwrap_or(family);
         let kind = types
             .get(family)
             .unwrap_or_else(|| panic!("{name} has no TYPE"));
@@ -159,6 +164,10 @@ async fn counters_are_counters_and_gauges_gauges() {
         );
     }
     assert!(types.len() >= 20, "{types:?}");
+    assert_eq!(
+        types.get("attache_pg_pool_checkout_wait_seconds"),
+        Some(&"histogram")
+    );
 }
 
 #[tokio::test]
@@ -185,4 +194,147 @@ async fn redis_backends_are_listed_with_their_roles() {
         Some("2")
     );
     assert!(!s.keys().any(|k| k.starts_with("attache_pg_")));
+}
+
+#[tokio::test]
+async fn checkout_waits_fill_cumulative_buckets() {
+    let pg = pg_context();
+    let route = pg.route("app", "alice").unwrap();
+    // 50 and 100 µs land in le=0.0001 (bounds are inclusive), 101 µs in
+    // le=0.0005, 2 ms in le=0.005, 20 s above every bound.
+    for us in [50, 100, 101, 2_000, 20_000_000] {
+        route.pool.stats.wait_histogram.record(us);
+    }
+    let text = render(&admin(Some(pg), None)).unwrap();
+    let s = samples(&text);
+    let pool = r#"database="app",user="alice",node="127.0.0.1:1""#;
+    // The encoder writes `le` before the family's labels.
+    let bucket = |le: &str| {
+        s.get(&format!(
+            "attache_pg_pool_checkout_wait_seconds_bucket{{le=\"{le}\",{pool}}}"
+        ))
+        .cloned()
+        .unwrap_or_else(|| panic!("no bucket le={le}\n{text}"))
+    };
+    let want = [
+        ("0.0001", "2"),
+        ("0.0005", "3"),
+        ("0.001", "3"),
+        ("0.005", "4"),
+        ("0.01", "4"),
+        ("0.05", "4"),
+        ("0.1", "4"),
+        ("0.5", "4"),
+        ("1.0", "4"),
+        ("5.0", "4"),
+        ("10.0", "4"),
+        ("+Inf", "5"),
+    ];
+    for (le, n) in want {
+        assert_eq!(bucket(le), n, "le={le}\n{text}");
+    }
+    let get = |suffix: &str| {
+        s.get(&format!(
+            "attache_pg_pool_checkout_wait_seconds_{suffix}{{{pool}}}"
+        ))
+    };
+    assert_eq!(get("count").map(String::as_str), Some("5"));
+    assert_eq!(get("sum").map(String::as_str), Some("20.002251"));
+    assert!(
+        !text.contains("attache_pg_pool_checkout_wait_seconds_total"),
+        "the histogram replaces the old counter"
+    );
+}
+
+#[tokio::test]
+async fn reloads_listeners_and_pg_clients() {
+    let pg = pg_context();
+    let cfg = config::parse(PG).unwrap();
+    let reloader = Arc::new(crate::reload::Reloader::new(None, cfg, Some(pg.clone())));
+    reloader.applied.store(3, Ordering::Relaxed);
+    reloader.rejected.store(1, Ordering::Relaxed);
+    let mut a = Admin::new(
+        vec![
+            ListenerInfo {
+                protocol: "postgres",
+                addr: "127.0.0.1:6432".parse().unwrap(),
+            },
+            ListenerInfo {
+                protocol: "admin",
+                addr: "[::1]:9187".parse().unwrap(),
+            },
+        ],
+        Some(pg),
+        None,
+        None,
+    );
+    a.reloader = Some(reloader);
+    let text = render(&a).unwrap();
+    let s = samples(&text);
+    let want = [
+        (r#"attache_reloads_total{outcome="applied"}"#, "3"),
+        (r#"attache_reloads_total{outcome="rejected"}"#, "1"),
+        (
+            r#"attache_listener_info{protocol="postgres",addr="127.0.0.1:6432"}"#,
+            "1",
+        ),
+        (
+            r#"attache_listener_info{protocol="admin",addr="[::1]:9187"}"#,
+            "1",
+        ),
+        (r#"attache_pg_clients{state="active"}"#, "0"),
+        (r#"attache_pg_clients{state="idle"}"#, "0"),
+    ];
+    for (series, value) in want {
+        assert_eq!(
+            s.get(series).map(String::as_str),
+            Some(value),
+            "{series}\n{text}"
+        );
+    }
+    assert!(text.contains("# TYPE attache_listener info\n"), "{text}");
+}
+
+#[tokio::test]
+async fn redis_node_counters_carry_the_live_values() {
+    let cfg = config::parse(
+        "[redis]\nlisten = \"127.0.0.1:0\"\nnodes = [\"127.0.0.1:7001\"]\nreplicas = [\"127.0.0.1:7002\"]\n",
+    )
+    .unwrap();
+    let redis = Arc::new(RedisContext::new(cfg.redis.unwrap()).unwrap());
+    let crate::core::redis::Topology::Single(primary, replicas) = &redis.topology else {
+        panic!("single mode");
+    };
+    primary.stats.requests.store(42, Ordering::Relaxed);
+    primary.stats.error_replies.store(3, Ordering::Relaxed);
+    primary.stats.connects.store(2, Ordering::Relaxed);
+    replicas.nodes[0]
+        .stats
+        .backend_errors
+        .store(5, Ordering::Relaxed);
+    replicas.nodes[0]
+        .stats
+        .failed_requests
+        .store(7, Ordering::Relaxed);
+    let text = render(&admin(None, Some(redis))).unwrap();
+    let s = samples(&text);
+    let p = r#"mode="single",node="127.0.0.1:7001",role="primary""#;
+    let r = r#"mode="single",node="127.0.0.1:7002",role="replica""#;
+    let want = [
+        (format!("attache_redis_requests_total{{{p}}}"), "42"),
+        (format!("attache_redis_error_replies_total{{{p}}}"), "3"),
+        (format!("attache_redis_backend_connects_total{{{p}}}"), "2"),
+        (format!("attache_redis_backend_errors_total{{{p}}}"), "0"),
+        (format!("attache_redis_requests_total{{{r}}}"), "0"),
+        (format!("attache_redis_backend_errors_total{{{r}}}"), "5"),
+        (format!("attache_redis_requests_failed_total{{{r}}}"), "7"),
+        (r#"attache_redis_clients{mode="single"}"#.into(), "0"),
+    ];
+    for (series, value) in want {
+        assert_eq!(
+            s.get(&series).map(String::as_str),
+            Some(value),
+            "{series}\n{text}"
+        );
+    }
 }

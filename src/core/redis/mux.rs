@@ -5,7 +5,7 @@
 //! queued); the reader hands each reply to the oldest slot. A pipe whose
 //! connection fails fails its outstanding slots and reconnects with backoff.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,38 @@ struct Waiting {
     reply: oneshot::Sender<Reply>,
 }
 
+/// What one server's shared connections did, for metrics. Shared by every
+/// [`Mux`] of a [`super::Node`]; each counter is bumped with one relaxed
+/// add per write, per read or per failure, never per byte.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    /// Commands put on a server connection (counted per write, just
+    /// before it; a failed write fails them again in `failed_requests`).
+    pub requests: AtomicU64,
+    /// Replies that were errors (`-…`, or a RESP3 blob error `!…`).
+    pub error_replies: AtomicU64,
+    /// Connections opened to the server.
+    pub connects: AtomicU64,
+    /// Failed connects and connections lost (reset, closed, unparseable).
+    pub backend_errors: AtomicU64,
+    /// Commands answered with an error by Attaché because the server
+    /// connection failed before their reply came.
+    pub failed_requests: AtomicU64,
+}
+
+impl NodeStats {
+    fn add(counter: &AtomicU64, n: usize) {
+        if n > 0 {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether a reply frame starting with `first` is an error reply.
+fn is_error_reply(first: u8) -> bool {
+    first == b'-' || first == b'!'
+}
+
 /// Most bytes batched into one write.
 const MAX_BATCH: usize = 256 * 1024;
 
@@ -49,19 +81,31 @@ const MAX_BATCH: usize = 256 * 1024;
 /// so sending never waits and routing stays synchronous.
 pub struct Mux {
     pipes: Vec<mpsc::UnboundedSender<Request>>,
+    stats: Arc<NodeStats>,
 }
 
 impl Mux {
-    /// Starts `n` pipes; each connects on its first request.
+    /// Starts `n` pipes; each connects on its first request. Counts into
+    /// its own [`NodeStats`], which nothing exports.
     pub fn new(target: Arc<RedisTarget>, setup: Setup, n: usize) -> Self {
+        Self::with_stats(target, setup, n, Arc::default())
+    }
+
+    /// Like [`Mux::new`], counting into `stats` (its node's).
+    pub fn with_stats(
+        target: Arc<RedisTarget>,
+        setup: Setup,
+        n: usize,
+        stats: Arc<NodeStats>,
+    ) -> Self {
         let pipes = (0..n.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(supervise(target.clone(), setup, rx));
+                tokio::spawn(supervise(target.clone(), setup, rx, stats.clone()));
                 tx
             })
             .collect();
-        Self { pipes }
+        Self { pipes, stats }
     }
 
     /// Queues a raw command on pipe `lane % pipes`; the receiver yields
@@ -105,6 +149,7 @@ impl Mux {
             reply: tx,
         };
         if let Err(mpsc::error::SendError(req)) = self.pipes[i].send(req) {
+            NodeStats::add(&self.stats.failed_requests, req.replies);
             let _ = req.reply.send(Err(RedisBackendError::Lost));
         }
         rx
@@ -116,6 +161,7 @@ async fn supervise(
     target: Arc<RedisTarget>,
     setup: Setup,
     mut rx: mpsc::UnboundedReceiver<Request>,
+    stats: Arc<NodeStats>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -123,14 +169,22 @@ async fn supervise(
         match conn::connect(&target, setup).await {
             Ok((tcp, leftover)) => {
                 backoff = Duration::from_millis(50);
+                NodeStats::add(&stats.connects, 1);
                 let (rd, wr) = tokio::io::split(tcp);
-                if let Err(e) = run(rd, wr, leftover, first, &mut rx, &target, setup.version).await
-                {
+                let pipe = Pipe {
+                    target: &target,
+                    version: setup.version,
+                    stats: &stats,
+                };
+                if let Err(e) = run(rd, wr, leftover, first, &mut rx, pipe).await {
+                    NodeStats::add(&stats.backend_errors, 1);
                     debug!(server.addr = %target.addr, error = %e, "redis pipe closed");
                 }
             }
             Err(e) => {
                 warn!(server.addr = %target.addr, error = %e, "redis connect failed");
+                NodeStats::add(&stats.backend_errors, 1);
+                NodeStats::add(&stats.failed_requests, first.replies);
                 let _ = first.reply.send(Err(e.clone()));
                 // While backing off, fail new requests at once with the
                 // reason instead of letting them wait for the next attempt.
@@ -138,7 +192,10 @@ async fn supervise(
                 loop {
                     tokio::select! {
                         r = rx.recv() => match r {
-                            Some(r) => { let _ = r.reply.send(Err(e.clone())); }
+                            Some(r) => {
+                                NodeStats::add(&stats.failed_requests, r.replies);
+                                let _ = r.reply.send(Err(e.clone()));
+                            }
                             None => return,
                         },
                         _ = tokio::time::sleep_until(until) => break,
@@ -150,23 +207,30 @@ async fn supervise(
     }
 }
 
+/// What a connected pipe's writer and reader share.
+#[derive(Clone, Copy)]
+struct Pipe<'a> {
+    target: &'a RedisTarget,
+    version: Version,
+    stats: &'a NodeStats,
+}
+
 async fn run(
     rd: ReadHalf<Stream>,
     mut wr: WriteHalf<Stream>,
     leftover: BytesMut,
     first: Request,
     rx: &mut mpsc::UnboundedReceiver<Request>,
-    target: &RedisTarget,
-    version: Version,
+    pipe: Pipe<'_>,
 ) -> Result<(), RedisBackendError> {
+    let target = pipe.target;
     let (slots_tx, slots_rx) = mpsc::unbounded_channel::<Waiting>();
     let outstanding = Arc::new(AtomicUsize::new(0));
     let mut reader = Box::pin(read_replies(
         rd,
         leftover,
         slots_rx,
-        target,
-        version,
+        pipe,
         outstanding.clone(),
     ));
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -189,8 +253,10 @@ async fn run(
                 r = &mut reader => return r,
             },
         };
-        let queue = |r: Request, wbuf: &mut BytesMut| {
+        let mut commands = 0;
+        let mut queue = |r: Request, wbuf: &mut BytesMut| {
             wbuf.extend_from_slice(&r.bytes);
+            commands += r.replies;
             outstanding.fetch_add(1, Ordering::AcqRel);
             let _ = slots_tx.send(Waiting {
                 replies: r.replies,
@@ -219,6 +285,7 @@ async fn run(
                 break;
             }
         }
+        NodeStats::add(&pipe.stats.requests, commands);
         if let Err(e) = wr.write_all(&wbuf).await {
             drop(slots_tx);
             let _ = reader.await;
@@ -238,11 +305,14 @@ async fn read_replies(
     mut rd: ReadHalf<Stream>,
     mut buf: BytesMut,
     mut slots: mpsc::UnboundedReceiver<Waiting>,
-    target: &RedisTarget,
-    version: Version,
+    pipe: Pipe<'_>,
     outstanding: Arc<AtomicUsize>,
 ) -> Result<(), RedisBackendError> {
+    let (target, version) = (pipe.target, pipe.version);
     let mut current: Option<Waiting> = None;
+    // Error replies seen since the last read, added to the node's counter
+    // once per read rather than once per reply.
+    let mut errors = 0;
     loop {
         loop {
             // A batch whose replies have all arrived goes out as one slice
@@ -251,7 +321,8 @@ async fn read_replies(
                 .as_ref()
                 .filter(|w| w.collect.as_ref().is_some_and(BytesMut::is_empty))
             {
-                if let Some(len) = replies_len(&buf, w.replies, version, &target.limits) {
+                if let Some((len, errs)) = replies_len(&buf, w.replies, version, &target.limits) {
+                    errors += errs;
                     if let Some(w) = current.take() {
                         outstanding.fetch_sub(1, Ordering::AcqRel);
                         let _ = w.reply.send(Ok(buf.split_to(len).freeze()));
@@ -276,9 +347,10 @@ async fn read_replies(
                 Err(e) => {
                     let e = RedisBackendError::Protocol(e.to_string());
                     if let Some(w) = current.take() {
+                        NodeStats::add(&pipe.stats.failed_requests, w.replies);
                         let _ = w.reply.send(Err(e.clone()));
                     }
-                    return fail_all(&mut slots, e);
+                    return fail_all(&mut slots, e, pipe.stats);
                 }
             };
             // The writer queues a slot before writing its command, so a
@@ -295,6 +367,7 @@ async fn read_replies(
                 },
             };
             slot.replies -= 1;
+            errors += usize::from(raw.first().copied().is_some_and(is_error_reply));
             let raw = match slot.collect.as_mut() {
                 Some(all) => {
                     all.extend_from_slice(&raw);
@@ -314,6 +387,7 @@ async fn read_replies(
                 }
             }
         }
+        NodeStats::add(&pipe.stats.error_replies, std::mem::take(&mut errors));
         if slots.is_closed() && outstanding.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
@@ -321,9 +395,10 @@ async fn read_replies(
         match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
                 if let Some(w) = current.take() {
+                    NodeStats::add(&pipe.stats.failed_requests, w.replies);
                     let _ = w.reply.send(Err(RedisBackendError::Lost));
                 }
-                return fail_all(&mut slots, RedisBackendError::Lost);
+                return fail_all(&mut slots, RedisBackendError::Lost, pipe.stats);
             }
             Ok(_) => {}
         }
@@ -331,21 +406,30 @@ async fn read_replies(
 }
 
 /// The byte length of the next `n` complete replies in `buf`, if all of
-/// them are there.
-fn replies_len(buf: &[u8], n: usize, version: Version, limits: &frame::Limits) -> Option<usize> {
-    let mut at = 0;
+/// them are there, and how many of them are error replies.
+fn replies_len(
+    buf: &[u8],
+    n: usize,
+    version: Version,
+    limits: &frame::Limits,
+) -> Option<(usize, usize)> {
+    let (mut at, mut errors) = (0, 0);
     for _ in 0..n {
-        at += frame::frame_len(&buf[at..], version, limits).ok()??;
+        let len = frame::frame_len(&buf[at..], version, limits).ok()??;
+        errors += usize::from(buf.get(at).copied().is_some_and(is_error_reply));
+        at += len;
     }
-    Some(at)
+    Some((at, errors))
 }
 
 fn fail_all(
     slots: &mut mpsc::UnboundedReceiver<Waiting>,
     e: RedisBackendError,
+    stats: &NodeStats,
 ) -> Result<(), RedisBackendError> {
     slots.close();
     while let Ok(w) = slots.try_recv() {
+        NodeStats::add(&stats.failed_requests, w.replies);
         let _ = w.reply.send(Err(e.clone()));
     }
     Err(e)

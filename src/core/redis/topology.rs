@@ -14,7 +14,7 @@ use attache_redis_protocol::slot::hash_slot;
 
 use super::cluster::Cluster;
 use super::conn::{RedisTarget, Setup};
-use super::mux::Mux;
+use super::mux::{Mux, NodeStats};
 use super::ring::{EjectPolicy, ShardRing};
 use super::sentinel::Sentinel;
 use crate::config::redis::{NodeSpec, ReadFrom, RedisConfig, RedisMode};
@@ -40,6 +40,9 @@ pub struct Node {
     pub target: Arc<RedisTarget>,
     connections: usize,
     muxes: Mutex<HashMap<Setup, Arc<Mux>>>,
+    /// Counted by every shared connection to this server, whatever its
+    /// setup, for the admin metrics.
+    pub stats: Arc<NodeStats>,
 }
 
 impl Node {
@@ -49,6 +52,7 @@ impl Node {
             target: Arc::new(target),
             connections,
             muxes: Mutex::new(HashMap::new()),
+            stats: Arc::default(),
         }
     }
 
@@ -60,7 +64,14 @@ impl Node {
         };
         muxes
             .entry(setup)
-            .or_insert_with(|| Arc::new(Mux::new(self.target.clone(), setup, self.connections)))
+            .or_insert_with(|| {
+                Arc::new(Mux::with_stats(
+                    self.target.clone(),
+                    setup,
+                    self.connections,
+                    self.stats.clone(),
+                ))
+            })
             .clone()
     }
 }

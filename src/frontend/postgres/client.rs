@@ -35,7 +35,13 @@ impl Session {
     /// read that may have to be retried on another node (see
     /// [`Session::replay`]).
     pub(super) async fn on_client_message(&mut self, m: Message) -> Result<Flow, FrontendError> {
-        let attached = self.server.is_some();
+        // A connection held only for Attaché's WAL position query carries
+        // no client transaction: what arrives now starts a new one.
+        let held = self.server.is_some()
+            && self.tx_status == b'I'
+            && !self.expect.is_empty()
+            && self.expect.iter().all(|e| matches!(e, Expect::CaptureLsn));
+        let attached = self.server.is_some() && !held;
         // Only reads are replayed, and only a session that splits reads
         // attaches for one: others never pay for the copy.
         let copy = if (attached && self.replay.is_none()) || (!attached && !self.splits()) {
@@ -51,6 +57,16 @@ impl Session {
             Some(c) if attached => {
                 if let Some(r) = self.replay.as_mut() {
                     r.push(c);
+                }
+            }
+            Some(c) if held => {
+                // Kept on the primary (its commit position is not known
+                // yet), but still only a read: replayable if the server dies.
+                let read = c.tag == b'Q'
+                    && messages::read_query(c.body())
+                        .is_ok_and(|sql| self.want_for_sql(sql) == Want::Read);
+                if read {
+                    self.replay = Some(vec![c]);
                 }
             }
             Some(c) if self.server.is_some() && self.read_attach => self.replay = Some(vec![c]),

@@ -39,6 +39,11 @@ pub(super) enum Want {
 /// written out yet, and the write position would be before it.
 const LSN_SQL: &str = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text";
 
+/// `min_lsn` when a write committed but its position could not be read
+/// (the server died first): no replica qualifies until the primary's
+/// position is known again.
+pub(super) const UNKNOWN_LSN: u64 = u64::MAX;
+
 /// How many unreachable nodes one attach may skip before giving up early.
 const MAX_ATTEMPTS: usize = 64;
 
@@ -93,6 +98,7 @@ impl Session {
         let mut attempts = 0;
         loop {
             attempts += 1;
+            self.settle_unknown_lsn();
             let (node, write) = self.pick(want, deadline).await?;
             let Some(pool) = self.pools.get(node).cloned() else {
                 return Err(FrontendError::protocol("no pool for the chosen node"));
@@ -140,6 +146,19 @@ impl Session {
         self.db_key = route.db_key;
         self.generation = generation;
         Ok(())
+    }
+
+    /// After a write whose commit position was lost with its server (see
+    /// [`UNKNOWN_LSN`]), the first position known to be at least as late:
+    /// the current primary's, once a probe has reported it.
+    fn settle_unknown_lsn(&mut self) {
+        if self.min_lsn != UNKNOWN_LSN || self.cluster.primary().is_none() {
+            return;
+        }
+        let lsn = self.cluster.primary_lsn();
+        if lsn > 0 {
+            self.min_lsn = lsn;
+        }
     }
 
     /// The node for `want`: a replica for reads when one is eligible, else

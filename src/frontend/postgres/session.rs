@@ -463,6 +463,11 @@ impl Session {
     async fn server_lost(&mut self, why: &str) -> Result<(), FrontendError> {
         debug!(why, "server connection lost");
         let node = self.in_flight.take().map(|f| f.abandon());
+        if self.expect.iter().any(|e| matches!(e, Expect::CaptureLsn)) {
+            // A write committed but its position is lost: read-your-writes
+            // must not trust any replica until it knows a later position.
+            self.min_lsn = super::routing::UNKNOWN_LSN;
+        }
         if let Some(messages) = self.replay.take() {
             if let (Some(node), Some(conn)) = (node, self.server.take()) {
                 self.pool.discard(conn);

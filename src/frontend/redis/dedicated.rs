@@ -4,8 +4,6 @@
 //! to a connection of its own for the rest of the session, so pushes of
 //! either RESP version reach the client as the server sent them.
 
-use std::sync::Arc;
-
 use crate::net::Stream;
 use attache_redis_protocol::command::DedicatedReason;
 use attache_redis_protocol::frame::Version;
@@ -14,18 +12,20 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::session::{RedisSessionError, Session};
-use crate::core::redis::{Mux, RedisTarget, Reply, Setup};
+use crate::core::redis::topology::Node;
+use crate::core::redis::{Mux, Reply, Setup};
 
 /// Runs one blocking command on a connection of its own.
 pub(super) fn blocking(
-    target: Arc<RedisTarget>,
+    node: &Node,
     version: Version,
     db: u32,
     raw: Bytes,
 ) -> oneshot::Receiver<Reply> {
     let (tx, rx) = oneshot::channel();
+    let (target, stats) = (node.target.clone(), node.stats.clone());
     tokio::spawn(async move {
-        let mux = Mux::new(target, Setup { version, db }, 1);
+        let mux = Mux::with_stats(target, Setup { version, db }, 1, stats);
         let reply = mux
             .send(0, raw)
             .await

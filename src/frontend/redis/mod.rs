@@ -12,6 +12,7 @@ mod txn;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use attache_redis_protocol::frame::Version;
@@ -31,6 +32,25 @@ pub struct RedisContext {
     local_tls: Option<Arc<rustls::ServerConfig>>,
     /// Upper-case names of denied commands.
     denied: HashSet<String>,
+    /// Clients connected right now (see [`RedisContext::clients`]).
+    clients: AtomicUsize,
+}
+
+/// Counts one connected client for as long as its `serve` runs, however
+/// that ends.
+struct Connected(Arc<RedisContext>);
+
+impl Connected {
+    fn new(ctx: Arc<RedisContext>) -> Self {
+        ctx.clients.fetch_add(1, Ordering::Relaxed);
+        Self(ctx)
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl RedisContext {
@@ -51,6 +71,7 @@ impl RedisContext {
             topology,
             local_tls,
             denied,
+            clients: AtomicUsize::new(0),
         })
     }
 
@@ -68,6 +89,12 @@ impl RedisContext {
     pub fn is_denied(&self, upper_name: &str) -> bool {
         self.denied.contains(upper_name)
     }
+
+    /// Clients connected to this listener now, from accept (before any
+    /// TLS handshake) until their session ends.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
 }
 
 impl App for RedisContext {
@@ -78,6 +105,7 @@ impl App for RedisContext {
     async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
         let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("client", protocol = "redis", listener, client.addr = %peer);
+        let _connected = Connected::new(self.clone());
         async move {
             let _ = tcp.set_nodelay(true);
             let stream = match &self.local_tls {

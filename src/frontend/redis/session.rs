@@ -353,11 +353,11 @@ impl Session {
             }
             Affinity::Blocking if !self.in_transaction() => {
                 let shard = self.node_for(&cmd).ok().flatten();
-                let target = match shard {
-                    Some(sh) => self.ctx.topology.node_for_shard(sh).target.clone(),
-                    None => self.ctx.topology.first().target.clone(),
+                let node = match shard {
+                    Some(sh) => self.ctx.topology.node_for_shard(sh),
+                    None => self.ctx.topology.first(),
                 };
-                let rx = dedicated::blocking(target, self.version, self.db, req.raw);
+                let rx = dedicated::blocking(&node, self.version, self.db, req.raw);
                 self.wait(rx, true);
             }
             _ if self.in_transaction() => self.in_txn(&cmd, req.raw),

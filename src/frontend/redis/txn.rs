@@ -118,8 +118,8 @@ impl Session {
             (Ok(None), None) => 0,
         };
         if txn.conn.is_none() {
-            let target = ctx.topology.node_for_shard(node).target.clone();
-            let mux = Arc::new(Mux::new(target, setup, 1));
+            let n = ctx.topology.node_for_shard(node);
+            let mux = Arc::new(Mux::with_stats(n.target.clone(), setup, 1, n.stats.clone()));
             txn.conn = Some((node, mux));
         }
         let prefix = std::mem::take(&mut txn.multi_pending).then(multi);

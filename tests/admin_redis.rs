@@ -1,0 +1,203 @@
+//! The admin `/metrics` endpoint in front of a real `redis-server`:
+//! commands through Attaché show in the node's request counter, error
+//! replies (unknown command, WRONGTYPE) in its error counter, and the
+//! clients gauge follows connects and disconnects. Clients speak raw RESP
+//! over TCP so each one is exactly one connection.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use attache::app::Attache;
+use attache_harness::{RedisBuilder, RedisServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start(server: &RedisServer) -> (Attache, SocketAddr, SocketAddr) {
+    let toml = format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\nnodes = [\"{}\"]\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        server.addr()
+    );
+    let cfg = attache::config::parse(&toml).expect("valid config");
+    let app = Attache::start(cfg).await.expect("attache starts");
+    let redis = app.redis_addr.expect("redis listener");
+    let admin = app.admin_addr.expect("admin listener");
+    (app, redis, admin)
+}
+
+/// The `/metrics` body.
+async fn metrics(admin: SocketAddr) -> String {
+    let mut tcp = TcpStream::connect(admin).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut out))
+        .await
+        .expect("admin answers")
+        .unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// Sends one command and reads one single-line or bulk reply.
+async fn cmd(tcp: &mut TcpStream, args: &[&str]) -> String {
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    let complete = |b: &[u8]| {
+        let Some(line_end) = b.windows(2).position(|w| w == b"\r\n") else {
+            return false;
+        };
+        if b[0] != b'$' {
+            return true;
+        }
+        let len: i64 = std::str::from_utf8(&b[1..line_end])
+            .unwrap()
+            .parse()
+            .unwrap();
+        len < 0 || b.len() >= line_end + 2 + len as usize + 2
+    };
+    while !complete(&buf) {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut byte))
+            .await
+            .expect("a reply")
+            .unwrap();
+        assert_eq!(n, 1, "connection closed mid-reply");
+        buf.push(byte[0]);
+    }
+    String::from_utf8(buf).unwrap()
+}
+
+fn redis_server() -> RedisServer {
+    tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis-server starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_error_replies_and_clients_show_per_node() {
+    let server = redis_server();
+    let (app, redis, admin) = start(&server).await;
+    let labels = format!(
+        "mode=\"single\",node=\"{}\",role=\"primary\"",
+        server.addr()
+    );
+
+    let mut c = TcpStream::connect(redis).await.unwrap();
+    const N: usize = 20;
+    for i in 0..N {
+        let r = cmd(&mut c, &["SET", &format!("k{i}"), "v"]).await;
+        assert_eq!(r, "+OK\r\n");
+    }
+    let r = cmd(&mut c, &["LPUSH", "k0", "x"]).await;
+    assert!(r.starts_with("-WRONGTYPE"), "{r}");
+    let r = cmd(&mut c, &["NOSUCHCOMMAND", "x"]).await;
+    assert!(r.starts_with("-ERR unknown command"), "{r}");
+
+    let m = metrics(admin).await;
+    let requests = sample(&m, &format!("attache_redis_requests_total{{{labels}}}"))
+        .unwrap_or_else(|| panic!("no requests counter for {labels}\n{m}"));
+    // Attaché answers the unknown command itself: it never reaches the node.
+    assert!(requests >= (N + 1) as f64, "{requests}\n{m}");
+    let errors = sample(
+        &m,
+        &format!("attache_redis_error_replies_total{{{labels}}}"),
+    )
+    .unwrap();
+    assert_eq!(errors, 1.0, "WRONGTYPE only\n{m}");
+    assert_eq!(
+        sample(
+            &m,
+            &format!("attache_redis_backend_errors_total{{{labels}}}")
+        ),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &m,
+            &format!("attache_redis_backend_connects_total{{{labels}}}")
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        sample(&m, "attache_redis_clients{mode=\"single\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("attache_listener_info{{protocol=\"redis\",addr=\"{redis}\"}}")
+        ),
+        Some(1.0),
+        "{m}"
+    );
+
+    // Two more clients, each seen through once it has been answered.
+    let mut more = Vec::new();
+    for _ in 0..2 {
+        let mut t = TcpStream::connect(redis).await.unwrap();
+        assert_eq!(cmd(&mut t, &["PING"]).await, "+PONG\r\n");
+        more.push(t);
+    }
+    let m = metrics(admin).await;
+    assert_eq!(
+        sample(&m, "attache_redis_clients{mode=\"single\"}"),
+        Some(3.0)
+    );
+    drop(more);
+    drop(c);
+    let mut now = None;
+    for _ in 0..100 {
+        now = sample(
+            &metrics(admin).await,
+            "attache_redis_clients{mode=\"single\"}",
+        );
+        if now == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(now, Some(0.0), "disconnected clients are no longer counted");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_server_counts_as_a_backend_error() {
+    let mut server = redis_server();
+    let (app, redis, admin) = start(&server).await;
+    let labels = format!(
+        "mode=\"single\",node=\"{}\",role=\"primary\"",
+        server.addr()
+    );
+    let mut c = TcpStream::connect(redis).await.unwrap();
+    assert_eq!(cmd(&mut c, &["SET", "a", "b"]).await, "+OK\r\n");
+    tokio::task::block_in_place(|| server.kill9());
+    let r = cmd(&mut c, &["GET", "a"]).await;
+    assert!(r.starts_with('-'), "no server, an error: {r}");
+    let m = metrics(admin).await;
+    let errors = sample(
+        &m,
+        &format!("attache_redis_backend_errors_total{{{labels}}}"),
+    )
+    .unwrap();
+    assert!(errors >= 1.0, "{m}");
+    let failed = sample(
+        &m,
+        &format!("attache_redis_requests_failed_total{{{labels}}}"),
+    )
+    .unwrap();
+    assert!(failed >= 1.0, "the GET got no reply from the server\n{m}");
+    app.shutdown().await;
+}
