@@ -13,6 +13,7 @@ use crate::admin::{self, Admin, ListenerInfo};
 use crate::config::types::{AdminConfig, Config};
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
+use crate::live::Slot;
 use crate::net::tls::TlsError;
 use crate::server::{self, ShutdownTrigger};
 
@@ -41,6 +42,8 @@ pub struct Attache {
     pub redis: Option<Arc<RedisContext>>,
     /// The admin HTTP listener's actual address (no `[admin]`, no server).
     pub admin_addr: Option<SocketAddr>,
+    /// The accept loops a reload may replace.
+    pub live: Arc<crate::live::Live>,
     /// Applies new configs (SIGHUP, `POST /reload`).
     pub reloader: Arc<crate::reload::Reloader>,
     trigger: ShutdownTrigger,
@@ -61,6 +64,7 @@ impl Attache {
         source: Option<std::path::PathBuf>,
     ) -> Result<Self, AppError> {
         let trigger = ShutdownTrigger::new();
+        let live = Arc::new(crate::live::Live::new(trigger.subscribe()));
         let mut tasks = Vec::new();
         let mut postgres_addr = None;
         let mut postgres = None;
@@ -78,12 +82,7 @@ impl Attache {
             let ctx = Arc::new(PgContext::new(pg)?);
             ctx.start_configured_probes();
             postgres = Some(ctx.clone());
-            tasks.push(tokio::spawn(server::serve(
-                listener,
-                ctx,
-                max,
-                trigger.subscribe(),
-            )));
+            live.start(Slot::Postgres, listener, ctx, max);
         }
         let mut redis_addr = None;
         let mut redis = None;
@@ -100,18 +99,15 @@ impl Attache {
             let max = rc.max_client_connections;
             let ctx = Arc::new(RedisContext::new(rc)?);
             redis = Some(ctx.clone());
-            tasks.push(tokio::spawn(server::serve(
-                listener,
-                ctx,
-                max,
-                trigger.subscribe(),
-            )));
+            live.set_redis(Some(ctx.clone()));
+            live.start(Slot::Redis, listener, ctx, max);
         }
         let reloader = Arc::new(crate::reload::Reloader::new(
             source,
             config.clone(),
             postgres.clone(),
         ));
+        reloader.attach_live(live.clone());
         if let Some(pg) = &postgres {
             pg.set_reloader(Arc::downgrade(&reloader));
         }
@@ -123,11 +119,12 @@ impl Attache {
                     listeners.push(ListenerInfo { protocol, addr });
                 }
             }
-            let (addr, task) = start_admin(ac, listeners, &postgres, &redis, &reloader, &trigger)?;
+            let (addr, task) = start_admin(ac, listeners, &postgres, &live, &reloader, &trigger)?;
             admin_addr = Some(addr);
             tasks.push(task);
         }
         Ok(Self {
+            live,
             reloader,
             postgres_addr,
             postgres,
@@ -154,6 +151,7 @@ impl Attache {
     /// Stops accepting (the admin endpoint too), lets sessions finish their
     /// work (up to `shutdown_timeout`), then returns whether all of them did.
     pub async fn shutdown(self) -> bool {
+        self.live.close();
         let drained = self.trigger.drain(self.shutdown_timeout).await;
         for t in self.tasks {
             t.abort();
@@ -169,7 +167,7 @@ fn start_admin(
     cfg: &AdminConfig,
     mut listeners: Vec<ListenerInfo>,
     postgres: &Option<Arc<PgContext>>,
-    redis: &Option<Arc<RedisContext>>,
+    live: &Arc<crate::live::Live>,
     reloader: &Arc<crate::reload::Reloader>,
     trigger: &ShutdownTrigger,
 ) -> Result<(SocketAddr, JoinHandle<()>), AppError> {
@@ -186,12 +184,8 @@ fn start_admin(
         protocol: "admin",
         addr: bound,
     });
-    let mut admin = Admin::new(
-        listeners,
-        postgres.clone(),
-        redis.clone(),
-        cfg.token.clone(),
-    );
+    let mut admin = Admin::new(listeners, postgres.clone(), None, cfg.token.clone());
+    admin.redis = live.redis_holder();
     admin.reloader = Some(reloader.clone());
     let app = Arc::new(admin);
     let task = tokio::spawn(server::serve(

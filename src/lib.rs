@@ -13,6 +13,7 @@ pub mod core;
 pub mod demo;
 pub mod frontend;
 pub mod import;
+pub mod live;
 pub mod net;
 pub mod reload;
 pub mod server;

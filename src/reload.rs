@@ -1,11 +1,13 @@
 //! Config → running listeners: hot reload (SIGHUP, `POST /reload`, the
-//! console's `RELOAD`). A new config is read and validated in full first;
-//! an invalid one is rejected with its validation error and the config in
-//! force stays. What can change live (every `[postgres]` database, user,
-//! node, pool and topology setting) is applied without dropping a client;
-//! what cannot yet (listen addresses, connection limits, local TLS, the
-//! `[redis]`, `[admin]` and `[general]` sections) is named in the outcome
-//! as needing a restart.
+//! console's `RELOAD`). A new config is read and validated in full first,
+//! and new listeners are bound and a new Redis topology built before
+//! anything changes; any failure rejects the reload and the config in force
+//! stays. Applied without dropping a client: every `[postgres]` database,
+//! user, node, pool, topology and TLS setting, its listen address and
+//! connection limit, and the whole `[redis]` section (new clients get the
+//! new listener and topology; connected ones finish on the old). Adding or
+//! removing `[postgres]`, and the `[admin]` and `[general]` sections, are
+//! named in the outcome as needing a restart.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,10 @@ use tracing::{info, warn};
 use crate::config::types::Config;
 use crate::config::ConfigError;
 use crate::frontend::postgres::PgContext;
+use crate::frontend::redis::RedisContext;
+use crate::live::{Live, Slot};
 use crate::net::tls::TlsError;
+use crate::server::Listener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -25,6 +30,15 @@ pub enum ReloadError {
     Tls(#[from] TlsError),
     #[error("Attaché was started without a config file; there is nothing to re-read")]
     NoSource,
+    #[error(
+        "config rejected, the running config stays in force: cannot listen on {addr}: {source}"
+    )]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("config rejected, the running config stays in force: {0}")]
+    Redis(#[from] crate::core::redis::TopologyError),
 }
 
 /// What a reload did.
@@ -64,6 +78,14 @@ pub struct Reloader {
     /// Reloads applied and rejected, for metrics.
     pub applied: std::sync::atomic::AtomicU64,
     pub rejected: std::sync::atomic::AtomicU64,
+    live: std::sync::OnceLock<Arc<Live>>,
+}
+
+/// What a reload must start before it changes anything.
+#[derive(Default)]
+struct Prepared {
+    postgres: Option<(Listener, usize)>,
+    redis: Option<Option<(Listener, Arc<RedisContext>, usize)>>,
 }
 
 impl Reloader {
@@ -75,7 +97,13 @@ impl Reloader {
             busy: Mutex::new(()),
             applied: Default::default(),
             rejected: Default::default(),
+            live: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives the reloader the accept loops it may replace.
+    pub fn attach_live(&self, live: Arc<Live>) {
+        let _ = self.live.set(live);
     }
 
     /// Re-reads the file Attaché was started with and applies it.
@@ -114,10 +142,12 @@ impl Reloader {
             needs_restart: restart_only_changes(&old, &config),
             ..Default::default()
         };
+        let prepared = self.prepare(&old, &config)?;
         if let (Some(ctx), Some(pg)) = (&self.postgres, &config.postgres) {
             let summary = ctx.reload(pg.clone())?;
             outcome.applied.push(summary.to_string());
         }
+        self.switch(prepared, &mut outcome);
         match self.current.lock() {
             Ok(mut c) => *c = config,
             Err(p) => *p.into_inner() = config,
@@ -131,27 +161,80 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// Binds what moves and builds what is new, so a failure here leaves
+    /// everything as it was.
+    fn prepare(&self, old: &Config, new: &Config) -> Result<Prepared, ReloadError> {
+        let mut p = Prepared::default();
+        let Some(_) = self.live.get() else {
+            return Ok(p);
+        };
+        if let (Some(o), Some(n)) = (&old.postgres, &new.postgres) {
+            if o.listen != n.listen || o.max_client_connections != n.max_client_connections {
+                p.postgres = Some((bind(&n.listen)?, n.max_client_connections));
+            }
+        }
+        if !erased::Ser::render(&old.redis).eq(&erased::Ser::render(&new.redis)) {
+            p.redis = Some(match &new.redis {
+                Some(rc) => {
+                    let ctx = Arc::new(RedisContext::new(rc.clone())?);
+                    Some((bind(&rc.listen)?, ctx, rc.max_client_connections))
+                }
+                None => None,
+            });
+        }
+        Ok(p)
+    }
+
+    /// Starts the prepared accept loops; each replaces the one before.
+    fn switch(&self, p: Prepared, outcome: &mut ReloadOutcome) {
+        let Some(live) = self.live.get() else { return };
+        if let (Some((listener, max)), Some(ctx)) = (p.postgres, &self.postgres) {
+            let addr = listener.addr;
+            live.start(Slot::Postgres, listener, ctx.clone(), max);
+            outcome
+                .applied
+                .push(format!("postgres: listening on {addr}"));
+        }
+        match p.redis {
+            Some(Some((listener, ctx, max))) => {
+                let addr = listener.addr;
+                live.set_redis(Some(ctx.clone()));
+                live.start(Slot::Redis, listener, ctx, max);
+                outcome
+                    .applied
+                    .push(format!("redis: new topology, listening on {addr}"));
+            }
+            Some(None) => {
+                live.stop(Slot::Redis);
+                live.set_redis(None);
+                outcome.applied.push("redis: listener stopped".to_owned());
+            }
+            None => {}
+        }
+    }
+}
+
+fn bind(listen: &str) -> Result<Listener, ReloadError> {
+    let err = |source| ReloadError::Bind {
+        addr: listen.to_owned(),
+        source,
+    };
+    let addr = listen.parse().map_err(|_| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a socket address",
+        ))
+    })?;
+    crate::server::bind(addr).map_err(err)
+}
+
 /// The changed settings a running process cannot apply yet.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let same = |a: &dyn erased::Ser, b: &dyn erased::Ser| a.render() == b.render();
-    match (&old.postgres, &new.postgres) {
-        (Some(o), Some(n)) => {
-            if o.listen != n.listen {
-                out.push("postgres.listen".to_owned());
-            }
-            if o.max_client_connections != n.max_client_connections {
-                out.push("postgres.max_client_connections".to_owned());
-            }
-            if !same(&o.tls, &n.tls) {
-                out.push("postgres.tls".to_owned());
-            }
-        }
-        (None, None) => {}
-        _ => out.push("[postgres] added or removed".to_owned()),
-    }
-    if !same(&old.redis, &new.redis) {
-        out.push("[redis]".to_owned());
+    if old.postgres.is_some() != new.postgres.is_some() {
+        out.push("[postgres] added or removed".to_owned());
     }
     if !same(&old.admin, &new.admin) {
         out.push("[admin]".to_owned());

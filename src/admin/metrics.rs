@@ -149,7 +149,7 @@ pub fn render(admin: &Admin) -> Result<String, std::fmt::Error> {
             owned.iter().map(|(k, c)| (k.as_str(), c)).collect();
         nodes(&mut s, &clusters);
     }
-    if let Some(redis) = &admin.redis {
+    if let Some(redis) = &admin.redis() {
         redis_backends(&mut s, redis);
         redis_node_counters(&mut s, redis);
     }

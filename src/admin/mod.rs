@@ -37,7 +37,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub struct Admin {
     pub listeners: Vec<ListenerInfo>,
     pub postgres: Option<Arc<PgContext>>,
-    pub redis: Option<Arc<RedisContext>>,
+    /// The Redis context in force (a reload may replace it).
+    pub redis: Arc<std::sync::RwLock<Option<Arc<RedisContext>>>>,
     /// For `POST /reload`; set by the app once it exists.
     pub reloader: Option<Arc<crate::reload::Reloader>>,
     token: Option<Secret>,
@@ -55,7 +56,7 @@ impl Admin {
         Self {
             listeners,
             postgres,
-            redis,
+            redis: Arc::new(std::sync::RwLock::new(redis)),
             reloader: None,
             token,
             started: Instant::now(),
@@ -69,6 +70,14 @@ impl Admin {
     /// wants the token when one is configured, and is checked before the
     /// path so an unauthenticated client learns nothing about which paths
     /// exist.
+    /// The Redis context new clients are served with.
+    pub fn redis(&self) -> Option<Arc<RedisContext>> {
+        match self.redis.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     pub fn respond(&self, req: &Request) -> Response {
         let get = matches!(req.method.as_str(), "GET" | "HEAD");
         let open: Option<fn() -> Response> = match req.path.as_str() {

@@ -102,7 +102,7 @@ pub fn status(admin: &Admin) -> Status {
         uptime_seconds: admin.started.elapsed().as_secs_f64(),
         listeners: admin.listeners.clone(),
         postgres: admin.postgres.as_deref().map(pg_status),
-        redis: admin.redis.as_deref().map(|r| RedisStatus {
+        redis: admin.redis().as_deref().map(|r| RedisStatus {
             mode: redis_mode(r),
             nodes: redis_nodes(r),
         }),
@@ -227,7 +227,7 @@ pub fn not_ready(admin: &Admin) -> Vec<String> {
             }
         }
     }
-    if let Some(r) = &admin.redis {
+    if let Some(r) = &admin.redis() {
         if redis_nodes(r).is_empty() {
             problems.push(format!("redis ({}): no server to route to", redis_mode(r)));
         }

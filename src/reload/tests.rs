@@ -11,17 +11,20 @@ const BASE: &str = "[postgres]\nlisten = \"127.0.0.1:6432\"\npool_size = 5\n\
 fn restart_only_changes_are_named() {
     let old = cfg(BASE);
     assert!(restart_only_changes(&old, &cfg(BASE)).is_empty());
+    // Pool knobs, the listen address and [redis] apply live.
     let pool_only = BASE.replace("pool_size = 5", "pool_size = 9");
     assert!(restart_only_changes(&old, &cfg(&pool_only)).is_empty());
+    let with_redis = format!("{BASE}[redis]\nnodes = [\"127.0.0.1:6379\"]\n");
+    assert!(restart_only_changes(&old, &cfg(&with_redis)).is_empty());
     let moved = BASE.replace("6432", "6433") + "[general]\nshutdown_timeout = \"5s\"\n";
     assert_eq!(
         restart_only_changes(&old, &cfg(&moved)),
-        vec!["postgres.listen".to_owned(), "[general]".to_owned()]
+        vec!["[general]".to_owned()]
     );
-    let with_redis = format!("{BASE}[redis]\nnodes = [\"127.0.0.1:6379\"]\n");
+    let redis_only = "[redis]\nnodes = [\"127.0.0.1:6379\"]\n";
     assert_eq!(
-        restart_only_changes(&old, &cfg(&with_redis)),
-        vec!["[redis]".to_owned()]
+        restart_only_changes(&old, &cfg(redis_only)),
+        vec!["[postgres] added or removed".to_owned()]
     );
 }
 

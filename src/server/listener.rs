@@ -40,7 +40,21 @@ pub async fn serve<A: App>(
     listener: Listener,
     app: Arc<A>,
     max_clients: usize,
+    shutdown: Shutdown,
+) {
+    let (_never, stop) = tokio::sync::watch::channel(false);
+    serve_until(listener, app, max_clients, shutdown, stop).await;
+}
+
+/// [`serve`] that also stops accepting (without touching the sessions it
+/// started, which keep `shutdown`) when `stop` turns true: a reload that
+/// moves or re-creates a listener hands new clients to its replacement.
+pub async fn serve_until<A: App>(
+    listener: Listener,
+    app: Arc<A>,
+    max_clients: usize,
     mut shutdown: Shutdown,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(max_clients));
     let mut backoff = Duration::from_millis(5);
@@ -49,6 +63,7 @@ pub async fn serve<A: App>(
         let accepted = tokio::select! {
             r = listener.inner.accept() => r,
             _ = shutdown.wait() => break,
+            _ = stop.wait_for(|v| *v) => break,
         };
         let (tcp, peer) = match accepted {
             Ok(a) => {

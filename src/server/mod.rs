@@ -7,7 +7,7 @@
 mod listener;
 mod shutdown;
 
-pub use listener::{bind, serve, Listener};
+pub use listener::{bind, serve, serve_until, Listener};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 use std::future::Future;

@@ -1,0 +1,106 @@
+//! Reloads that replace accept loops: a Postgres listener moved to another
+//! port, and a `[redis]` section pointed at another server. Connected
+//! clients keep working on what they were routed with; new clients get the
+//! new listener and topology.
+
+mod support;
+
+use std::time::Duration;
+
+use attache_harness::RedisBuilder;
+use redis::AsyncCommands;
+use support::*;
+
+fn text(pg: &PgServer, pg_port: u16, redis_port: u16, redis_node: std::net::SocketAddr) -> String {
+    format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\
+         [postgres]\nlisten = \"127.0.0.1:{pg_port}\"\n[postgres.databases.app]\nnodes = [{{ addr = \"{}\" }}]\n\
+         [redis]\nlisten = \"127.0.0.1:{redis_port}\"\nnodes = [\"{redis_node}\"]\n",
+        pg.addr()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_moves_the_postgres_listener_and_swaps_the_redis_topology() {
+    let pg = app_primary("");
+    let (r1, r2) = tokio::task::block_in_place(|| {
+        (
+            RedisBuilder::new().start().expect("redis 1"),
+            RedisBuilder::new().start().expect("redis 2"),
+        )
+    });
+    let (p1, p2, rp) = (
+        attache_harness::free_port(),
+        attache_harness::free_port(),
+        attache_harness::free_port(),
+    );
+    let cfg = attache::config::parse(&text(&pg, p1, rp, r1.addr())).expect("config");
+    let app = attache::app::Attache::start(cfg).await.expect("start");
+    let old_pg = connect(
+        ([127, 0, 0, 1], p1).into(),
+        "app",
+        "app",
+        Some("app-secret"),
+    )
+    .await;
+    let redis_url = format!("redis://127.0.0.1:{rp}/");
+    let client = redis::Client::open(redis_url.as_str()).expect("url");
+    let mut old_redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis via attache");
+    let _: () = old_redis.set("k", "one").await.expect("set on r1");
+
+    let new = attache::config::parse(&text(&pg, p2, rp, r2.addr())).expect("config");
+    let outcome = app.reloader.reload(new).expect("reload");
+    assert!(outcome.needs_restart.is_empty(), "{outcome}");
+    let shown = outcome.to_string();
+    assert!(
+        shown.contains(&format!("listening on 127.0.0.1:{p2}")),
+        "{shown}"
+    );
+    assert!(shown.contains("redis: new topology"), "{shown}");
+
+    // Postgres: the new port serves, the old one takes no new clients, and
+    // the client connected before the reload carries on.
+    let fresh = connect(
+        ([127, 0, 0, 1], p2).into(),
+        "app",
+        "app",
+        Some("app-secret"),
+    )
+    .await;
+    assert!(fresh.simple_query("SELECT 1").await.is_ok());
+    let refused = eventually(Duration::from_secs(5), || async {
+        try_connect(
+            ([127, 0, 0, 1], p1).into(),
+            "app",
+            "app",
+            Some("app-secret"),
+        )
+        .await
+        .is_err()
+    })
+    .await;
+    assert!(refused, "the old port still accepts clients");
+    assert!(
+        old_pg.simple_query("SELECT 1").await.is_ok(),
+        "old client broke"
+    );
+
+    // Redis: a new client lands on r2; the old connection still reaches r1.
+    let mut fresh_redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis via attache");
+    let _: () = fresh_redis.set("k", "two").await.expect("set on r2");
+    let on_r1 = tokio::task::block_in_place(|| r1.cli(&["GET", "k"])).expect("cli");
+    let on_r2 = tokio::task::block_in_place(|| r2.cli(&["GET", "k"])).expect("cli");
+    assert_eq!((on_r1.as_str(), on_r2.as_str()), ("one", "two"));
+    let via_old: String = old_redis.get("k").await.expect("old connection works");
+    assert_eq!(
+        via_old, "one",
+        "the old connection stays on the old topology"
+    );
+    app.shutdown().await;
+}
