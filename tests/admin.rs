@@ -81,6 +81,8 @@ async fn metrics_reflect_the_queries_run() {
         let rows = client.simple_query(&format!("SELECT {i}")).await.unwrap();
         assert!(!rows.is_empty());
     }
+    // One SQL error, relayed from the server.
+    assert!(client.simple_query("SELECT 1/0").await.is_err());
 
     let r = get(admin, "/metrics", None).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -98,6 +100,33 @@ async fn metrics_reflect_the_queries_run() {
     assert!(transactions >= QUERIES as f64, "{transactions}");
     let checkouts = sample(m, &format!("attache_pg_pool_checkouts_total{{{pool}}}")).unwrap();
     assert!(checkouts >= QUERIES as f64, "{checkouts}");
+    let errors = sample(m, &format!("attache_pg_pool_server_errors_total{{{pool}}}")).unwrap();
+    assert_eq!(errors, 1.0, "one division by zero");
+    // Each query is at least its 5-byte header plus text each way.
+    let sent = sample(
+        m,
+        &format!("attache_pg_pool_bytes_total{{{pool},direction=\"to_server\"}}"),
+    )
+    .unwrap();
+    let received = sample(
+        m,
+        &format!("attache_pg_pool_bytes_total{{{pool},direction=\"to_client\"}}"),
+    )
+    .unwrap();
+    assert!(sent >= (QUERIES * 13) as f64, "{sent}");
+    assert!(received > sent, "replies carry rows: {received} vs {sent}");
+    assert_eq!(
+        sample(m, &format!("attache_pg_pool_server_lost_total{{{pool}}}")),
+        Some(0.0)
+    );
+    // Every transaction's hold on the node is in its latency histogram.
+    let held = m
+        .lines()
+        .find(|l| l.starts_with("attache_pg_node_transaction_seconds_count"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no node latency histogram:\n{m}"));
+    assert!(held >= QUERIES as f64, "{held}");
     let idle = sample(
         m,
         &format!("attache_pg_pool_server_connections{{{pool},state=\"idle\"}}"),

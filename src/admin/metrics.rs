@@ -193,6 +193,18 @@ fn pools(s: &mut Scrape, pools: &[std::sync::Arc<PgPool>]) {
         "pg_pool_discarded",
         "Server connections dropped because their state was unknown",
     );
+    let bytes = s.counter(
+        "pg_pool_bytes",
+        "Bytes relayed by sessions on this pool, by direction (to_server, to_client)",
+    );
+    let server_errors = s.counter(
+        "pg_pool_server_errors",
+        "Error responses from servers relayed to clients (SQL errors, by cause: server)",
+    );
+    let server_lost = s.counter(
+        "pg_pool_server_lost",
+        "Server connections lost while in use (by cause: upstream failure)",
+    );
     for pool in pools {
         let labels = vec![
             ("database", pool.key.database.clone()),
@@ -230,6 +242,23 @@ fn pools(s: &mut Scrape, pools: &[std::sync::Arc<PgPool>]) {
         discarded
             .get_or_create(&labels)
             .inc_by(load(&stats.discarded));
+        let with_direction = |d: &str| {
+            let mut l = labels.clone();
+            l.push(("direction", d.to_owned()));
+            l
+        };
+        bytes
+            .get_or_create(&with_direction("to_server"))
+            .inc_by(load(&stats.bytes_to_server));
+        bytes
+            .get_or_create(&with_direction("to_client"))
+            .inc_by(load(&stats.bytes_to_client));
+        server_errors
+            .get_or_create(&labels)
+            .inc_by(load(&stats.server_errors));
+        server_lost
+            .get_or_create(&labels)
+            .inc_by(load(&stats.server_lost));
     }
     s.registry.register_with_unit(
         "pg_pool_checkout_wait",
@@ -322,10 +351,12 @@ fn nodes(s: &mut Scrape, clusters: &[(&str, &std::sync::Arc<Cluster>)]) {
         "pg_cluster_has_primary",
         "1 when the cluster has a primary to send writes to",
     );
+    let mut latency = Histograms::default();
     for (db, cluster) in clusters {
         let db_label = vec![("database", (*db).to_owned())];
         for n in cluster.status() {
             let labels = node_labels(db, &n);
+            latency.push_wait(labels.clone(), &n.latency);
             healthy.get_or_create(&labels).set(n.healthy.into());
             banned.get_or_create(&labels).set(n.banned.into());
             lag.get_or_create(&labels).set(n.lag.as_secs_f64());
@@ -348,6 +379,12 @@ fn nodes(s: &mut Scrape, clusters: &[(&str, &std::sync::Arc<Cluster>)]) {
             .get_or_create(&db_label)
             .set(cluster.primary().is_some().into());
     }
+    s.registry.register_with_unit(
+        "pg_node_transaction",
+        "How long transactions held a server connection on the node (checkout to release)",
+        Unit::Seconds,
+        latency,
+    );
 }
 
 fn node_labels(db: &str, n: &NodeStatus) -> Labels {

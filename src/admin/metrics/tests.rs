@@ -121,7 +121,8 @@ async fn counters_are_counters_and_gauges_gauges() {
     for (name, kind) in &types {
         let wanted = if name.ends_with("_build") || name.ends_with("_listener") {
             "info"
-        } else if name.ends_with("_checkout_wait_seconds") {
+        } else if name.ends_with("_checkout_wait_seconds") || name.ends_with("_transaction_seconds")
+        {
             "histogram"
         } else if [
             "checkouts",
@@ -131,6 +132,9 @@ async fn counters_are_counters_and_gauges_gauges() {
             "connect_errors",
             "transactions",
             "discarded",
+            "pool_bytes",
+            "server_errors",
+            "server_lost",
             "reads",
             "writes",
             "probe_failures",

@@ -74,6 +74,8 @@ pub struct Node {
     pub reads: AtomicU64,
     pub writes: AtomicU64,
     pub probe_failures: AtomicU64,
+    /// How long transactions held a server connection here.
+    pub latency: crate::core::pg::pool::WaitHistogram,
     /// Wakes this node's prober early (a session saw it fail).
     pub(super) wake: Arc<Notify>,
 }
@@ -102,6 +104,7 @@ pub struct NodeStatus {
     pub reads: u64,
     pub writes: u64,
     pub probe_failures: u64,
+    pub latency: crate::core::pg::pool::WaitSnapshot,
 }
 
 /// What the monitor publishes to waiting sessions.
@@ -176,6 +179,7 @@ impl Cluster {
                 reads: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
                 probe_failures: AtomicU64::new(0),
+                latency: Default::default(),
                 wake: Arc::new(Notify::new()),
             })
             .collect();
@@ -484,6 +488,7 @@ impl Drop for InFlight {
             return;
         }
         let sample = self.started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        n.latency.record(sample);
         let old = n.load().1;
         let new = if old == 0 {
             sample
@@ -585,6 +590,7 @@ impl Node {
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
             probe_failures: self.probe_failures.load(Ordering::Relaxed),
+            latency: self.latency.snapshot(),
         }
     }
 }

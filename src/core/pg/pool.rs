@@ -56,6 +56,13 @@ pub struct PoolStats {
     pub discarded: AtomicU64,
     /// How long every checkout took, idle hand-outs included.
     pub wait_histogram: WaitHistogram,
+    /// Bytes written to servers and to clients by sessions on this pool.
+    pub bytes_to_server: AtomicU64,
+    pub bytes_to_client: AtomicU64,
+    /// ErrorResponses servers sent that were relayed to clients.
+    pub server_errors: AtomicU64,
+    /// Server connections lost while a session was using them.
+    pub server_lost: AtomicU64,
 }
 
 /// Upper bounds of the checkout wait buckets, in microseconds (0.1 ms to

@@ -178,6 +178,10 @@ impl Session {
     }
 
     fn on_server_error(&mut self, m: Message) {
+        self.pool
+            .stats
+            .server_errors
+            .fetch_add(1, Ordering::Relaxed);
         match self.expect.front_mut() {
             Some(Expect::Query(fx)) => fx.failed = true,
             Some(Expect::SwallowQuery) => {

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -462,6 +463,7 @@ impl Session {
     /// saved, so that client is disconnected with 08006.
     async fn server_lost(&mut self, why: &str) -> Result<(), FrontendError> {
         debug!(why, "server connection lost");
+        self.pool.stats.server_lost.fetch_add(1, Ordering::Relaxed);
         let node = self.in_flight.take().map(|f| f.abandon());
         if self.expect.iter().any(|e| matches!(e, Expect::CaptureLsn)) {
             // A write committed but its position is lost: read-your-writes
@@ -540,6 +542,11 @@ impl Session {
 
     async fn flush(&mut self) -> Result<(), FrontendError> {
         if !self.sout.is_empty() {
+            let n = self.sout.len() as u64;
+            self.pool
+                .stats
+                .bytes_to_server
+                .fetch_add(n, Ordering::Relaxed);
             let r = match self.server.as_mut() {
                 Some(s) => s.stream.write_all(&self.sout).await,
                 None => Ok(()),
@@ -555,6 +562,11 @@ impl Session {
 
     async fn flush_client(&mut self) -> Result<(), FrontendError> {
         if !self.cout.is_empty() {
+            let n = self.cout.len() as u64;
+            self.pool
+                .stats
+                .bytes_to_client
+                .fetch_add(n, Ordering::Relaxed);
             self.client.write_all(&self.cout).await?;
             self.cout.clear();
             shrink(&mut self.cout);
