@@ -385,15 +385,8 @@ async fn reload_pause_and_resume_over_http() {
     let server = app_server();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("attache.toml");
-    let text = |size: usize| {
-        admin_config(&server, "token = \"t0ken\"")
-            .replace("[postgres]\n", &format!("[postgres]\npool_size = {size}\n"))
-    };
-    std::fs::write(&path, text(3)).unwrap();
-    let cfg = attache::config::load(Some(&path)).unwrap();
-    let app = attache::app::Attache::start_from(cfg, Some(path.clone()))
-        .await
-        .unwrap();
+    let text = |size: usize| sized_config(&server, "token = \"t0ken\"", size);
+    let app = start_from_file(&path, &text(3)).await;
     let admin = app.admin_addr.unwrap();
     let c = connect(app.postgres_addr.unwrap(), "app", "app", Some("app-secret")).await;
     c.simple_query("SELECT 1").await.unwrap();
@@ -492,15 +485,8 @@ async fn reloads_are_counted_by_outcome() {
     let server = app_server();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("attache.toml");
-    let text = |size: usize| {
-        admin_config(&server, "")
-            .replace("[postgres]\n", &format!("[postgres]\npool_size = {size}\n"))
-    };
-    std::fs::write(&path, text(3)).unwrap();
-    let cfg = attache::config::load(Some(&path)).unwrap();
-    let app = attache::app::Attache::start_from(cfg, Some(path.clone()))
-        .await
-        .unwrap();
+    let text = |size: usize| sized_config(&server, "", size);
+    let app = start_from_file(&path, &text(3)).await;
     let admin = app.admin_addr.unwrap();
     let reloads = |m: &str, outcome: &str| {
         sample(
@@ -526,4 +512,19 @@ async fn reloads_are_counted_by_outcome() {
     assert_eq!(reloads(&m, "applied"), Some(1.0), "{m}");
     assert_eq!(reloads(&m, "rejected"), Some(2.0), "{m}");
     app.shutdown().await;
+}
+
+/// `admin_config` with a pool size, which reload tests change.
+fn sized_config(server: &PgServer, admin_extra: &str, size: usize) -> String {
+    admin_config(server, admin_extra)
+        .replace("[postgres]\n", &format!("[postgres]\npool_size = {size}\n"))
+}
+
+/// Writes `text` to `path` and starts Attaché from it, so reloads re-read it.
+async fn start_from_file(path: &std::path::Path, text: &str) -> attache::app::Attache {
+    std::fs::write(path, text).unwrap();
+    let cfg = attache::config::load(Some(path)).unwrap();
+    attache::app::Attache::start_from(cfg, Some(path.to_path_buf()))
+        .await
+        .unwrap()
 }
