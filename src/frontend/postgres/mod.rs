@@ -13,6 +13,7 @@ mod console;
 mod context;
 mod error;
 mod handshake;
+mod lost;
 mod pause;
 mod probes;
 mod relay;
