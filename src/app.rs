@@ -108,6 +108,7 @@ impl Attache {
             postgres.clone(),
         ));
         reloader.attach_live(live.clone());
+        live.set_postgres(postgres.clone());
         if let Some(pg) = &postgres {
             pg.set_reloader(Arc::downgrade(&reloader));
         }
@@ -186,6 +187,7 @@ fn start_admin(
     });
     let mut admin = Admin::new(listeners, postgres.clone(), None, cfg.token.clone());
     admin.redis = live.redis_holder();
+    admin.postgres = live.postgres_holder();
     admin.reloader = Some(reloader.clone());
     let app = Arc::new(admin);
     let task = tokio::spawn(server::serve(

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
 use crate::server::{self, App, Listener, Shutdown};
 
@@ -33,6 +34,7 @@ pub struct Live {
     postgres: Mutex<Option<Loop>>,
     redis: Mutex<Option<Loop>>,
     redis_ctx: Arc<RwLock<Option<Arc<RedisContext>>>>,
+    postgres_ctx: Arc<RwLock<Option<Arc<PgContext>>>>,
 }
 
 impl Live {
@@ -42,6 +44,7 @@ impl Live {
             postgres: Mutex::new(None),
             redis: Mutex::new(None),
             redis_ctx: Arc::new(RwLock::new(None)),
+            postgres_ctx: Arc::new(RwLock::new(None)),
         }
     }
 
@@ -76,10 +79,20 @@ impl Live {
     }
 
     pub fn set_redis(&self, ctx: Option<Arc<RedisContext>>) {
-        match self.redis_ctx.write() {
-            Ok(mut r) => *r = ctx,
-            Err(p) => *p.into_inner() = ctx,
-        }
+        set(&self.redis_ctx, ctx);
+    }
+
+    pub fn set_postgres(&self, ctx: Option<Arc<PgContext>>) {
+        set(&self.postgres_ctx, ctx);
+    }
+
+    /// The Postgres context new clients are served with.
+    pub fn postgres(&self) -> Option<Arc<PgContext>> {
+        get(&self.postgres_ctx)
+    }
+
+    pub fn postgres_holder(&self) -> Arc<RwLock<Option<Arc<PgContext>>>> {
+        self.postgres_ctx.clone()
     }
 
     /// The Redis context new clients are served with (status, metrics).
@@ -97,6 +110,21 @@ impl Live {
             Slot::Postgres => &self.postgres,
             Slot::Redis => &self.redis,
         }
+    }
+}
+
+fn set<T>(slot: &RwLock<Option<T>>, value: Option<T>) {
+    match slot.write() {
+        Ok(mut s) => *s = value,
+        Err(p) => *p.into_inner() = value,
+    }
+}
+
+/// A copy of what a shared slot holds now.
+pub fn get<T: Clone>(slot: &RwLock<Option<T>>) -> Option<T> {
+    match slot.read() {
+        Ok(s) => s.clone(),
+        Err(p) => p.into_inner().clone(),
     }
 }
 

@@ -4,9 +4,9 @@
 //! anything changes; any failure rejects the reload and the config in force
 //! stays. Applied without dropping a client: every `[postgres]` database,
 //! user, node, pool, topology and TLS setting, its listen address and
-//! connection limit, and the whole `[redis]` section (new clients get the
-//! new listener and topology; connected ones finish on the old). Adding or
-//! removing `[postgres]`, and the `[admin]` and `[general]` sections, are
+//! connection limit, the whole `[redis]` section, and adding or removing
+//! either section (new clients get the new listener and context; connected
+//! ones finish on the old). The `[admin]` and `[general]` sections are
 //! named in the outcome as needing a restart.
 
 use std::path::PathBuf;
@@ -79,12 +79,16 @@ pub struct Reloader {
     pub applied: std::sync::atomic::AtomicU64,
     pub rejected: std::sync::atomic::AtomicU64,
     live: std::sync::OnceLock<Arc<Live>>,
+    /// Itself, for a Postgres context a reload creates (its console RELOAD).
+    me: std::sync::OnceLock<std::sync::Weak<Reloader>>,
 }
 
 /// What a reload must start before it changes anything.
 #[derive(Default)]
 struct Prepared {
     postgres: Option<(Listener, usize)>,
+    /// `[postgres]` added (a new context and listener) or removed (`None`).
+    postgres_section: Option<Option<(Listener, Arc<PgContext>, usize)>>,
     redis: Option<Option<(Listener, Arc<RedisContext>, usize)>>,
 }
 
@@ -98,12 +102,22 @@ impl Reloader {
             applied: Default::default(),
             rejected: Default::default(),
             live: std::sync::OnceLock::new(),
+            me: std::sync::OnceLock::new(),
         }
     }
 
     /// Gives the reloader the accept loops it may replace.
-    pub fn attach_live(&self, live: Arc<Live>) {
+    pub fn attach_live(self: &Arc<Self>, live: Arc<Live>) {
         let _ = self.live.set(live);
+        let _ = self.me.set(Arc::downgrade(self));
+    }
+
+    /// The Postgres context in force.
+    fn pg(&self) -> Option<Arc<PgContext>> {
+        match self.live.get() {
+            Some(live) => live.postgres(),
+            None => self.postgres.clone(),
+        }
     }
 
     /// Re-reads the file Attaché was started with and applies it.
@@ -143,7 +157,7 @@ impl Reloader {
             ..Default::default()
         };
         let prepared = self.prepare(&old, &config)?;
-        if let (Some(ctx), Some(pg)) = (&self.postgres, &config.postgres) {
+        if let (Some(ctx), Some(pg), Some(_)) = (self.pg(), &config.postgres, &old.postgres) {
             let summary = ctx.reload(pg.clone())?;
             outcome.applied.push(summary.to_string());
         }
@@ -169,10 +183,18 @@ impl Reloader {
         let Some(_) = self.live.get() else {
             return Ok(p);
         };
-        if let (Some(o), Some(n)) = (&old.postgres, &new.postgres) {
-            if o.listen != n.listen || o.max_client_connections != n.max_client_connections {
-                p.postgres = Some((bind(&n.listen)?, n.max_client_connections));
+        match (&old.postgres, &new.postgres) {
+            (Some(o), Some(n)) => {
+                if o.listen != n.listen || o.max_client_connections != n.max_client_connections {
+                    p.postgres = Some((bind(&n.listen)?, n.max_client_connections));
+                }
             }
+            (None, Some(n)) => {
+                let ctx = Arc::new(PgContext::new(n.clone())?);
+                p.postgres_section = Some(Some((bind(&n.listen)?, ctx, n.max_client_connections)));
+            }
+            (Some(_), None) => p.postgres_section = Some(None),
+            (None, None) => {}
         }
         if !erased::Ser::render(&old.redis).eq(&erased::Ser::render(&new.redis)) {
             p.redis = Some(match &new.redis {
@@ -189,12 +211,34 @@ impl Reloader {
     /// Starts the prepared accept loops; each replaces the one before.
     fn switch(&self, p: Prepared, outcome: &mut ReloadOutcome) {
         let Some(live) = self.live.get() else { return };
-        if let (Some((listener, max)), Some(ctx)) = (p.postgres, &self.postgres) {
+        if let (Some((listener, max)), Some(ctx)) = (p.postgres, self.pg()) {
             let addr = listener.addr;
-            live.start(Slot::Postgres, listener, ctx.clone(), max);
+            live.start(Slot::Postgres, listener, ctx, max);
             outcome
                 .applied
                 .push(format!("postgres: listening on {addr}"));
+        }
+        match p.postgres_section {
+            Some(Some((listener, ctx, max))) => {
+                let addr = listener.addr;
+                if let Some(me) = self.me.get() {
+                    ctx.set_reloader(me.clone());
+                }
+                ctx.start_configured_probes();
+                live.set_postgres(Some(ctx.clone()));
+                live.start(Slot::Postgres, listener, ctx, max);
+                outcome
+                    .applied
+                    .push(format!("postgres: added, listening on {addr}"));
+            }
+            Some(None) => {
+                live.stop(Slot::Postgres);
+                live.set_postgres(None);
+                outcome
+                    .applied
+                    .push("postgres: listener stopped".to_owned());
+            }
+            None => {}
         }
         match p.redis {
             Some(Some((listener, ctx, max))) => {
@@ -233,9 +277,6 @@ fn bind(listen: &str) -> Result<Listener, ReloadError> {
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let same = |a: &dyn erased::Ser, b: &dyn erased::Ser| a.render() == b.render();
-    if old.postgres.is_some() != new.postgres.is_some() {
-        out.push("[postgres] added or removed".to_owned());
-    }
     if !same(&old.admin, &new.admin) {
         out.push("[admin]".to_owned());
     }

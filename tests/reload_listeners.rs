@@ -104,3 +104,69 @@ async fn reload_moves_the_postgres_listener_and_swaps_the_redis_topology() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_removes_and_adds_the_postgres_section() {
+    let pg = app_primary("");
+    let redis = tokio::task::block_in_place(|| RedisBuilder::new().start().expect("redis"));
+    let (p1, p2, rp) = (
+        attache_harness::free_port(),
+        attache_harness::free_port(),
+        attache_harness::free_port(),
+    );
+    let both = text(&pg, p1, rp, redis.addr());
+    let redis_only = both[both.find("[redis]").expect("a [redis] section")..].to_owned();
+    let app = attache::app::Attache::start(attache::config::parse(&both).expect("config"))
+        .await
+        .expect("start");
+    let kept = connect(
+        ([127, 0, 0, 1], p1).into(),
+        "app",
+        "app",
+        Some("app-secret"),
+    )
+    .await;
+
+    let outcome = app
+        .reloader
+        .reload(attache::config::parse(&redis_only).expect("config"))
+        .expect("reload without [postgres]");
+    assert!(
+        outcome.to_string().contains("postgres: listener stopped"),
+        "{outcome}"
+    );
+    let gone = eventually(Duration::from_secs(5), || async {
+        try_connect(
+            ([127, 0, 0, 1], p1).into(),
+            "app",
+            "app",
+            Some("app-secret"),
+        )
+        .await
+        .is_err()
+    })
+    .await;
+    assert!(gone, "the removed listener still accepts");
+    assert!(
+        kept.simple_query("SELECT 1").await.is_ok(),
+        "a connected client broke"
+    );
+
+    let back = text(&pg, p2, rp, redis.addr());
+    let outcome = app
+        .reloader
+        .reload(attache::config::parse(&back).expect("config"))
+        .expect("reload adding [postgres]");
+    assert!(outcome.to_string().contains("postgres: added"), "{outcome}");
+    let fresh = connect(
+        ([127, 0, 0, 1], p2).into(),
+        "app",
+        "app",
+        Some("app-secret"),
+    )
+    .await;
+    assert!(fresh.simple_query("SELECT 1").await.is_ok());
+    // The admin-facing holder follows: the new context is the one in force.
+    assert!(app.live.postgres().is_some());
+    app.shutdown().await;
+}

@@ -43,7 +43,7 @@ impl Admin {
     }
 
     fn pause(&self, db: Option<&str>) -> Response {
-        let Some(pg) = &self.postgres else {
+        let Some(pg) = &self.postgres() else {
             return Response::text(404, "no [postgres] listener to pause");
         };
         if let Some(db) = db {
@@ -62,7 +62,7 @@ impl Admin {
     }
 
     fn resume(&self, db: Option<&str>) -> Response {
-        let Some(pg) = &self.postgres else {
+        let Some(pg) = &self.postgres() else {
             return Response::text(404, "no [postgres] listener to resume");
         };
         pg.resume(db);

@@ -141,7 +141,7 @@ pub fn render(admin: &Admin) -> Result<String, std::fmt::Error> {
     if let Some(reloader) = &admin.reloader {
         reloads(&mut s, reloader);
     }
-    if let Some(pg) = &admin.postgres {
+    if let Some(pg) = &admin.postgres() {
         pools(&mut s, &pg.pools.all());
         pg_clients(&mut s, pg);
         let owned = pg.clusters();

@@ -36,7 +36,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// state, plus the optional bearer token.
 pub struct Admin {
     pub listeners: Vec<ListenerInfo>,
-    pub postgres: Option<Arc<PgContext>>,
+    /// The Postgres context in force (a reload may add or remove it).
+    pub postgres: Arc<std::sync::RwLock<Option<Arc<PgContext>>>>,
     /// The Redis context in force (a reload may replace it).
     pub redis: Arc<std::sync::RwLock<Option<Arc<RedisContext>>>>,
     /// For `POST /reload`; set by the app once it exists.
@@ -55,7 +56,7 @@ impl Admin {
     ) -> Self {
         Self {
             listeners,
-            postgres,
+            postgres: Arc::new(std::sync::RwLock::new(postgres)),
             redis: Arc::new(std::sync::RwLock::new(redis)),
             reloader: None,
             token,
@@ -72,10 +73,12 @@ impl Admin {
     /// exist.
     /// The Redis context new clients are served with.
     pub fn redis(&self) -> Option<Arc<RedisContext>> {
-        match self.redis.read() {
-            Ok(r) => r.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        crate::live::get(&self.redis)
+    }
+
+    /// The Postgres context new clients are served with.
+    pub fn postgres(&self) -> Option<Arc<PgContext>> {
+        crate::live::get(&self.postgres)
     }
 
     pub fn respond(&self, req: &Request) -> Response {

@@ -101,7 +101,7 @@ pub fn status(admin: &Admin) -> Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: admin.started.elapsed().as_secs_f64(),
         listeners: admin.listeners.clone(),
-        postgres: admin.postgres.as_deref().map(pg_status),
+        postgres: admin.postgres().as_deref().map(pg_status),
         redis: admin.redis().as_deref().map(|r| RedisStatus {
             mode: redis_mode(r),
             nodes: redis_nodes(r),
@@ -220,7 +220,7 @@ pub fn redis_nodes(r: &RedisContext) -> Vec<RedisNodeInfo> {
 /// when ready. Listeners are all bound by the time the admin server runs.
 pub fn not_ready(admin: &Admin) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Some(pg) = &admin.postgres {
+    if let Some(pg) = &admin.postgres() {
         for (db, c) in pg.clusters() {
             if c.primary().is_none() {
                 problems.push(format!("postgres database {db:?}: no primary"));
