@@ -4,12 +4,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::admin::{self, Admin, ListenerInfo};
+use crate::admin::{self, Admin};
 use crate::config::types::{AdminConfig, Config};
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
@@ -47,8 +45,6 @@ pub struct Attache {
     /// Applies new configs (SIGHUP, `POST /reload`).
     pub reloader: Arc<crate::reload::Reloader>,
     trigger: ShutdownTrigger,
-    tasks: Vec<JoinHandle<()>>,
-    shutdown_timeout: Duration,
 }
 
 impl Attache {
@@ -65,7 +61,6 @@ impl Attache {
     ) -> Result<Self, AppError> {
         let trigger = ShutdownTrigger::new();
         let live = Arc::new(crate::live::Live::new(trigger.subscribe()));
-        let mut tasks = Vec::new();
         let mut postgres_addr = None;
         let mut postgres = None;
         if let Some(pg) = config.postgres.clone() {
@@ -114,15 +109,7 @@ impl Attache {
         }
         let mut admin_addr = None;
         if let Some(ac) = &config.admin {
-            let mut listeners = Vec::new();
-            for (protocol, addr) in [("postgres", postgres_addr), ("redis", redis_addr)] {
-                if let Some(addr) = addr {
-                    listeners.push(ListenerInfo { protocol, addr });
-                }
-            }
-            let (addr, task) = start_admin(ac, listeners, &postgres, &live, &reloader, &trigger)?;
-            admin_addr = Some(addr);
-            tasks.push(task);
+            admin_addr = Some(start_admin(ac, &live, &reloader)?);
         }
         Ok(Self {
             live,
@@ -133,8 +120,6 @@ impl Attache {
             redis,
             admin_addr,
             trigger,
-            tasks,
-            shutdown_timeout: config.general.shutdown_timeout.0,
         })
     }
 
@@ -153,25 +138,21 @@ impl Attache {
     /// work (up to `shutdown_timeout`), then returns whether all of them did.
     pub async fn shutdown(self) -> bool {
         self.live.close();
-        let drained = self.trigger.drain(self.shutdown_timeout).await;
-        for t in self.tasks {
-            t.abort();
-        }
+        // A reload may have changed the timeout since start.
+        let timeout = self.reloader.current().general.shutdown_timeout.0;
+        let drained = self.trigger.drain(timeout).await;
         info!(drained, "shut down");
         drained
     }
 }
 
 /// Binds the admin listener last, so every proxied listener it reports is
-/// already bound, and serves it until shutdown.
+/// already bound, and serves it until shutdown (or a reload replaces it).
 fn start_admin(
     cfg: &AdminConfig,
-    mut listeners: Vec<ListenerInfo>,
-    postgres: &Option<Arc<PgContext>>,
     live: &Arc<crate::live::Live>,
     reloader: &Arc<crate::reload::Reloader>,
-    trigger: &ShutdownTrigger,
-) -> Result<(SocketAddr, JoinHandle<()>), AppError> {
+) -> Result<SocketAddr, AppError> {
     let addr: SocketAddr = cfg
         .listen
         .parse()
@@ -181,20 +162,12 @@ fn start_admin(
         source,
     })?;
     let bound = listener.addr;
-    listeners.push(ListenerInfo {
-        protocol: "admin",
-        addr: bound,
-    });
-    let mut admin = Admin::new(listeners, postgres.clone(), None, cfg.token.clone());
-    admin.redis = live.redis_holder();
-    admin.postgres = live.postgres_holder();
-    admin.reloader = Some(reloader.clone());
-    let app = Arc::new(admin);
-    let task = tokio::spawn(server::serve(
+    let admin = Admin::for_live(live, reloader, bound, cfg.token.clone());
+    live.start(
+        Slot::Admin,
         listener,
-        app,
+        Arc::new(admin),
         admin::MAX_CONNECTIONS,
-        trigger.subscribe(),
-    ));
-    Ok((bound, task))
+    );
+    Ok(bound)
 }

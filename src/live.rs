@@ -19,6 +19,7 @@ use crate::server::{self, App, Listener, Shutdown};
 pub enum Slot {
     Postgres,
     Redis,
+    Admin,
 }
 
 struct Loop {
@@ -33,6 +34,7 @@ pub struct Live {
     shutdown: Mutex<Option<Shutdown>>,
     postgres: Mutex<Option<Loop>>,
     redis: Mutex<Option<Loop>>,
+    admin: Mutex<Option<Loop>>,
     redis_ctx: Arc<RwLock<Option<Arc<RedisContext>>>>,
     postgres_ctx: Arc<RwLock<Option<Arc<PgContext>>>>,
 }
@@ -43,6 +45,7 @@ impl Live {
             shutdown: Mutex::new(Some(shutdown)),
             postgres: Mutex::new(None),
             redis: Mutex::new(None),
+            admin: Mutex::new(None),
             redis_ctx: Arc::new(RwLock::new(None)),
             postgres_ctx: Arc::new(RwLock::new(None)),
         }
@@ -109,6 +112,7 @@ impl Live {
         match slot {
             Slot::Postgres => &self.postgres,
             Slot::Redis => &self.redis,
+            Slot::Admin => &self.admin,
         }
     }
 }

@@ -6,8 +6,9 @@
 //! user, node, pool, topology and TLS setting, its listen address and
 //! connection limit, the whole `[redis]` section, and adding or removing
 //! either section (new clients get the new listener and context; connected
-//! ones finish on the old). The `[admin]` and `[general]` sections are
-//! named in the outcome as needing a restart.
+//! ones finish on the old), the `[admin]` listener and token, and
+//! `shutdown_timeout`. Only `general.worker_threads` (the runtime's size)
+//! is named in the outcome as needing a restart.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,8 @@ pub struct Reloader {
 #[derive(Default)]
 struct Prepared {
     postgres: Option<(Listener, usize)>,
+    /// `[admin]` changed: its new listener and token, or `None` if removed.
+    admin: Option<Option<(Listener, Option<crate::config::types::Secret>)>>,
     /// `[postgres]` added (a new context and listener) or removed (`None`).
     postgres_section: Option<Option<(Listener, Arc<PgContext>, usize)>>,
     redis: Option<Option<(Listener, Arc<RedisContext>, usize)>>,
@@ -103,6 +106,14 @@ impl Reloader {
             rejected: Default::default(),
             live: std::sync::OnceLock::new(),
             me: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The config in force (the last one applied).
+    pub fn current(&self) -> Config {
+        match self.current.lock() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 
@@ -196,7 +207,14 @@ impl Reloader {
             (Some(_), None) => p.postgres_section = Some(None),
             (None, None) => {}
         }
-        if !erased::Ser::render(&old.redis).eq(&erased::Ser::render(&new.redis)) {
+        if old.admin != new.admin {
+            p.admin = Some(match &new.admin {
+                Some(ac) => Some((bind(&ac.listen)?, ac.token.clone())),
+                None => None,
+            });
+        }
+        // Compared whole, secrets included: a new password is a new topology.
+        if old.redis != new.redis {
             p.redis = Some(match &new.redis {
                 Some(rc) => {
                     let ctx = Arc::new(RedisContext::new(rc.clone())?);
@@ -256,6 +274,40 @@ impl Reloader {
             }
             None => {}
         }
+        self.switch_admin(p.admin, live, outcome);
+    }
+}
+
+impl Reloader {
+    /// Replaces (or stops) the admin listener; started after the proxied
+    /// listeners so the new one reports where they are now.
+    fn switch_admin(
+        &self,
+        admin: Option<Option<(Listener, Option<crate::config::types::Secret>)>>,
+        live: &Live,
+        outcome: &mut ReloadOutcome,
+    ) {
+        match admin {
+            Some(Some((listener, token))) => {
+                let Some(me) = self.me.get().and_then(|w| w.upgrade()) else {
+                    return;
+                };
+                let addr = listener.addr;
+                let app = crate::admin::Admin::for_live(live, &me, addr, token);
+                live.start(
+                    Slot::Admin,
+                    listener,
+                    Arc::new(app),
+                    crate::admin::MAX_CONNECTIONS,
+                );
+                outcome.applied.push(format!("admin: listening on {addr}"));
+            }
+            Some(None) => {
+                live.stop(Slot::Admin);
+                outcome.applied.push("admin: listener stopped".to_owned());
+            }
+            None => {}
+        }
     }
 }
 
@@ -276,28 +328,11 @@ fn bind(listen: &str) -> Result<Listener, ReloadError> {
 /// The changed settings a running process cannot apply yet.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let same = |a: &dyn erased::Ser, b: &dyn erased::Ser| a.render() == b.render();
-    if !same(&old.admin, &new.admin) {
-        out.push("[admin]".to_owned());
-    }
-    if !same(&old.general, &new.general) {
-        out.push("[general]".to_owned());
+    // shutdown_timeout is read at shutdown; the runtime's threads are not.
+    if old.general.worker_threads != new.general.worker_threads {
+        out.push("general.worker_threads".to_owned());
     }
     out
-}
-
-/// Comparing config sections through their serialized form: they are
-/// `Serialize` but not all `PartialEq`. Secrets serialize redacted, so a
-/// changed password alone in a restart-only section goes unnoticed here.
-mod erased {
-    pub trait Ser {
-        fn render(&self) -> String;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn render(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -170,3 +170,56 @@ async fn reload_removes_and_adds_the_postgres_section() {
     assert!(app.live.postgres().is_some());
     app.shutdown().await;
 }
+
+/// One HTTP/1.1 request; the status code, or `None` if nothing listens.
+async fn admin_status(port: u16, path: &str, token: Option<&str>) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    out.split(' ').nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_moves_the_admin_listener_and_changes_its_token() {
+    let pg = app_primary("");
+    let (pp, a1, a2) = (
+        attache_harness::free_port(),
+        attache_harness::free_port(),
+        attache_harness::free_port(),
+    );
+    let cfg = |admin: &str| {
+        format!(
+            "[admin]\n{admin}\n[postgres]\nlisten = \"127.0.0.1:{pp}\"\n\
+             [postgres.databases.app]\nnodes = [{{ addr = \"{}\" }}]\n",
+            pg.addr()
+        )
+    };
+    let first = cfg(&format!("listen = \"127.0.0.1:{a1}\""));
+    let app = attache::app::Attache::start(attache::config::parse(&first).expect("config"))
+        .await
+        .expect("start");
+    assert_eq!(admin_status(a1, "/status", None).await, Some(200));
+
+    let second = cfg(&format!("listen = \"127.0.0.1:{a2}\"\ntoken = \"s3cret\""));
+    let outcome = app
+        .reloader
+        .reload(attache::config::parse(&second).expect("config"))
+        .expect("reload");
+    assert!(outcome.needs_restart.is_empty(), "{outcome}");
+    assert_eq!(admin_status(a2, "/status", None).await, Some(401));
+    assert_eq!(admin_status(a2, "/status", Some("s3cret")).await, Some(200));
+    let old_gone = eventually(Duration::from_secs(5), || async {
+        admin_status(a1, "/healthz", None).await.is_none()
+    })
+    .await;
+    assert!(old_gone, "the old admin port still answers");
+    app.shutdown().await;
+}

@@ -71,6 +71,35 @@ impl Admin {
     /// wants the token when one is configured, and is checked before the
     /// path so an unauthenticated client learns nothing about which paths
     /// exist.
+    /// The admin app for a running process: its contexts follow `live`
+    /// (so reloads show), and reloads go through `reloader`. `listeners`
+    /// are those of the proxied protocols; the admin's own is added.
+    pub fn for_live(
+        live: &crate::live::Live,
+        reloader: &Arc<crate::reload::Reloader>,
+        own: SocketAddr,
+        token: Option<Secret>,
+    ) -> Self {
+        let mut listeners = Vec::new();
+        for (protocol, slot) in [
+            ("postgres", crate::live::Slot::Postgres),
+            ("redis", crate::live::Slot::Redis),
+        ] {
+            if let Some(addr) = live.addr(slot) {
+                listeners.push(ListenerInfo { protocol, addr });
+            }
+        }
+        listeners.push(ListenerInfo {
+            protocol: "admin",
+            addr: own,
+        });
+        let mut admin = Admin::new(listeners, None, None, token);
+        admin.redis = live.redis_holder();
+        admin.postgres = live.postgres_holder();
+        admin.reloader = Some(reloader.clone());
+        admin
+    }
+
     /// The Redis context new clients are served with.
     pub fn redis(&self) -> Option<Arc<RedisContext>> {
         crate::live::get(&self.redis)

@@ -9,7 +9,7 @@ use super::types::{LocalTls, Secret, SslMode, UpstreamTls};
 use super::units::{ByteSize, Dur};
 
 /// `[redis]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     #[serde(default = "defaults::listen")]
@@ -103,7 +103,7 @@ pub enum ReadFrom {
 }
 
 /// `server_tls = { verify = "full", ca_file = "…" }`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisServerTls {
     #[serde(default)]

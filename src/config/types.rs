@@ -28,7 +28,7 @@ pub struct Config {
 /// `[admin]`: the HTTP endpoint for health checks, Prometheus metrics and
 /// status. Separate from the proxied listeners so an orchestrator can probe
 /// it without speaking Postgres or Redis.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Default `127.0.0.1:15001`.
@@ -218,7 +218,7 @@ pub enum SslMode {
 }
 
 /// Client-facing TLS.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalTls {
     pub cert: PathBuf,

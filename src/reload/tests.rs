@@ -17,9 +17,11 @@ fn restart_only_changes_are_named() {
     let with_redis = format!("{BASE}[redis]\nnodes = [\"127.0.0.1:6379\"]\n");
     assert!(restart_only_changes(&old, &cfg(&with_redis)).is_empty());
     let moved = BASE.replace("6432", "6433") + "[general]\nshutdown_timeout = \"5s\"\n";
+    assert!(restart_only_changes(&old, &cfg(&moved)).is_empty());
+    let threads = format!("{BASE}[general]\nworker_threads = 3\n");
     assert_eq!(
-        restart_only_changes(&old, &cfg(&moved)),
-        vec!["[general]".to_owned()]
+        restart_only_changes(&old, &cfg(&threads)),
+        vec!["general.worker_threads".to_owned()]
     );
     // Sections come and go live too.
     let redis_only = "[redis]\nnodes = [\"127.0.0.1:6379\"]\n";
