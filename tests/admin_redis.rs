@@ -116,6 +116,26 @@ async fn requests_error_replies_and_clients_show_per_node() {
     )
     .unwrap();
     assert_eq!(errors, 1.0, "WRONGTYPE only\n{m}");
+    let sent = sample(
+        &m,
+        &format!("attache_redis_bytes_total{{{labels},direction=\"to_server\"}}"),
+    )
+    .unwrap_or_else(|| panic!("no bytes counter\n{m}"));
+    let received = sample(
+        &m,
+        &format!("attache_redis_bytes_total{{{labels},direction=\"from_server\"}}"),
+    )
+    .unwrap_or(0.0);
+    // Each SET is at least `*3\r\n$3\r\nSET\r\n…` (20+ bytes); each +OK 5.
+    assert!(sent >= (N * 20) as f64, "{sent}\n{m}");
+    assert!(received >= (N * 5) as f64, "{received}\n{m}");
+    let answered = m
+        .lines()
+        .find(|l| l.starts_with("attache_redis_request_seconds_count"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no latency histogram\n{m}"));
+    assert!(answered >= N as f64, "{answered}\n{m}");
     assert_eq!(
         sample(
             &m,

@@ -442,6 +442,11 @@ fn redis_node_counters(s: &mut Scrape, redis: &RedisContext) {
         "redis_requests_failed",
         "Commands that got no reply because the server connection failed",
     );
+    let bytes = s.counter(
+        "redis_bytes",
+        "Bytes written to and read from the server (direction to_server, from_server)",
+    );
+    let mut latency = Histograms::default();
     let mode = super::status::redis_mode(redis);
     let known = topology_nodes(&redis.topology);
     for n in redis_nodes(redis) {
@@ -454,6 +459,17 @@ fn redis_node_counters(s: &mut Scrape, redis: &RedisContext) {
             ("role", n.role.to_owned()),
         ];
         let st = &node.stats;
+        latency.push_wait(labels.clone(), &st.latency.snapshot());
+        for (direction, counter) in [
+            ("to_server", &st.bytes_sent),
+            ("from_server", &st.bytes_received),
+        ] {
+            let mut l = labels.clone();
+            l.push(("direction", direction.to_owned()));
+            bytes
+                .get_or_create(&l)
+                .inc_by(counter.load(Ordering::Relaxed));
+        }
         for (family, counter) in [
             (&requests, &st.requests),
             (&error_replies, &st.error_replies),
@@ -466,6 +482,12 @@ fn redis_node_counters(s: &mut Scrape, redis: &RedisContext) {
                 .inc_by(counter.load(Ordering::Relaxed));
         }
     }
+    s.registry.register_with_unit(
+        "redis_request",
+        "From a command's batch leaving for the server to its reply arriving",
+        Unit::Seconds,
+        latency,
+    );
 }
 
 /// Every node object the topology holds now, to read counters from.

@@ -121,7 +121,9 @@ async fn counters_are_counters_and_gauges_gauges() {
     for (name, kind) in &types {
         let wanted = if name.ends_with("_build") || name.ends_with("_listener") {
             "info"
-        } else if name.ends_with("_checkout_wait_seconds") || name.ends_with("_transaction_seconds")
+        } else if name.ends_with("_checkout_wait_seconds")
+            || name.ends_with("_transaction_seconds")
+            || name.ends_with("_request_seconds")
         {
             "histogram"
         } else if [
@@ -133,6 +135,7 @@ async fn counters_are_counters_and_gauges_gauges() {
             "transactions",
             "discarded",
             "pool_bytes",
+            "redis_bytes",
             "server_errors",
             "server_lost",
             "reads",

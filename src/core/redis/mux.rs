@@ -38,6 +38,8 @@ struct Waiting {
     replies: usize,
     collect: Option<BytesMut>,
     reply: oneshot::Sender<Reply>,
+    /// When the batch it went out in started filling (latency metric).
+    sent: std::time::Instant,
 }
 
 /// What one server's shared connections did, for metrics. Shared by every
@@ -57,6 +59,11 @@ pub struct NodeStats {
     /// Commands answered with an error by Attaché because the server
     /// connection failed before their reply came.
     pub failed_requests: AtomicU64,
+    /// Bytes written to and read from the server.
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    /// From a request's batch starting to its last reply arriving.
+    pub latency: crate::core::pg::pool::WaitHistogram,
 }
 
 impl NodeStats {
@@ -65,6 +72,10 @@ impl NodeStats {
             counter.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
+}
+
+fn micros_since(t: std::time::Instant) -> u64 {
+    t.elapsed().as_micros().min(u64::MAX as u128) as u64
 }
 
 /// Whether a reply frame starting with `first` is an error reply.
@@ -254,6 +265,7 @@ async fn run(
             },
         };
         let mut commands = 0;
+        let started = std::time::Instant::now();
         let mut queue = |r: Request, wbuf: &mut BytesMut| {
             wbuf.extend_from_slice(&r.bytes);
             commands += r.replies;
@@ -262,6 +274,7 @@ async fn run(
                 replies: r.replies,
                 collect: r.collect.then(BytesMut::new),
                 reply: r.reply,
+                sent: started,
             });
         };
         queue(req, &mut wbuf);
@@ -286,6 +299,7 @@ async fn run(
             }
         }
         NodeStats::add(&pipe.stats.requests, commands);
+        NodeStats::add(&pipe.stats.bytes_sent, wbuf.len());
         if let Err(e) = wr.write_all(&wbuf).await {
             drop(slots_tx);
             let _ = reader.await;
@@ -325,6 +339,7 @@ async fn read_replies(
                     errors += errs;
                     if let Some(w) = current.take() {
                         outstanding.fetch_sub(1, Ordering::AcqRel);
+                        pipe.stats.latency.record(micros_since(w.sent));
                         let _ = w.reply.send(Ok(buf.split_to(len).freeze()));
                     }
                     continue;
@@ -383,6 +398,7 @@ async fn read_replies(
                         (None, Some(all)) => all.freeze(),
                         (None, None) => Bytes::new(),
                     };
+                    pipe.stats.latency.record(micros_since(w.sent));
                     let _ = w.reply.send(Ok(answer));
                 }
             }
@@ -400,7 +416,7 @@ async fn read_replies(
                 }
                 return fail_all(&mut slots, RedisBackendError::Lost, pipe.stats);
             }
-            Ok(_) => {}
+            Ok(n) => NodeStats::add(&pipe.stats.bytes_received, n),
         }
     }
 }
