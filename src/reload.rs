@@ -284,7 +284,7 @@ impl Reloader {
     fn switch_admin(
         &self,
         admin: Option<Option<(Listener, Option<crate::config::types::Secret>)>>,
-        live: &Live,
+        live: &Arc<Live>,
         outcome: &mut ReloadOutcome,
     ) {
         match admin {

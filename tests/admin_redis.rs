@@ -136,6 +136,9 @@ async fn requests_error_replies_and_clients_show_per_node() {
         .and_then(|(_, v)| v.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no latency histogram\n{m}"));
     assert!(answered >= N as f64, "{answered}\n{m}");
+    let open = sample(&m, &format!("attache_redis_server_connections{{{labels}}}"))
+        .unwrap_or_else(|| panic!("no server connections gauge\n{m}"));
+    assert!(open >= 1.0, "{open}\n{m}");
     assert_eq!(
         sample(
             &m,

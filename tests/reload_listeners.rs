@@ -215,6 +215,17 @@ async fn reload_moves_the_admin_listener_and_changes_its_token() {
         .expect("reload");
     assert!(outcome.needs_restart.is_empty(), "{outcome}");
     assert_eq!(admin_status(a2, "/status", None).await, Some(401));
+    // Moving the Postgres listener shows on the admin endpoint too.
+    let pp2 = attache_harness::free_port();
+    let third = second.replace(&format!("127.0.0.1:{pp}"), &format!("127.0.0.1:{pp2}"));
+    app.reloader
+        .reload(attache::config::parse(&third).expect("config"))
+        .expect("reload");
+    let body = admin_body(a2, "/readyz", Some("s3cret")).await;
+    assert!(
+        body.contains(&format!("postgres listening on 127.0.0.1:{pp2}")),
+        "{body}"
+    );
     assert_eq!(admin_status(a2, "/status", Some("s3cret")).await, Some(200));
     let old_gone = eventually(Duration::from_secs(5), || async {
         admin_status(a1, "/healthz", None).await.is_none()
@@ -222,4 +233,20 @@ async fn reload_moves_the_admin_listener_and_changes_its_token() {
     .await;
     assert!(old_gone, "the old admin port still answers");
     app.shutdown().await;
+}
+
+/// The body of one admin GET.
+async fn admin_body(port: u16, path: &str, token: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("admin listens");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
 }

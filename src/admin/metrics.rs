@@ -272,7 +272,7 @@ fn pools(s: &mut Scrape, pools: &[std::sync::Arc<PgPool>]) {
 fn listeners(s: &mut Scrape, admin: &Admin) {
     let infos = Infos(
         admin
-            .listeners
+            .listeners()
             .iter()
             .map(|l| {
                 vec![
@@ -446,6 +446,10 @@ fn redis_node_counters(s: &mut Scrape, redis: &RedisContext) {
         "redis_bytes",
         "Bytes written to and read from the server (direction to_server, from_server)",
     );
+    let open = s.gauge(
+        "redis_server_connections",
+        "Server connections open now (shared, multiplexed ones and dedicated ones)",
+    );
     let mut latency = Histograms::default();
     let mode = super::status::redis_mode(redis);
     let known = topology_nodes(&redis.topology);
@@ -460,6 +464,8 @@ fn redis_node_counters(s: &mut Scrape, redis: &RedisContext) {
         ];
         let st = &node.stats;
         latency.push_wait(labels.clone(), &st.latency.snapshot());
+        open.get_or_create(&labels)
+            .set(st.open.load(Ordering::Relaxed));
         for (direction, counter) in [
             ("to_server", &st.bytes_sent),
             ("from_server", &st.bytes_received),

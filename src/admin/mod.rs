@@ -40,6 +40,8 @@ pub struct Admin {
     pub postgres: Arc<std::sync::RwLock<Option<Arc<PgContext>>>>,
     /// The Redis context in force (a reload may replace it).
     pub redis: Arc<std::sync::RwLock<Option<Arc<RedisContext>>>>,
+    /// The running accept loops, for listener addresses after a reload.
+    pub live: Option<Arc<crate::live::Live>>,
     /// For `POST /reload`; set by the app once it exists.
     pub reloader: Option<Arc<crate::reload::Reloader>>,
     token: Option<Secret>,
@@ -59,6 +61,7 @@ impl Admin {
             postgres: Arc::new(std::sync::RwLock::new(postgres)),
             redis: Arc::new(std::sync::RwLock::new(redis)),
             reloader: None,
+            live: None,
             token,
             started: Instant::now(),
             limits: Limits::default(),
@@ -75,7 +78,7 @@ impl Admin {
     /// (so reloads show), and reloads go through `reloader`. `listeners`
     /// are those of the proxied protocols; the admin's own is added.
     pub fn for_live(
-        live: &crate::live::Live,
+        live: &Arc<crate::live::Live>,
         reloader: &Arc<crate::reload::Reloader>,
         own: SocketAddr,
         token: Option<Secret>,
@@ -94,10 +97,35 @@ impl Admin {
             addr: own,
         });
         let mut admin = Admin::new(listeners, None, None, token);
+        admin.live = Some(live.clone());
         admin.redis = live.redis_holder();
         admin.postgres = live.postgres_holder();
         admin.reloader = Some(reloader.clone());
         admin
+    }
+
+    /// Where the proxied listeners are now (a reload may move them), and
+    /// this admin endpoint's own address.
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        let Some(live) = &self.live else {
+            return self.listeners.clone();
+        };
+        let mut now = Vec::new();
+        for (protocol, slot) in [
+            ("postgres", crate::live::Slot::Postgres),
+            ("redis", crate::live::Slot::Redis),
+        ] {
+            if let Some(addr) = live.addr(slot) {
+                now.push(ListenerInfo { protocol, addr });
+            }
+        }
+        now.extend(
+            self.listeners
+                .iter()
+                .filter(|l| l.protocol == "admin")
+                .cloned(),
+        );
+        now
     }
 
     /// The Redis context new clients are served with.

@@ -100,7 +100,7 @@ pub fn status(admin: &Admin) -> Status {
     Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: admin.started.elapsed().as_secs_f64(),
-        listeners: admin.listeners.clone(),
+        listeners: admin.listeners(),
         postgres: admin.postgres().as_deref().map(pg_status),
         redis: admin.redis().as_deref().map(|r| RedisStatus {
             mode: redis_mode(r),
@@ -238,7 +238,7 @@ pub fn not_ready(admin: &Admin) -> Vec<String> {
 /// The `/readyz` body when ready: the listeners, one per line.
 pub fn ready_body(admin: &Admin) -> String {
     let mut body = String::from("ready\n");
-    for l in &admin.listeners {
+    for l in &admin.listeners() {
         body.push_str(&format!("{} listening on {}\n", l.protocol, l.addr));
     }
     body

@@ -59,6 +59,8 @@ pub struct NodeStats {
     /// Commands answered with an error by Attaché because the server
     /// connection failed before their reply came.
     pub failed_requests: AtomicU64,
+    /// Server connections open now (a gauge: up on connect, down on close).
+    pub open: AtomicU64,
     /// Bytes written to and read from the server.
     pub bytes_sent: AtomicU64,
     pub bytes_received: AtomicU64,
@@ -181,13 +183,16 @@ async fn supervise(
             Ok((tcp, leftover)) => {
                 backoff = Duration::from_millis(50);
                 NodeStats::add(&stats.connects, 1);
+                stats.open.fetch_add(1, Ordering::Relaxed);
                 let (rd, wr) = tokio::io::split(tcp);
                 let pipe = Pipe {
                     target: &target,
                     version: setup.version,
                     stats: &stats,
                 };
-                if let Err(e) = run(rd, wr, leftover, first, &mut rx, pipe).await {
+                let ended = run(rd, wr, leftover, first, &mut rx, pipe).await;
+                stats.open.fetch_sub(1, Ordering::Relaxed);
+                if let Err(e) = ended {
                     NodeStats::add(&stats.backend_errors, 1);
                     debug!(server.addr = %target.addr, error = %e, "redis pipe closed");
                 }
