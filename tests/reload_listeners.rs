@@ -36,13 +36,7 @@ async fn reload_moves_the_postgres_listener_and_swaps_the_redis_topology() {
     );
     let cfg = attache::config::parse(&text(&pg, p1, rp, r1.addr())).expect("config");
     let app = attache::app::Attache::start(cfg).await.expect("start");
-    let old_pg = connect(
-        ([127, 0, 0, 1], p1).into(),
-        "app",
-        "app",
-        Some("app-secret"),
-    )
-    .await;
+    let old_pg = pg_client(p1).await;
     let redis_url = format!("redis://127.0.0.1:{rp}/");
     let client = redis::Client::open(redis_url.as_str()).expect("url");
     let mut old_redis = client
@@ -63,25 +57,9 @@ async fn reload_moves_the_postgres_listener_and_swaps_the_redis_topology() {
 
     // Postgres: the new port serves, the old one takes no new clients, and
     // the client connected before the reload carries on.
-    let fresh = connect(
-        ([127, 0, 0, 1], p2).into(),
-        "app",
-        "app",
-        Some("app-secret"),
-    )
-    .await;
+    let fresh = pg_client(p2).await;
     assert!(fresh.simple_query("SELECT 1").await.is_ok());
-    let refused = eventually(Duration::from_secs(5), || async {
-        try_connect(
-            ([127, 0, 0, 1], p1).into(),
-            "app",
-            "app",
-            Some("app-secret"),
-        )
-        .await
-        .is_err()
-    })
-    .await;
+    let refused = stops_accepting(p1).await;
     assert!(refused, "the old port still accepts clients");
     assert!(
         old_pg.simple_query("SELECT 1").await.is_ok(),
@@ -119,13 +97,7 @@ async fn reload_removes_and_adds_the_postgres_section() {
     let app = attache::app::Attache::start(attache::config::parse(&both).expect("config"))
         .await
         .expect("start");
-    let kept = connect(
-        ([127, 0, 0, 1], p1).into(),
-        "app",
-        "app",
-        Some("app-secret"),
-    )
-    .await;
+    let kept = pg_client(p1).await;
 
     let outcome = app
         .reloader
@@ -135,17 +107,7 @@ async fn reload_removes_and_adds_the_postgres_section() {
         outcome.to_string().contains("postgres: listener stopped"),
         "{outcome}"
     );
-    let gone = eventually(Duration::from_secs(5), || async {
-        try_connect(
-            ([127, 0, 0, 1], p1).into(),
-            "app",
-            "app",
-            Some("app-secret"),
-        )
-        .await
-        .is_err()
-    })
-    .await;
+    let gone = stops_accepting(p1).await;
     assert!(gone, "the removed listener still accepts");
     assert!(
         kept.simple_query("SELECT 1").await.is_ok(),
@@ -158,13 +120,7 @@ async fn reload_removes_and_adds_the_postgres_section() {
         .reload(attache::config::parse(&back).expect("config"))
         .expect("reload adding [postgres]");
     assert!(outcome.to_string().contains("postgres: added"), "{outcome}");
-    let fresh = connect(
-        ([127, 0, 0, 1], p2).into(),
-        "app",
-        "app",
-        Some("app-secret"),
-    )
-    .await;
+    let fresh = pg_client(p2).await;
     assert!(fresh.simple_query("SELECT 1").await.is_ok());
     // The admin-facing holder follows: the new context is the one in force.
     assert!(app.live.postgres().is_some());
@@ -249,4 +205,30 @@ async fn admin_body(port: u16, path: &str, token: Option<&str>) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");
     out
+}
+
+/// A client of database `app` through Attaché's Postgres port `port`.
+async fn pg_client(port: u16) -> tokio_postgres::Client {
+    connect(
+        ([127, 0, 0, 1], port).into(),
+        "app",
+        "app",
+        Some("app-secret"),
+    )
+    .await
+}
+
+/// Whether `port` stops taking Postgres clients within 5 s.
+async fn stops_accepting(port: u16) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        try_connect(
+            ([127, 0, 0, 1], port).into(),
+            "app",
+            "app",
+            Some("app-secret"),
+        )
+        .await
+        .is_err()
+    })
+    .await
 }
