@@ -263,4 +263,6 @@ impl App for Admin {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -7,22 +7,7 @@ use crate::config;
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
 
-/// `app`: a primary and a replica; `other`: one `auto` node, so no primary
-/// until a probe answers (none will: nothing listens there).
-const PG: &str = r#"
-[postgres]
-listen = "127.0.0.1:0"
-min_idle = 0
-[postgres.databases.app]
-nodes = [{ addr = "127.0.0.1:1" }, { addr = "127.0.0.1:2", role = "replica" }]
-[postgres.databases.other]
-nodes = [{ addr = "127.0.0.1:3", role = "auto" }]
-"#;
-
-fn pg_context() -> Arc<PgContext> {
-    let cfg = config::parse(PG).unwrap();
-    Arc::new(PgContext::new(cfg.postgres.unwrap()).unwrap())
-}
+use crate::admin::test_support::{pg_context, PG};
 
 fn admin(postgres: Option<Arc<PgContext>>, redis: Option<Arc<RedisContext>>) -> Admin {
     Admin::new(Vec::new(), postgres, redis, None)

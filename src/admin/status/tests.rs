@@ -3,22 +3,7 @@ use std::sync::Arc;
 use super::*;
 use crate::config;
 
-/// `app`: a primary and a replica; `other`: one `auto` node, so no primary
-/// until a probe answers (none will: nothing listens there).
-const PG: &str = r#"
-[postgres]
-listen = "127.0.0.1:0"
-min_idle = 0
-[postgres.databases.app]
-nodes = [{ addr = "127.0.0.1:1" }, { addr = "127.0.0.1:2", role = "replica" }]
-[postgres.databases.other]
-nodes = [{ addr = "127.0.0.1:3", role = "auto" }]
-"#;
-
-fn pg_context() -> Arc<PgContext> {
-    let cfg = config::parse(PG).unwrap();
-    Arc::new(PgContext::new(cfg.postgres.unwrap()).unwrap())
-}
+use crate::admin::test_support::pg_context;
 
 fn redis_context(extra: &str) -> Arc<RedisContext> {
     let cfg = config::parse(&format!("[redis]\nlisten = \"127.0.0.1:0\"\n{extra}")).unwrap();

@@ -158,15 +158,7 @@ pub(super) async fn serve(
     mut shutdown: Shutdown,
 ) -> Result<(), FrontendError> {
     let login = async {
-        let user = startup
-            .param("user")
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| {
-                FrontendError::refused(
-                    sqlstate::INVALID_AUTHORIZATION,
-                    "no PostgreSQL user name specified in startup packet",
-                )
-            })?;
+        let user = super::handshake::startup_user(&startup)?;
         Span::current()
             .record("user", user)
             .record("db", startup.param("database").unwrap_or(user));

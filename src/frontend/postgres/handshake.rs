@@ -161,3 +161,18 @@ pub(super) async fn negotiate(
     }
     Ok(())
 }
+
+/// The user a startup packet names; PostgreSQL's error when it names none.
+pub(super) fn startup_user(
+    startup: &attache_postgres_protocol::startup::Startup,
+) -> Result<&str, FrontendError> {
+    startup
+        .param("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            FrontendError::refused(
+                attache_postgres_protocol::sqlstate::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })
+}

@@ -150,15 +150,7 @@ pub(super) async fn run(
     }
     let login = {
         let login = async {
-            let user = startup
-                .param("user")
-                .filter(|u| !u.is_empty())
-                .ok_or_else(|| {
-                    FrontendError::refused(
-                        sqlstate::INVALID_AUTHORIZATION,
-                        "no PostgreSQL user name specified in startup packet",
-                    )
-                })?;
+            let user = handshake::startup_user(&startup)?;
             let database = startup
                 .param("database")
                 .filter(|d| !d.is_empty())
