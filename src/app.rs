@@ -9,6 +9,7 @@ use tracing::info;
 
 use crate::admin::{self, Admin};
 use crate::config::types::{AdminConfig, Config};
+use crate::frontend::http::HttpContext;
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
 use crate::live::Slot;
@@ -28,6 +29,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Redis(#[from] crate::core::redis::TopologyError),
+    #[error(transparent)]
+    Http(#[from] crate::core::http::ClusterError),
 }
 
 /// A running Attaché: its bound addresses and the means to stop it.
@@ -38,6 +41,9 @@ pub struct Attache {
     /// The Redis listener's actual address.
     pub redis_addr: Option<SocketAddr>,
     pub redis: Option<Arc<RedisContext>>,
+    /// The HTTP egress listener's actual address.
+    pub http_addr: Option<SocketAddr>,
+    pub http: Option<Arc<HttpContext>>,
     /// The admin HTTP listener's actual address (no `[admin]`, no server).
     pub admin_addr: Option<SocketAddr>,
     /// The accept loops a reload may replace.
@@ -97,6 +103,25 @@ impl Attache {
             live.set_redis(Some(ctx.clone()));
             live.start(Slot::Redis, listener, ctx, max);
         }
+        let mut http_addr = None;
+        let mut http = None;
+        if let Some(hc) = config.http.clone() {
+            let addr: SocketAddr = hc
+                .listen
+                .parse()
+                .map_err(|_| AppError::Addr(hc.listen.clone()))?;
+            let listener = server::bind(addr).map_err(|source| AppError::Bind {
+                addr: hc.listen.clone(),
+                source,
+            })?;
+            http_addr = Some(listener.addr);
+            let max = hc.max_client_connections;
+            let ctx = Arc::new(HttpContext::new(hc)?);
+            ctx.start();
+            http = Some(ctx.clone());
+            live.set_http(Some(ctx.clone()));
+            live.start(Slot::Http, listener, ctx, max);
+        }
         let reloader = Arc::new(crate::reload::Reloader::new(
             source,
             config.clone(),
@@ -118,6 +143,8 @@ impl Attache {
             postgres,
             redis_addr,
             redis,
+            http_addr,
+            http,
             admin_addr,
             trigger,
         })

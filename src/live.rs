@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::frontend::http::HttpContext;
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
 use crate::server::{self, App, Listener, Shutdown};
@@ -19,6 +20,7 @@ use crate::server::{self, App, Listener, Shutdown};
 pub enum Slot {
     Postgres,
     Redis,
+    Http,
     Admin,
 }
 
@@ -34,9 +36,11 @@ pub struct Live {
     shutdown: Mutex<Option<Shutdown>>,
     postgres: Mutex<Option<Loop>>,
     redis: Mutex<Option<Loop>>,
+    http: Mutex<Option<Loop>>,
     admin: Mutex<Option<Loop>>,
     redis_ctx: Arc<RwLock<Option<Arc<RedisContext>>>>,
     postgres_ctx: Arc<RwLock<Option<Arc<PgContext>>>>,
+    http_ctx: Arc<RwLock<Option<Arc<HttpContext>>>>,
 }
 
 impl Live {
@@ -45,9 +49,11 @@ impl Live {
             shutdown: Mutex::new(Some(shutdown)),
             postgres: Mutex::new(None),
             redis: Mutex::new(None),
+            http: Mutex::new(None),
             admin: Mutex::new(None),
             redis_ctx: Arc::new(RwLock::new(None)),
             postgres_ctx: Arc::new(RwLock::new(None)),
+            http_ctx: Arc::new(RwLock::new(None)),
         }
     }
 
@@ -85,6 +91,15 @@ impl Live {
         set(&self.redis_ctx, ctx);
     }
 
+    pub fn set_http(&self, ctx: Option<Arc<HttpContext>>) {
+        set(&self.http_ctx, ctx);
+    }
+
+    /// The HTTP egress context new connections are served with.
+    pub fn http_holder(&self) -> Arc<RwLock<Option<Arc<HttpContext>>>> {
+        self.http_ctx.clone()
+    }
+
     pub fn set_postgres(&self, ctx: Option<Arc<PgContext>>) {
         set(&self.postgres_ctx, ctx);
     }
@@ -112,6 +127,7 @@ impl Live {
         match slot {
             Slot::Postgres => &self.postgres,
             Slot::Redis => &self.redis,
+            Slot::Http => &self.http,
             Slot::Admin => &self.admin,
         }
     }

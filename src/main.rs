@@ -155,8 +155,8 @@ fn runtime(configured: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run(cfg: attache::config::types::Config, source: Option<PathBuf>) -> anyhow::Result<()> {
     anyhow::ensure!(
-        cfg.postgres.is_some() || cfg.redis.is_some(),
-        "nothing to serve: the config has no [postgres] or [redis] section"
+        cfg.postgres.is_some() || cfg.redis.is_some() || cfg.http.is_some(),
+        "nothing to serve: the config has no [postgres], [redis] or [http] section"
     );
     let app = attache::app::Attache::start_from(cfg, source).await?;
     wait_for_signal(&app.reloader).await?;

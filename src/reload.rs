@@ -4,8 +4,8 @@
 //! anything changes; any failure rejects the reload and the config in force
 //! stays. Applied without dropping a client: every `[postgres]` database,
 //! user, node, pool, topology and TLS setting, its listen address and
-//! connection limit, the whole `[redis]` section, and adding or removing
-//! either section (new clients get the new listener and context; connected
+//! connection limit, the whole `[redis]` and `[http]` sections, and adding or removing
+//! any section (new clients get the new listener and context; connected
 //! ones finish on the old), the `[admin]` listener and token, and
 //! `shutdown_timeout`. Only `general.worker_threads` (the runtime's size)
 //! is named in the outcome as needing a restart.
@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::config::types::Config;
 use crate::config::ConfigError;
+use crate::frontend::http::HttpContext;
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
 use crate::live::{Live, Slot};
@@ -40,6 +41,8 @@ pub enum ReloadError {
     },
     #[error("config rejected, the running config stays in force: {0}")]
     Redis(#[from] crate::core::redis::TopologyError),
+    #[error(transparent)]
+    Http(#[from] crate::core::http::ClusterError),
 }
 
 /// What a reload did.
@@ -93,6 +96,7 @@ struct Prepared {
     /// `[postgres]` added (a new context and listener) or removed (`None`).
     postgres_section: Option<Option<(Listener, Arc<PgContext>, usize)>>,
     redis: Option<Option<(Listener, Arc<RedisContext>, usize)>>,
+    http: Option<Option<(Listener, Arc<HttpContext>, usize)>>,
 }
 
 impl Reloader {
@@ -223,6 +227,15 @@ impl Reloader {
                 None => None,
             });
         }
+        if old.http != new.http {
+            p.http = Some(match &new.http {
+                Some(hc) => {
+                    let ctx = Arc::new(HttpContext::new(hc.clone())?);
+                    Some((bind(&hc.listen)?, ctx, hc.max_client_connections))
+                }
+                None => None,
+            });
+        }
         Ok(p)
     }
 
@@ -271,6 +284,23 @@ impl Reloader {
                 live.stop(Slot::Redis);
                 live.set_redis(None);
                 outcome.applied.push("redis: listener stopped".to_owned());
+            }
+            None => {}
+        }
+        match p.http {
+            Some(Some((listener, ctx, max))) => {
+                let addr = listener.addr;
+                ctx.start();
+                live.set_http(Some(ctx.clone()));
+                live.start(Slot::Http, listener, ctx, max);
+                outcome.applied.push(format!(
+                    "http: new routes and clusters, listening on {addr}"
+                ));
+            }
+            Some(None) => {
+                live.stop(Slot::Http);
+                live.set_http(None);
+                outcome.applied.push("http: listener stopped".to_owned());
             }
             None => {}
         }

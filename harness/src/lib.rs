@@ -15,6 +15,9 @@
 //! The [`redis`] module does the same for Redis: standalone servers, replicas, clusters,
 //! sentinels and twemproxy.
 //!
+//! The [`http`] module serves the HTTP egress proxy: an in-process test upstream (HTTP/1.1,
+//! h2c, TLS, WebSocket, failure modes) and real nginx and haproxy processes.
+//!
 //! Clean-up is layered: [`PgServer`]'s `Drop` stops the server and removes its directory (also
 //! during a panic unwind), and a tiny watchdog shell per directory does the same if the test
 //! process is killed outright, so servers never outlive their test process.
@@ -24,6 +27,7 @@ mod certs;
 mod config;
 mod error;
 mod exec;
+pub mod http;
 mod proc;
 pub mod redis;
 mod replica;

@@ -5,6 +5,7 @@
 //! settings apply to this database and user" at route time.
 
 pub mod env;
+pub mod http;
 mod raw;
 pub mod redis;
 pub mod resolve;
@@ -188,6 +189,7 @@ pub fn builtin_default() -> Config {
             admin_users: Vec::new(),
         }),
         redis: None,
+        http: None,
         admin: None,
     }
 }

@@ -21,6 +21,8 @@ pub struct Config {
     pub general: General,
     pub postgres: Option<PostgresConfig>,
     pub redis: Option<super::redis::RedisConfig>,
+    /// HTTP egress.
+    pub http: Option<super::http::HttpConfig>,
     /// No section, no admin server.
     pub admin: Option<AdminConfig>,
 }

@@ -28,6 +28,9 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
     if let Some(redis) = &cfg.redis {
         check_redis(redis, &mut errs);
     }
+    if let Some(h) = &cfg.http {
+        http::check_http(h, &mut errs);
+    }
     if let Some(admin) = &cfg.admin {
         check_admin(admin, cfg, &mut errs);
     }
@@ -46,6 +49,7 @@ fn check_admin(a: &super::types::AdminConfig, cfg: &Config, errs: &mut Errors) {
             let others = [
                 ("postgres.listen", cfg.postgres.as_ref().map(|p| &p.listen)),
                 ("redis.listen", cfg.redis.as_ref().map(|r| &r.listen)),
+                ("http.listen", cfg.http.as_ref().map(|h| &h.listen)),
             ];
             for (path, listen) in others {
                 if listen.and_then(|l| l.parse::<SocketAddr>().ok()) == Some(addr) {
@@ -514,5 +518,6 @@ fn check_file(file: &Path, path: &str, errs: &mut Errors) {
     }
 }
 
+mod http;
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,10 @@
 //!
 //! - [`error`]: where a failure came from and whether retrying is safe.
 //! - [`pg`]: PostgreSQL server connections, their pools and cancel routing.
+//! - [`http`]: HTTP upstream clusters: balancing, ejection, retry budgets.
 
 pub mod error;
+pub mod http;
 pub mod pg;
 pub mod redis;
 

@@ -2,5 +2,6 @@
 //! Frontends use `protocols/*` to understand bytes and ask [`crate::core`]
 //! for server connections.
 
+pub mod http;
 pub mod postgres;
 pub mod redis;

@@ -9,11 +9,16 @@ use attache::app::Attache;
 pub use attache_harness::{HbaAuth, PgBuilder, PgServer, TestCerts};
 use tokio_postgres::{Client, NoTls};
 
+pub mod http;
+
 /// Starts Attaché from a TOML text; `listen` is forced to a free port.
 pub async fn start_attache(toml: &str) -> Attache {
     let mut cfg = attache::config::parse(toml).expect("test config must be valid");
     if let Some(pg) = cfg.postgres.as_mut() {
         pg.listen = "127.0.0.1:0".into();
+    }
+    if let Some(h) = cfg.http.as_mut() {
+        h.listen = "127.0.0.1:0".into();
     }
     Attache::start(cfg).await.expect("attache starts")
 }

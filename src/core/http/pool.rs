@@ -1,0 +1,457 @@
+//! Backend (HTTP): one cluster's pooled upstream connections. HTTP/1.1
+//! connections are kept idle per endpoint and reused once a response body
+//! has been read to its end; an HTTP/2 connection per endpoint carries
+//! every request as a stream. Each open connection holds a permit of the
+//! cluster's `max_connections`, released when the connection closes, so the
+//! limit counts sockets, not requests.
+//!
+//! hyper's own connection state machines do the protocol work; this module
+//! only decides which connection a try uses.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use super::endpoint::Endpoint;
+use crate::config::http::{ClusterConfig, HttpTls, UpstreamProtocol};
+use crate::config::types::{SslMode, UpstreamTls};
+use crate::net::tls::{self, TlsError};
+use crate::net::Stream;
+
+/// Errors of body streams, either way.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Every body Attaché sends or relays: one box per message keeps the
+/// request path free of generics.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Why no connection could be had for a try.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `max_connections` are open: a circuit-breaker overflow, not a
+    /// failure of the endpoint.
+    #[error("the cluster's connection limit is reached")]
+    Overflow,
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connect failed: {0}")]
+    Io(#[source] io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("HTTP handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+}
+
+impl ConnectError {
+    /// Whether the failure is the endpoint's certificate (not retried:
+    /// every try would fail the same way, and the operator must know).
+    pub fn is_certificate(&self) -> bool {
+        matches!(self, ConnectError::Tls(TlsError::ServerCertificate(_)))
+    }
+}
+
+/// What a cluster's pool needs from its config.
+struct Settings {
+    tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
+    h2_plain: bool,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+/// One cluster's connections.
+pub struct Pool {
+    settings: Settings,
+    permits: Arc<Semaphore>,
+    max_connections: usize,
+    slots: Mutex<HashMap<SocketAddr, Slot>>,
+    opened: AtomicU64,
+}
+
+#[derive(Default)]
+struct Slot {
+    idle: Vec<Idle>,
+    h2: Option<http2::SendRequest<Body>>,
+}
+
+struct Idle {
+    tx: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+/// A connection checked out for one try.
+pub struct Conn {
+    sender: Sender,
+    addr: SocketAddr,
+    reused: bool,
+    pool: Weak<Pool>,
+}
+
+/// Why a try failed after it had a connection.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: hyper::Error,
+    /// The request, when hyper had not started sending it (so a retry
+    /// cannot duplicate it).
+    pub unsent: Option<Request<Body>>,
+}
+
+impl Pool {
+    pub fn new(cfg: &ClusterConfig) -> Result<Self, TlsError> {
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(|t| tls_config(t, cfg.protocol))
+            .transpose()?;
+        Ok(Self {
+            settings: Settings {
+                tls,
+                h2_plain: cfg.protocol == UpstreamProtocol::Http2,
+                connect_timeout: cfg.connect_timeout.0,
+                idle_timeout: cfg.idle_timeout.0,
+                max_idle: cfg.max_idle_per_endpoint,
+            },
+            permits: Arc::new(Semaphore::new(cfg.max_connections)),
+            max_connections: cfg.max_connections,
+            slots: Mutex::new(HashMap::new()),
+            opened: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections open now (busy or idle).
+    pub fn open(&self) -> usize {
+        self.max_connections - self.permits.available_permits()
+    }
+
+    /// Idle HTTP/1.1 connections now.
+    pub fn idle(&self) -> usize {
+        lock(&self.slots).values().map(|s| s.idle.len()).sum()
+    }
+
+    /// Connections opened since start.
+    pub fn opened_total(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// A ready connection to `ep`: a live idle one, the shared HTTP/2 one,
+    /// or a new one.
+    pub async fn checkout(self: &Arc<Self>, ep: &Endpoint) -> Result<Conn, ConnectError> {
+        while let Some(mut sender) = self.take_idle(ep.addr) {
+            let ready = match &mut sender {
+                Sender::H1(tx) => tx.ready().await.is_ok(),
+                Sender::H2(tx) => tx.ready().await.is_ok(),
+            };
+            if ready {
+                return Ok(self.conn(sender, ep.addr, true));
+            }
+        }
+        let sender = self.connect(ep).await?;
+        Ok(self.conn(sender, ep.addr, false))
+    }
+
+    /// Closes idle connections past `idle_timeout` (called periodically, so
+    /// they give back their permits even when no request comes).
+    pub fn reap(&self) {
+        let now = Instant::now();
+        let timeout = self.settings.idle_timeout;
+        let mut slots = lock(&self.slots);
+        for slot in slots.values_mut() {
+            slot.idle
+                .retain(|i| !i.tx.is_closed() && now.duration_since(i.since) < timeout);
+            if slot.h2.as_ref().is_some_and(|h| h.is_closed()) {
+                slot.h2 = None;
+            }
+        }
+        slots.retain(|_, s| !s.idle.is_empty() || s.h2.is_some());
+    }
+
+    /// Drops the pooled connections of endpoints no longer in the cluster.
+    pub fn retain(&self, live: &[SocketAddr]) {
+        lock(&self.slots).retain(|a, _| live.contains(a));
+    }
+
+    fn conn(self: &Arc<Self>, sender: Sender, addr: SocketAddr, reused: bool) -> Conn {
+        Conn {
+            sender,
+            addr,
+            reused,
+            pool: Arc::downgrade(self),
+        }
+    }
+
+    fn take_idle(&self, addr: SocketAddr) -> Option<Sender> {
+        let mut slots = lock(&self.slots);
+        let slot = slots.get_mut(&addr)?;
+        if let Some(h2) = &slot.h2 {
+            if !h2.is_closed() {
+                return Some(Sender::H2(h2.clone()));
+            }
+            slot.h2 = None;
+        }
+        let now = Instant::now();
+        while let Some(idle) = slot.idle.pop() {
+            if !idle.tx.is_closed() && now.duration_since(idle.since) < self.settings.idle_timeout {
+                return Some(Sender::H1(idle.tx));
+            }
+        }
+        None
+    }
+
+    fn put_back(&self, addr: SocketAddr, tx: http1::SendRequest<Body>) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut slots = lock(&self.slots);
+        let slot = slots.entry(addr).or_default();
+        if slot.idle.len() < self.settings.max_idle {
+            slot.idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self, ep: &Endpoint) -> Result<Sender, ConnectError> {
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ConnectError::Overflow)?;
+        let timeout = self.settings.connect_timeout;
+        let (stream, h2) = tokio::time::timeout(timeout, self.open_stream(ep))
+            .await
+            .map_err(|_| ConnectError::Timeout(timeout))??;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        let io = TokioIo::new(stream);
+        let addr = ep.addr;
+        if h2 {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(ConnectError::Handshake)?;
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    debug!(%error, upstream.addr = %addr, "upstream h2 connection ended");
+                }
+                drop(permit);
+            });
+            lock(&self.slots).entry(addr).or_default().h2 = Some(tx.clone());
+            Ok(Sender::H2(tx))
+        } else {
+            let (tx, conn) = http1::handshake(io)
+                .await
+                .map_err(ConnectError::Handshake)?;
+            tokio::spawn(async move {
+                if let Err(error) = conn.with_upgrades().await {
+                    debug!(%error, upstream.addr = %addr, "upstream connection ended");
+                }
+                drop(permit);
+            });
+            Ok(Sender::H1(tx))
+        }
+    }
+
+    /// TCP, then TLS when configured; whether HTTP/2 was agreed.
+    async fn open_stream(&self, ep: &Endpoint) -> Result<(Stream, bool), ConnectError> {
+        let tcp = TcpStream::connect(ep.addr)
+            .await
+            .map_err(ConnectError::Io)?;
+        let _ = tcp.set_nodelay(true);
+        let Some((config, server_name)) = &self.settings.tls else {
+            return Ok((Stream::Plain(tcp), self.settings.h2_plain));
+        };
+        let name = tls::server_name(
+            &UpstreamTls {
+                server_name: server_name.clone(),
+                ..UpstreamTls::default()
+            },
+            &ep.host,
+        )?;
+        let tls = tls::connect(config.clone(), name, tcp).await?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok((Stream::ClientTls(Box::new(tls)), h2))
+    }
+}
+
+impl Conn {
+    /// Whether the connection speaks HTTP/2 (the request then wants an
+    /// absolute URI and no Host header).
+    pub fn is_h2(&self) -> bool {
+        matches!(self.sender, Sender::H2(_))
+    }
+
+    /// Whether this connection served an earlier request: a stale one may
+    /// fail before the request is sent, which is always safe to retry.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Sends the request; the response's body hands an HTTP/1.1 connection
+    /// back to the pool when it has been read to its end.
+    pub async fn send(self, req: Request<Body>) -> Result<Response<Body>, SendError> {
+        let Conn {
+            sender, addr, pool, ..
+        } = self;
+        match sender {
+            Sender::H2(mut tx) => match tx.try_send_request(req).await {
+                Ok(resp) => Ok(resp.map(|b| PooledBody::new(b, None).boxed())),
+                Err(mut e) => Err(SendError {
+                    unsent: e.take_message(),
+                    error: e.into_error(),
+                }),
+            },
+            Sender::H1(mut tx) => match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    let upgrading = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                    let back = (!upgrading).then_some(Return { tx, addr, pool });
+                    Ok(resp.map(|b| PooledBody::new(b, back).boxed()))
+                }
+                Err(mut e) => Err(SendError {
+                    unsent: e.take_message(),
+                    error: e.into_error(),
+                }),
+            },
+        }
+    }
+}
+
+/// The upstream's response body; gives its HTTP/1.1 connection back at the
+/// end of the stream (dropped early, the connection closes instead).
+struct PooledBody {
+    inner: Incoming,
+    back: Option<Return>,
+}
+
+struct Return {
+    tx: http1::SendRequest<Body>,
+    addr: SocketAddr,
+    pool: Weak<Pool>,
+}
+
+impl Return {
+    fn give_back(self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.put_back(self.addr, self.tx);
+        }
+    }
+}
+
+impl PooledBody {
+    fn new(inner: Incoming, back: Option<Return>) -> Self {
+        let mut body = PooledBody { inner, back };
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some(back) = self.back.take() {
+            back.give_back();
+        }
+    }
+
+    fn boxed(self) -> Body {
+        BoxBody::new(self)
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.finish(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The request target for a try: origin-form (`/path?q`) on HTTP/1.1,
+/// where the Host header names the service; absolute on HTTP/2, whose
+/// `:authority` does.
+pub fn target_uri(h2: bool, tls: bool, host: &str, path_and_query: &str) -> Option<http::Uri> {
+    if h2 {
+        http::Uri::builder()
+            .scheme(if tls { "https" } else { "http" })
+            .authority(host)
+            .path_and_query(path_and_query)
+            .build()
+            .ok()
+    } else {
+        path_and_query.parse().ok()
+    }
+}
+
+/// rustls for `https` endpoints: verify-full unless `verify = false`, and
+/// ALPN offering what `protocol` allows.
+fn tls_config(
+    t: &HttpTls,
+    protocol: UpstreamProtocol,
+) -> Result<(Arc<rustls::ClientConfig>, Option<String>), TlsError> {
+    let upstream = UpstreamTls {
+        sslmode: if t.verify {
+            SslMode::VerifyFull
+        } else {
+            SslMode::Require
+        },
+        ca_file: t.ca_file.clone().filter(|_| t.verify),
+        client_cert: t.client_cert.clone(),
+        client_key: t.client_key.clone(),
+        server_name: t.server_name.clone(),
+    };
+    let Some(base) = tls::client_config(&upstream)? else {
+        return Err(TlsError::BadServerName("tls disabled".into()));
+    };
+    let mut config = (*base).clone();
+    config.alpn_protocols = match protocol {
+        UpstreamProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
+        UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
+    };
+    Ok((Arc::new(config), t.server_name.clone()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}

@@ -1,0 +1,144 @@
+//! Route → backend (HTTP): the request body across tries. A small body
+//! (up to `max_retry_body`) is read whole so every try can send a copy; a
+//! bigger or unknown-length one streams through once, and its request is
+//! then retried only if it failed before the body was handed to a
+//! connection.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+
+use crate::core::http::{Body, BoxError};
+
+/// A request body as the retry loop holds it.
+pub enum ReqBody {
+    /// Kept whole: any number of tries.
+    Buffered(Bytes),
+    /// One try only, and only until [`ReqBody::for_try`] hands it out.
+    Streaming(Option<Body>),
+}
+
+impl ReqBody {
+    /// Reads up to `limit` bytes of `body`; the rest (if any) stays a
+    /// stream behind what was read.
+    pub async fn read(mut body: Incoming, limit: u64) -> Result<Self, hyper::Error> {
+        if body.is_end_stream() {
+            return Ok(ReqBody::Buffered(Bytes::new()));
+        }
+        if body.size_hint().lower() > limit {
+            return Ok(ReqBody::Streaming(Some(
+                body.map_err(BoxError::from).boxed(),
+            )));
+        }
+        let mut buf = BytesMut::new();
+        let mut extra = VecDeque::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame?;
+            match frame.into_data() {
+                Ok(data) if (buf.len() + data.len()) as u64 <= limit && extra.is_empty() => {
+                    buf.extend_from_slice(&data)
+                }
+                Ok(data) => extra.push_back(Frame::data(data)),
+                // Trailers: rare on requests; kept by streaming.
+                Err(frame) => extra.push_back(frame),
+            }
+            if !extra.is_empty() {
+                let mut frames = VecDeque::from([Frame::data(buf.freeze())]);
+                frames.extend(extra);
+                let rest = Prefixed {
+                    frames,
+                    rest: Some(body),
+                };
+                return Ok(ReqBody::Streaming(Some(BodyExt::boxed(rest))));
+            }
+        }
+        Ok(ReqBody::Buffered(buf.freeze()))
+    }
+
+    /// The body streams without being read first (no retry will need it).
+    pub fn stream(body: Incoming) -> Self {
+        if body.is_end_stream() {
+            return ReqBody::Buffered(Bytes::new());
+        }
+        ReqBody::Streaming(Some(body.map_err(BoxError::from).boxed()))
+    }
+
+    /// Whether a try that sent this body may be repeated.
+    pub fn replayable(&self) -> bool {
+        matches!(self, ReqBody::Buffered(_))
+    }
+
+    /// The body for the next try; `None` once a stream was handed out.
+    pub fn for_try(&mut self) -> Option<Body> {
+        match self {
+            ReqBody::Buffered(b) if b.is_empty() => {
+                Some(Empty::new().map_err(|never| match never {}).boxed())
+            }
+            ReqBody::Buffered(b) => {
+                Some(Full::new(b.clone()).map_err(|never| match never {}).boxed())
+            }
+            ReqBody::Streaming(s) => s.take(),
+        }
+    }
+
+    /// Puts back a stream that was handed out but never sent (hyper gave
+    /// the request back).
+    pub fn restore(&mut self, body: Body) {
+        if let ReqBody::Streaming(s) = self {
+            *s = Some(body);
+        }
+    }
+}
+
+/// Frames read ahead while deciding whether to buffer, then the rest.
+struct Prefixed {
+    frames: VecDeque<Frame<Bytes>>,
+    rest: Option<Incoming>,
+}
+
+impl http_body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(f) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx).map_err(Into::into),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let ahead: u64 = self
+            .frames
+            .iter()
+            .filter_map(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+            .sum();
+        let rest = self
+            .rest
+            .as_ref()
+            .map(|r| r.size_hint())
+            .unwrap_or_default();
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + ahead);
+        }
+        hint.set_lower(rest.lower() + ahead);
+        hint
+    }
+}

@@ -1,0 +1,101 @@
+//! Respond (HTTP): the answers Attaché gives itself, when no upstream
+//! answer can be relayed. Each carries `x-attache-error: <cause>` and a
+//! one-line body naming the cause, so an app (or a person with curl) can
+//! tell a proxy-side failure from the service's own 503.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::core::http::Body;
+
+/// Why Attaché answered instead of the upstream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocalError {
+    #[error("no route matched {0}")]
+    NoRoute(String),
+    #[error("the request could not be read: {0}")]
+    BadRequest(String),
+    /// Circuit breaking: too many requests, pending requests or
+    /// connections for the cluster.
+    #[error("cluster {0:?} is at its limit")]
+    Overflow(String),
+    #[error("every endpoint of cluster {0:?} is ejected after failing")]
+    Ejected(String),
+    #[error("no endpoint of cluster {0:?} passes its health checks")]
+    Unhealthy(String),
+    #[error("cluster {0:?} has no endpoints (DNS gave no address)")]
+    NoEndpoints(String),
+    #[error("could not connect to {0}: {1}")]
+    ConnectFailure(String, String),
+    #[error("the TLS certificate of {0} failed verification: {1}")]
+    TlsVerify(String, String),
+    #[error("the connection to {0} broke before a response: {1}")]
+    Reset(String, String),
+    #[error("no response within the timeout of {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("retries of cluster {0:?} are over budget; the last try failed: {1}")]
+    BudgetExhausted(String, Box<LocalError>),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl LocalError {
+    /// The `x-attache-error` value.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            LocalError::NoRoute(_) => "no-route",
+            LocalError::BadRequest(_) => "bad-request",
+            LocalError::Overflow(_) => "overflow",
+            LocalError::Ejected(_) => "ejected",
+            LocalError::Unhealthy(_) => "unhealthy",
+            LocalError::NoEndpoints(_) => "no-endpoints",
+            LocalError::ConnectFailure(..) => "connect-failure",
+            LocalError::TlsVerify(..) => "tls-verify-failed",
+            LocalError::Reset(..) => "upstream-reset",
+            LocalError::Timeout(_) => "timeout",
+            LocalError::BudgetExhausted(_, last) => last.cause(),
+            LocalError::ShuttingDown => "shutting-down",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            LocalError::NoRoute(_) => StatusCode::NOT_FOUND,
+            LocalError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            LocalError::Overflow(_)
+            | LocalError::Ejected(_)
+            | LocalError::Unhealthy(_)
+            | LocalError::NoEndpoints(_)
+            | LocalError::ConnectFailure(..)
+            | LocalError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            LocalError::TlsVerify(..) | LocalError::Reset(..) => StatusCode::BAD_GATEWAY,
+            LocalError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            LocalError::BudgetExhausted(_, last) => last.status(),
+        }
+    }
+
+    /// The response: status, `x-attache-error`, a short text body.
+    pub fn response(&self, request_id: Option<&HeaderValue>) -> Response<Body> {
+        let body = format!("attaché: {self}\n");
+        let mut resp = Response::new(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert("x-attache-error", HeaderValue::from_static(self.cause()));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(id) = request_id {
+            h.insert("x-request-id", id.clone());
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! Accept → respond (HTTP egress): one app connection, HTTP/1.1 or h2c
+//! (told apart by the HTTP/2 preface), served by hyper; each request goes
+//! through [`proxy`] to an upstream cluster from `core::http`.
+//!
+//! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, request ids,
+//!   `traceparent`.
+//! - [`body`]: request bodies kept for retries, or streamed.
+//! - [`error`]: the answers Attaché gives itself, with `x-attache-error`.
+
+mod body;
+pub mod error;
+mod headers;
+mod proxy;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::header::HeaderName;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{debug, info_span, Instrument};
+
+use crate::config::http::{HttpConfig, RouteConfig};
+use crate::core::http::route::Router;
+use crate::core::http::stats::Stats;
+use crate::core::http::{Cluster, ClusterError};
+use crate::server::{App, Shutdown};
+
+/// Streams one app connection may have open at once (HTTP/2).
+const MAX_STREAMS: u32 = 256;
+/// Request head size limit (HTTP/1.1 buffer; hyper answers 431 past it).
+const MAX_HEAD: usize = 64 << 10;
+
+/// What every connection of the HTTP listener shares.
+pub struct HttpContext {
+    pub config: Arc<HttpConfig>,
+    router: Router,
+    routes: Vec<RouteEntry>,
+    /// By name, as configured.
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    request_id: HeaderName,
+    /// Requests no route matched.
+    pub unmatched: Stats,
+    clients: AtomicUsize,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+/// One configured route, its cluster and its counters.
+pub struct RouteEntry {
+    pub index: usize,
+    pub cfg: RouteConfig,
+    pub cluster: Arc<Cluster>,
+    pub stats: Stats,
+}
+
+impl HttpContext {
+    /// Builds every cluster (TLS configs load here, so a bad file fails
+    /// startup, not the first request). Call [`HttpContext::start`] inside
+    /// the runtime to begin DNS refresh and health checks.
+    pub fn new(config: HttpConfig) -> Result<Self, ClusterError> {
+        let mut clusters = BTreeMap::new();
+        for (name, c) in &config.clusters {
+            clusters.insert(name.clone(), Arc::new(Cluster::new(name, c)?));
+        }
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, r)| {
+                Some(RouteEntry {
+                    index,
+                    cfg: r.clone(),
+                    cluster: clusters.get(&r.cluster)?.clone(),
+                    stats: Stats::default(),
+                })
+            })
+            .collect();
+        let request_id = HeaderName::from_bytes(config.request_id_header.as_bytes())
+            .unwrap_or(HeaderName::from_static("x-request-id"));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .max_buf_size(MAX_HEAD)
+            .header_read_timeout(std::time::Duration::from_secs(30));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS);
+        Ok(Self {
+            router: Router::new(&config.routes),
+            routes,
+            clusters,
+            request_id,
+            unmatched: Stats::default(),
+            clients: AtomicUsize::new(0),
+            builder,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Starts each cluster's upkeep (DNS, health checks, idle reaping).
+    pub fn start(&self) {
+        for c in self.clusters.values() {
+            c.spawn_upkeep();
+        }
+    }
+
+    /// The routes, in config order.
+    pub fn routes(&self) -> &[RouteEntry] {
+        &self.routes
+    }
+
+    /// App connections open now.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+struct Connected<'a>(&'a AtomicUsize);
+
+impl<'a> Connected<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl App for HttpContext {
+    fn protocol(&self) -> &'static str {
+        "http"
+    }
+
+    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
+        let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let span = info_span!("client", protocol = "http", listener, client.addr = %peer);
+        async move {
+            let _connected = Connected::new(&self.clients);
+            let _ = tcp.set_nodelay(true);
+            let ctx = self.clone();
+            let service = service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(proxy::handle(ctx, req, peer).await) }
+            });
+            let conn = self
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = shutdown.wait() => {
+                    // Finish what is in flight, take nothing new.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(error) = result {
+                debug!(%error, "http client connection ended with an error");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn reject(self: Arc<Self>, mut tcp: TcpStream, _peer: SocketAddr) {
+        let body = "attaché: too many client connections\n";
+        let resp = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nx-attache-error: overflow\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tcp.write_all(resp.as_bytes()).await;
+    }
+}

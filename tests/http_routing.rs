@@ -1,0 +1,159 @@
+//! HTTP egress end to end: routes by prefix and Host, prefix strip and
+//! rewrite, 404 for no route, forwarded headers, request ids and
+//! traceparent, over HTTP/1.1 and h2c from the app to real upstream servers.
+
+mod support;
+
+use support::http::{get, h1_client, h2_client, Upstream};
+use support::start_attache;
+
+async fn two_services() -> (Upstream, Upstream, attache::app::Attache) {
+    let payments = Upstream::start("payments").await.unwrap();
+    let users = Upstream::start("users").await.unwrap();
+    let toml = format!(
+        r#"
+[http]
+[[http.routes]]
+prefix = "/payments/"
+cluster = "payments"
+strip_prefix = true
+
+[[http.routes]]
+prefix = "/v1/"
+cluster = "users"
+rewrite = "/api/v2/"
+
+[[http.routes]]
+host = "users.local"
+cluster = "users"
+
+[http.clusters.payments]
+endpoints = ["{}"]
+
+[http.clusters.users]
+endpoints = ["{}"]
+"#,
+        payments.addr(),
+        users.addr()
+    );
+    let attache = start_attache(&toml).await;
+    (payments, users, attache)
+}
+
+#[tokio::test]
+async fn routes_by_prefix_and_host_with_strip_and_rewrite() {
+    let (_p, _u, attache) = two_services().await;
+    let addr = attache.http_addr.unwrap();
+    let c = h1_client();
+
+    let r = get(&c, addr, "/payments/charge?id=7", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-upstream"), Some("payments"));
+    assert_eq!(r.header("x-seen-path"), Some("/charge?id=7"));
+
+    let r = get(&c, addr, "/v1/users/3", &[]).await;
+    assert_eq!(r.header("x-upstream"), Some("users"));
+    assert_eq!(r.header("x-seen-path"), Some("/api/v2/users/3"));
+
+    let r = get(&c, addr, "/anything", &[("host", "users.local:15000")]).await;
+    assert_eq!(r.header("x-upstream"), Some("users"));
+    assert_eq!(r.header("x-seen-path"), Some("/anything"));
+
+    let r = get(&c, addr, "/nowhere", &[]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-attache-error"), Some("no-route"));
+    assert!(r.body.contains("no route matched /nowhere"), "{}", r.body);
+    attache.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_headers_request_id_and_traceparent() {
+    let (_p, _u, attache) = two_services().await;
+    let addr = attache.http_addr.unwrap();
+    let c = h1_client();
+
+    let r = get(&c, addr, "/payments/x", &[]).await;
+    assert_eq!(r.header("x-seen-x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(r.header("x-seen-x-forwarded-proto"), Some("http"));
+    assert_eq!(
+        r.header("x-seen-x-forwarded-host"),
+        Some(addr.to_string().as_str())
+    );
+    let id = r
+        .header("x-seen-x-request-id")
+        .expect("a request id is made");
+    assert_eq!(
+        r.header("x-request-id"),
+        Some(id),
+        "the app sees the id too"
+    );
+    let tp = r.header("x-seen-traceparent").expect("a trace is started");
+    assert!(tp.starts_with("00-") && tp.len() == 55, "{tp}");
+
+    let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = get(
+        &c,
+        addr,
+        "/payments/x",
+        &[
+            ("traceparent", given),
+            ("x-request-id", "req-42"),
+            ("x-forwarded-for", "10.9.9.9"),
+        ],
+    )
+    .await;
+    assert_eq!(r.header("x-seen-traceparent"), Some(given));
+    assert_eq!(r.header("x-seen-x-request-id"), Some("req-42"));
+    assert_eq!(
+        r.header("x-seen-x-forwarded-for"),
+        Some("10.9.9.9, 127.0.0.1")
+    );
+    attache.shutdown().await;
+}
+
+#[tokio::test]
+async fn h2c_from_the_app_and_h1_or_h2_upstream() {
+    let h1 = Upstream::builder()
+        .name("h1")
+        .http1_only()
+        .start()
+        .await
+        .unwrap();
+    let h2 = Upstream::builder()
+        .name("h2")
+        .http2_only()
+        .start()
+        .await
+        .unwrap();
+    let toml = format!(
+        r#"
+[http]
+[[http.routes]]
+prefix = "/one/"
+cluster = "one"
+[[http.routes]]
+prefix = "/two/"
+cluster = "two"
+[http.clusters.one]
+endpoints = ["{}"]
+protocol = "http1"
+[http.clusters.two]
+endpoints = ["{}"]
+protocol = "http2"
+"#,
+        h1.addr(),
+        h2.addr()
+    );
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.unwrap();
+    for client in [h1_client(), h2_client()] {
+        let r = get(&client, addr, "/one/a", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-seen-version"), Some("HTTP/1.1"));
+        let r = get(&client, addr, "/two/a", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-seen-version"), Some("HTTP/2.0"));
+        assert_eq!(r.header("x-seen-host"), Some(addr.to_string().as_str()));
+    }
+    attache.shutdown().await;
+}
