@@ -4,13 +4,16 @@
 //! statement was routed to, then runs a mixed workload from many clients and
 //! prints a live one-line summary until Ctrl-C (or `ATTACHE_DEMO_SECONDS`),
 //! then cleans up. It also starts three Redis shards behind Attaché's
-//! sharded Redis listener and shows where keys written through it landed.
+//! sharded Redis listener and shows where keys written through it landed,
+//! and two small HTTP services (one flaky) behind its HTTP egress listener,
+//! where retries and ejection keep every request succeeding.
 //!
 //! `attache demo --failover` ([`failover`]) instead kills the primary under
 //! load, promotes its synchronous standby and checks that clients rode
 //! through it without losing an acknowledged write.
 
 mod failover;
+mod http;
 mod redis;
 mod routing;
 
@@ -96,6 +99,10 @@ async fn run_routing() -> Result<(), DemoError> {
     if let Some(shards) = &shards {
         toml.push_str(&redis::config(shards));
     }
+    let services = http::start().await;
+    if let Some(s) = &services {
+        toml.push_str(&http::config(s, free_or_any("127.0.0.1:15000")));
+    }
     let attache = Attache::start(crate::config::parse(&toml)?).await?;
     let addr = attache
         .postgres_addr
@@ -129,6 +136,9 @@ async fn run_routing() -> Result<(), DemoError> {
     if let (Some(shards), Some(raddr)) = (&shards, attache.redis_addr) {
         redis::spread(shards, raddr).await?;
     }
+    if let Some(s) = &services {
+        http::show(s, &attache).await?;
+    }
     let counters = Arc::new(Counters::default());
     let mut workers = Vec::new();
     for i in 0..CLIENTS {
@@ -143,6 +153,7 @@ async fn run_routing() -> Result<(), DemoError> {
     drop(replica);
     drop(pg);
     drop(shards);
+    drop(services);
     println!("\nStopped; PostgreSQL and its data directory are removed.");
     Ok(())
 }

@@ -67,6 +67,7 @@ fn every_example_loads_and_validates() {
         "tls.toml",
         "postgres-replicas.toml",
         "admin.toml",
+        "http-egress.toml",
     ] {
         assert!(
             names.contains(&expected),
@@ -77,7 +78,7 @@ fn every_example_loads_and_validates() {
         let cfg = config::load(Some(file))
             .unwrap_or_else(|e| panic!("{} does not load:\n{e}", file.display()));
         assert!(
-            cfg.postgres.is_some() || cfg.redis.is_some(),
+            cfg.postgres.is_some() || cfg.redis.is_some() || cfg.http.is_some(),
             "{} serves nothing",
             file.display()
         );
@@ -100,6 +101,30 @@ fn every_example_loads_and_validates() {
     check_pgbouncer_like();
     check_tls(certs.path());
     check_postgres_replicas();
+    check_http_egress(certs.path());
+}
+
+fn check_http_egress(certs: &Path) {
+    use attache::config::http::{EndpointSpec, HttpBalance, RetryOn};
+    let cfg = load("http-egress.toml");
+    let h = cfg.http.expect("[http]");
+    assert_eq!(h.listen, "127.0.0.1:15000");
+    assert_eq!(h.routes.len(), 3);
+    assert!(h.routes[0].strip_prefix);
+    assert_eq!(h.routes[0].retries, 2);
+    assert_eq!(h.routes[0].retry_on.len(), 4);
+    assert!(h.routes[0].retry_on.contains(&RetryOn::GatewayError));
+    assert_eq!(h.routes[1].rewrite.as_deref(), Some("/api/v2/"));
+    assert_eq!(h.routes[2].host.as_deref(), Some("search.internal"));
+    let p = &h.clusters["payments"];
+    assert_eq!(p.balance, HttpBalance::P2cEwma);
+    assert_eq!(EndpointSpec::parse(&p.endpoints[0]).unwrap().weight, 2);
+    assert_eq!(p.outlier.max_ejection.0, std::time::Duration::from_secs(300));
+    let tls = p.tls.as_ref().unwrap();
+    assert!(tls.verify, "verify-full is the default");
+    assert_eq!(tls.ca_file.as_deref(), Some(certs.join("ca.crt").as_path()));
+    assert!(h.clusters["users"].health_check.is_some());
+    assert_eq!(h.clusters["search"].host_header.as_deref(), Some("search.local"));
 }
 
 fn check_postgres_replicas() {

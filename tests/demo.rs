@@ -141,6 +141,18 @@ fn demo_shows_routing_runs_a_workload_and_cleans_up() {
         "every shard should get keys: {spread}"
     );
     assert_eq!(counts.iter().sum::<i64>(), 3000, "{spread}");
+    // The HTTP part: retries hide a flaky service, ejection a failing one.
+    let flaky = line_with(stdout, "flaky answers 503 to every 2nd request:");
+    assert!(flaky.contains("100 of 100 requests OK"), "{flaky}");
+    assert!(number_after(flaky, "retries").unwrap_or(0) > 0, "{flaky}");
+    let down = line_with(stdout, "flaky answers only 503 now:");
+    assert!(down.contains("100 of 100 requests OK"), "{down}");
+    assert!(number_after(down, "ejections").unwrap_or(0) >= 1, "{down}");
+    let flaky_served = number_after(down, ", flaky").unwrap_or(-1);
+    assert!(
+        (0..=5).contains(&flaky_served),
+        "an ejected service gets (almost) no traffic: {down}"
+    );
 }
 
 #[test]

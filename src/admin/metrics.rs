@@ -10,6 +10,10 @@
 //! Label `database` on pool series is the server-side database name (pools
 //! are keyed by it); on node and cluster series it is the config key under
 //! `[postgres.databases]` (clusters are keyed by it).
+//!
+//! The HTTP egress families (`attache_http_*`) are in [`http`].
+
+mod http;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -152,6 +156,9 @@ pub fn render(admin: &Admin) -> Result<String, std::fmt::Error> {
     if let Some(redis) = &admin.redis() {
         redis_backends(&mut s, redis);
         redis_node_counters(&mut s, redis);
+    }
+    if let Some(ctx) = &admin.http() {
+        http::families(&mut s, ctx);
     }
     let mut out = String::new();
     encode(&mut out, &s.registry)?;

@@ -1,8 +1,9 @@
 //! Accept → respond (admin): the operations endpoint beside the proxied
 //! listeners. It runs on the shared accept loop ([`crate::server::serve`],
 //! with its own small connection limit), parses HTTP/1.1 in [`http`], and
-//! answers from the live pools and clusters: `/healthz` (the process is
-//! up), `/readyz` (it can serve: see [`status::not_ready`]), `/metrics`
+//! answers from the live pools and clusters (Postgres, Redis and HTTP
+//! egress): `/healthz` (the process is up), `/readyz` (it can serve: see
+//! [`status::not_ready`]), `/metrics`
 //! (Prometheus, see [`metrics`]), `/status` (JSON, see [`status`]) and `/`
 //! (a live page rendering `/status` in a browser, see [`page`]).
 
@@ -21,6 +22,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::config::types::Secret;
+use crate::frontend::http::HttpContext;
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
 use crate::server::{App, Shutdown};
@@ -40,6 +42,8 @@ pub struct Admin {
     pub postgres: Arc<std::sync::RwLock<Option<Arc<PgContext>>>>,
     /// The Redis context in force (a reload may replace it).
     pub redis: Arc<std::sync::RwLock<Option<Arc<RedisContext>>>>,
+    /// The HTTP egress context in force (a reload may replace it).
+    pub http: Arc<std::sync::RwLock<Option<Arc<HttpContext>>>>,
     /// The running accept loops, for listener addresses after a reload.
     pub live: Option<Arc<crate::live::Live>>,
     /// For `POST /reload`; set by the app once it exists.
@@ -60,6 +64,7 @@ impl Admin {
             listeners,
             postgres: Arc::new(std::sync::RwLock::new(postgres)),
             redis: Arc::new(std::sync::RwLock::new(redis)),
+            http: Arc::new(std::sync::RwLock::new(None)),
             reloader: None,
             live: None,
             token,
@@ -68,12 +73,6 @@ impl Admin {
         }
     }
 
-    /// Answers one request. `/healthz` is open to all (liveness probes
-    /// carry no credentials), and so is `/`: the page holds no data, and
-    /// its script sends the token to `/status` itself. Everything else
-    /// wants the token when one is configured, and is checked before the
-    /// path so an unauthenticated client learns nothing about which paths
-    /// exist.
     /// The admin app for a running process: its contexts follow `live`
     /// (so reloads show), and reloads go through `reloader`. `listeners`
     /// are those of the proxied protocols; the admin's own is added.
@@ -83,15 +82,7 @@ impl Admin {
         own: SocketAddr,
         token: Option<Secret>,
     ) -> Self {
-        let mut listeners = Vec::new();
-        for (protocol, slot) in [
-            ("postgres", crate::live::Slot::Postgres),
-            ("redis", crate::live::Slot::Redis),
-        ] {
-            if let Some(addr) = live.addr(slot) {
-                listeners.push(ListenerInfo { protocol, addr });
-            }
-        }
+        let mut listeners = proxied_listeners(live);
         listeners.push(ListenerInfo {
             protocol: "admin",
             addr: own,
@@ -100,6 +91,7 @@ impl Admin {
         admin.live = Some(live.clone());
         admin.redis = live.redis_holder();
         admin.postgres = live.postgres_holder();
+        admin.http = live.http_holder();
         admin.reloader = Some(reloader.clone());
         admin
     }
@@ -110,15 +102,7 @@ impl Admin {
         let Some(live) = &self.live else {
             return self.listeners.clone();
         };
-        let mut now = Vec::new();
-        for (protocol, slot) in [
-            ("postgres", crate::live::Slot::Postgres),
-            ("redis", crate::live::Slot::Redis),
-        ] {
-            if let Some(addr) = live.addr(slot) {
-                now.push(ListenerInfo { protocol, addr });
-            }
-        }
+        let mut now = proxied_listeners(live);
         now.extend(
             self.listeners
                 .iter()
@@ -138,6 +122,17 @@ impl Admin {
         crate::live::get(&self.postgres)
     }
 
+    /// The HTTP egress context new requests are served with.
+    pub fn http(&self) -> Option<Arc<HttpContext>> {
+        crate::live::get(&self.http)
+    }
+
+    /// Answers one request. `/healthz` is open to all (liveness probes
+    /// carry no credentials), and so is `/`: the page holds no data, and
+    /// its script sends the token to `/status` itself. Everything else
+    /// wants the token when one is configured, and is checked before the
+    /// path so an unauthenticated client learns nothing about which paths
+    /// exist.
     pub fn respond(&self, req: &Request) -> Response {
         let get = matches!(req.method.as_str(), "GET" | "HEAD");
         let open: Option<fn() -> Response> = match req.path.as_str() {
@@ -215,6 +210,18 @@ impl Admin {
         scheme.eq_ignore_ascii_case("bearer")
             && constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
     }
+}
+
+/// The proxied protocols' listeners bound now, in a fixed order.
+fn proxied_listeners(live: &crate::live::Live) -> Vec<ListenerInfo> {
+    [
+        ("postgres", crate::live::Slot::Postgres),
+        ("redis", crate::live::Slot::Redis),
+        ("http", crate::live::Slot::Http),
+    ]
+    .into_iter()
+    .filter_map(|(protocol, slot)| live.addr(slot).map(|addr| ListenerInfo { protocol, addr }))
+    .collect()
 }
 
 fn method_not_allowed(req: &Request) -> Response {

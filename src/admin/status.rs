@@ -1,7 +1,9 @@
 //! Respond (admin): `/status` (a JSON snapshot of listeners, Postgres
-//! clusters and pools, Redis nodes) and `/readyz` (what keeps this
-//! instance from serving). Both read the same live structures as
-//! `/metrics`, at request time.
+//! clusters and pools, Redis nodes, HTTP routes and clusters: see
+//! [`http`]) and `/readyz` (what keeps this instance from serving). Both
+//! read the same live structures as `/metrics`, at request time.
+
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ pub struct Status {
     pub listeners: Vec<ListenerInfo>,
     pub postgres: Option<PgStatus>,
     pub redis: Option<RedisStatus>,
+    pub http: Option<http::HttpStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +108,14 @@ pub fn status(admin: &Admin) -> Status {
         redis: admin.redis().as_deref().map(|r| RedisStatus {
             mode: redis_mode(r),
             nodes: redis_nodes(r),
+        }),
+        http: admin.http().as_deref().map(|h| {
+            let listen = admin
+                .listeners()
+                .iter()
+                .find(|l| l.protocol == "http")
+                .map(|l| l.addr);
+            http::http_status(h, listen)
         }),
     }
 }
@@ -218,6 +229,13 @@ pub fn redis_nodes(r: &RedisContext) -> Vec<RedisNodeInfo> {
 
 /// Everything that keeps this instance from serving, one line each; empty
 /// when ready. Listeners are all bound by the time the admin server runs.
+///
+/// HTTP egress adds no condition beyond its listener being bound: an
+/// upstream that is down, ejected or failing health checks is answered per
+/// request (a 502/503 with `x-attache-error`, on that route only), while a
+/// failed readiness probe would take the whole instance out of rotation —
+/// its other routes and its Postgres and Redis listeners with it — and,
+/// with an upstream shared by a fleet, every instance at once.
 pub fn not_ready(admin: &Admin) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(pg) = &admin.postgres() {

@@ -210,16 +210,17 @@ pub(crate) fn port_taken(err: &HttpError) -> bool {
 }
 
 impl Drop for Daemon {
-    /// Kills the process group and removes the temp dir; also runs during unwinding.
+    /// Kills the process group and removes the temp dir; also runs during unwinding. The
+    /// watchdog is disarmed last, so a SIGKILL halfway through still leaves it to finish.
     fn drop(&mut self) {
+        self.kill();
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
         if let Some(mut watchdog) = self.watchdog.take() {
             // SIGKILL cannot be trapped; the shell has no children while it waits on `read`.
             let _ = watchdog.kill();
             let _ = watchdog.wait();
-        }
-        self.kill();
-        if let Some(dir) = self.dir.take() {
-            let _ = dir.close();
         }
     }
 }

@@ -150,6 +150,52 @@ async fn fail_every_fails_each_nth_request() {
 }
 
 #[tokio::test]
+async fn fail_every_zero_never_fails_and_initial_mode_applies() {
+    let up = Upstream::builder()
+        .mode(Mode::FailEvery(0))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(up.mode(), Mode::FailEvery(0));
+    for _ in 0..3 {
+        assert_eq!(get(up.addr(), "/").await.0, StatusCode::OK);
+    }
+    let down = Upstream::builder()
+        .mode(Mode::Status(500))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        get(down.addr(), "/").await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
+
+#[tokio::test]
+async fn http1_only_and_http2_only_refuse_the_other_version() {
+    let h1 = Upstream::builder().http1_only().start().await.unwrap();
+    let h2 = Upstream::builder().http2_only().start().await.unwrap();
+    let req = || Request::get("/").body(Empty::<Bytes>::new()).unwrap();
+    let client = |h2c: bool| {
+        Client::builder(TokioExecutor::new())
+            .http2_only(h2c)
+            .build_http::<Empty<Bytes>>()
+    };
+    let url = |up: &Upstream| format!("http://{}/", up.addr());
+    let with_uri = |up: &Upstream| {
+        let (mut parts, body) = req().into_parts();
+        parts.uri = url(up).parse().unwrap();
+        Request::from_parts(parts, body)
+    };
+    assert!(client(true).request(with_uri(&h1)).await.is_err());
+    assert!(client(false).request(with_uri(&h2)).await.is_err());
+    let resp = send(h2.addr(), true, req()).await;
+    assert_eq!(resp.headers()["x-seen-version"], "HTTP/2.0");
+    let resp = send(h1.addr(), false, req()).await;
+    assert_eq!(resp.headers()["x-seen-version"], "HTTP/1.1");
+}
+
+#[tokio::test]
 async fn reset_mode_closes_without_answer() {
     let up = Upstream::start("r").await.unwrap();
     up.set_mode(Mode::Reset);
@@ -163,6 +209,17 @@ async fn reset_mode_closes_without_answer() {
         .await
         .expect("connection must be closed");
     assert!(buf.is_empty(), "got {:?}", String::from_utf8_lossy(&buf));
+    let req = Request::get("/healthz")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let (mut parts, body) = req.into_parts();
+    parts.uri = format!("http://{}/healthz", up.addr()).parse().unwrap();
+    assert!(client
+        .request(Request::from_parts(parts, body))
+        .await
+        .is_err());
+    assert_eq!((up.requests(), up.health_checks()), (1, 1));
     up.set_mode(Mode::Ok);
     assert_eq!(get(up.addr(), "/").await.0, StatusCode::OK);
 }

@@ -81,7 +81,7 @@ impl Shared {
     /// Counts a request against `FailEvery(n)`; true if this one must fail.
     pub(crate) fn fail_now(&self, every: u64) -> bool {
         let seen = self.fail_counter.fetch_add(1, Ordering::Relaxed) + 1;
-        every > 0 && seen % every == 0
+        seen.checked_rem(every) == Some(0)
     }
 }
 
@@ -233,9 +233,11 @@ async fn listen(addr: SocketAddr, ctx: &Arc<ConnCtx>) -> Result<(SocketAddr, Run
 /// `x-forwarded-proto`, `x-forwarded-host`, `x-request-id`, `traceparent`, `tracestate`,
 /// `forwarded`, `via`, `user-agent` and `content-length` (repeated headers joined by `, `).
 ///
-/// Endpoints: `/healthz`; `/echo` (streams the body back); `/count` (answers the body's byte
-/// count in decimal); `/bytes/N` (N streamed bytes, byte *i* = *i* mod 256, chunked);
-/// `/ws` (WebSocket echo); `/sleep/MS`; anything else answers 200 with a one-line JSON body
+/// Endpoints: `/healthz` (200 `ok`; 503 after `set_healthy(false)` or in a 5xx
+/// [`Mode::Status`]; [`Mode::Reset`] and [`Mode::Delay`] apply to it too); `/echo` (streams
+/// the body back); `/count` (answers the body's byte count in decimal); `/bytes/N` (N
+/// streamed bytes, byte *i* = *i* mod 256, chunked); `/ws` (WebSocket echo); `/sleep/MS`;
+/// anything else answers 200 with a one-line JSON body
 /// `{"upstream":…,"method":…,"path":…,"version":…}`.
 pub struct Upstream {
     addr: SocketAddr,

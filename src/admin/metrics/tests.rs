@@ -7,7 +7,7 @@ use crate::config;
 use crate::frontend::postgres::PgContext;
 use crate::frontend::redis::RedisContext;
 
-use crate::admin::test_support::{pg_context, PG};
+use crate::admin::test_support::{http_admin, http_context, http_context_from, pg_context, PG};
 
 fn admin(postgres: Option<Arc<PgContext>>, redis: Option<Arc<RedisContext>>) -> Admin {
     Admin::new(Vec::new(), postgres, redis, None)
@@ -97,7 +97,9 @@ async fn pool_node_and_cluster_series_carry_the_live_values() {
 async fn counters_are_counters_and_gauges_gauges() {
     let pg = pg_context();
     pg.route("app", "alice").unwrap();
-    let text = render(&admin(Some(pg), None)).unwrap();
+    let mut a = admin(Some(pg), None);
+    a.http = http_admin(busy_http(), Vec::new()).http;
+    let text = render(&a).unwrap();
     let types: BTreeMap<&str, &str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -109,6 +111,7 @@ async fn counters_are_counters_and_gauges_gauges() {
         } else if name.ends_with("_checkout_wait_seconds")
             || name.ends_with("_transaction_seconds")
             || name.ends_with("_request_seconds")
+            || name.ends_with("_duration_seconds")
         {
             "histogram"
         } else if [
@@ -127,6 +130,14 @@ async fn counters_are_counters_and_gauges_gauges() {
             "writes",
             "probe_failures",
             "failovers",
+            "http_requests",
+            "cluster_requests",
+            "retries",
+            "ejections",
+            "overflows",
+            "budget_exhausted",
+            "local_errors",
+            "connects",
         ]
         .iter()
         .any(|c| name.ends_with(&format!("_{c}")))
@@ -155,7 +166,12 @@ async fn counters_are_counters_and_gauges_gauges() {
             "{name} is a {kind}"
         );
     }
-    assert!(types.len() >= 20, "{types:?}");
+    assert!(types.len() >= 40, "{types:?}");
+    assert_eq!(
+        types.get("attache_http_request_duration_seconds"),
+        Some(&"histogram")
+    );
+    assert_eq!(types.get("attache_http_endpoint_up"), Some(&"gauge"));
     assert_eq!(
         types.get("attache_pg_pool_checkout_wait_seconds"),
         Some(&"histogram")
@@ -329,4 +345,123 @@ async fn redis_node_counters_carry_the_live_values() {
             "{series}\n{text}"
         );
     }
+}
+
+/// Feeds the `payments` cluster of the HTTP fixture: two 200s and a 503
+/// on its route (one retried), a 404 nobody routed, the first endpoint
+/// ejected by five 5xx, `api`'s only endpoint failing its health check
+/// and one retry refused by its empty budget.
+fn busy_http() -> Arc<crate::frontend::http::HttpContext> {
+    use crate::core::http::endpoint::Outcome;
+    use std::time::Duration;
+    let ctx = http_context();
+    let route = &ctx.routes()[0];
+    for (status, ms) in [(200, 3), (200, 3), (503, 40)] {
+        route.stats.response(status, Duration::from_millis(ms));
+        route.cluster.stats.response(status, Duration::from_millis(ms));
+    }
+    route.stats.retried();
+    route.cluster.stats.retried();
+    route.cluster.stats.local_error();
+    route.cluster.stats.overflowed();
+    ctx.unmatched.response(404, Duration::from_micros(100));
+    let payments = &ctx.clusters["payments"];
+    let first = payments.endpoints()[0].clone();
+    for _ in 0..5 {
+        payments.report(&first, Outcome::ServerError);
+    }
+    let api = &ctx.clusters["api"];
+    api.endpoints()[0].set_healthy(false);
+    assert!(!api.budget.try_retry(std::time::Instant::now()));
+    ctx
+}
+
+#[tokio::test]
+async fn http_route_cluster_and_endpoint_series_carry_the_live_values() {
+    let ctx = busy_http();
+    let payments = ctx.clusters["payments"].clone();
+    let _slot = payments.admit().await.unwrap();
+    let _try = payments.endpoints()[1].start();
+    let text = render(&http_admin(ctx, Vec::new())).unwrap();
+    let s = samples(&text);
+    let route = r#"route="/payments/",cluster="payments""#;
+    let host_route = r#"route="api.example.com/",cluster="api""#;
+    let p = r#"cluster="payments""#;
+    let e1 = r#"cluster="payments",endpoint="127.0.0.1:1""#;
+    let e2 = r#"cluster="payments",endpoint="127.0.0.1:2""#;
+    let e3 = r#"cluster="api",endpoint="127.0.0.1:3""#;
+    let want = [
+        (format!("attache_http_requests_total{{{route},class=\"2xx\"}}"), "2"),
+        (format!("attache_http_requests_total{{{route},class=\"5xx\"}}"), "1"),
+        (format!("attache_http_requests_total{{{route},class=\"1xx\"}}"), "0"),
+        (format!("attache_http_requests_total{{{host_route},class=\"2xx\"}}"), "0"),
+        (r#"attache_http_requests_total{route="",cluster="",class="4xx"}"#.into(), "1"),
+        (format!("attache_http_request_duration_seconds_count{{{route}}}"), "3"),
+        (format!("attache_http_request_duration_seconds_sum{{{route}}}"), "0.046"),
+        (format!("attache_http_request_duration_seconds_bucket{{le=\"0.0025\",{route}}}"), "0"),
+        (format!("attache_http_request_duration_seconds_bucket{{le=\"0.005\",{route}}}"), "2"),
+        (format!("attache_http_request_duration_seconds_bucket{{le=\"0.05\",{route}}}"), "3"),
+        (format!("attache_http_request_duration_seconds_bucket{{le=\"+Inf\",{route}}}"), "3"),
+        (r#"attache_http_request_duration_seconds_count{route="",cluster=""}"#.into(), "1"),
+        (format!("attache_http_cluster_requests_total{{{p},class=\"2xx\"}}"), "2"),
+        (format!("attache_http_cluster_requests_total{{{p},class=\"5xx\"}}"), "1"),
+        (format!("attache_http_cluster_duration_seconds_count{{{p}}}"), "3"),
+        (format!("attache_http_retries_total{{{p}}}"), "1"),
+        (format!("attache_http_ejections_total{{{p}}}"), "1"),
+        (format!("attache_http_overflows_total{{{p}}}"), "1"),
+        (format!("attache_http_local_errors_total{{{p}}}"), "1"),
+        (format!("attache_http_retry_budget_exhausted_total{{{p}}}"), "0"),
+        (r#"attache_http_retry_budget_exhausted_total{cluster="api"}"#.into(), "1"),
+        (format!("attache_http_upstream_connections{{{p},state=\"active\"}}"), "0"),
+        (format!("attache_http_upstream_connections{{{p},state=\"idle\"}}"), "0"),
+        (format!("attache_http_upstream_connects_total{{{p}}}"), "0"),
+        (format!("attache_http_active_requests{{{p}}}"), "1"),
+        (r#"attache_http_active_requests{cluster="api"}"#.into(), "0"),
+        (format!("attache_http_pending_requests{{{p}}}"), "0"),
+        (format!("attache_http_endpoint_up{{{e1}}}"), "0"),
+        (format!("attache_http_endpoint_ejected{{{e1}}}"), "1"),
+        (format!("attache_http_endpoint_ejections_total{{{e1}}}"), "1"),
+        (format!("attache_http_endpoint_up{{{e2}}}"), "1"),
+        (format!("attache_http_endpoint_ejected{{{e2}}}"), "0"),
+        (format!("attache_http_endpoint_outstanding{{{e2}}}"), "1"),
+        (format!("attache_http_endpoint_up{{{e3}}}"), "0"),
+        (format!("attache_http_endpoint_ejected{{{e3}}}"), "0"),
+        ("attache_http_clients".into(), "0"),
+    ];
+    for (series, value) in want {
+        assert_eq!(
+            s.get(&series).map(String::as_str),
+            Some(value),
+            "{series}\n{text}"
+        );
+    }
+    // Unmatched requests are all answered 404: no empty 2xx series for them.
+    assert!(!s.contains_key(r#"attache_http_requests_total{route="",cluster="",class="2xx"}"#));
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn routes_with_the_same_host_and_prefix_share_one_series() {
+    let ctx = http_context_from(
+        "[http]\n[[http.routes]]\ncluster = \"a\"\n[[http.routes]]\nprefix = \"/\"\ncluster = \"a\"\n\
+         [http.clusters.a]\nendpoints = [\"127.0.0.1:1\"]\n",
+    );
+    ctx.routes()[0]
+        .stats
+        .response(200, std::time::Duration::from_millis(1));
+    let text = render(&http_admin(ctx, Vec::new())).unwrap();
+    let series = r#"attache_http_request_duration_seconds_count{route="/",cluster="a"}"#;
+    assert_eq!(text.matches(series).count(), 1, "{text}");
+    assert_eq!(
+        samples(&text)
+            .get(r#"attache_http_requests_total{route="/",cluster="a",class="2xx"}"#)
+            .map(String::as_str),
+        Some("1")
+    );
+}
+
+#[tokio::test]
+async fn without_http_there_are_no_http_series() {
+    let text = render(&admin(Some(pg_context()), None)).unwrap();
+    assert!(!text.contains("attache_http_"), "{text}");
 }

@@ -356,3 +356,68 @@ fn admin_users_must_exist_and_have_a_password_unless_trusted() {
     .unwrap();
     assert_eq!(cfg.postgres.unwrap().admin_users, ["admin"]);
 }
+
+#[test]
+fn http_rules_name_their_paths() {
+    let text = r#"
+[http]
+listen = "nowhere"
+request_id_header = "bad header"
+
+[[http.routes]]
+prefix = "payments"
+cluster = "missing"
+timeout = "1s"
+per_try_timeout = "2s"
+
+[[http.routes]]
+cluster = "svc"
+rewrite = "v2"
+retries = 11
+
+[http.clusters.svc]
+endpoints = ["db1", "h:0", "h:80 weight=0", "ok:80 weight=3", "x:80 color=red"]
+max_requests = 0
+tls = { client_cert = "/nonexistent/c.crt" }
+outlier = { max_ejection_percent = 101, base_ejection = "10s", max_ejection = "1s" }
+health_check = { path = "healthz" }
+retry_budget = { percent = 150.0 }
+"#;
+    let got = problems(text);
+    let want = [
+        "http.listen: invalid socket address \"nowhere\"",
+        "http.request_id_header: \"bad header\" is not a valid header name",
+        "http.routes[0].cluster: no cluster named \"missing\" in [http.clusters]",
+        "http.routes[0].prefix: must start with /",
+        "http.routes[0].per_try_timeout: must be more than 0 and at most timeout",
+        "http.routes[1].rewrite: must start with /",
+        "http.routes[1].retries: must be at most 10",
+        "http.clusters.svc.endpoints[0]: \"db1\" is not host:port",
+        "http.clusters.svc.endpoints[1]: invalid port in \"h:0\"",
+        "http.clusters.svc.endpoints[2]: weight must be 1..=1000, got \"0\"",
+        "http.clusters.svc.endpoints[4]: unknown endpoint option \"color=red\" (expected weight=N)",
+        "http.clusters.svc.tls.client_cert: file not found: /nonexistent/c.crt",
+        "http.clusters.svc.tls: client_cert and client_key go together",
+        "http.clusters.svc.max_requests: must be at least 1",
+        "http.clusters.svc.outlier.max_ejection_percent: must be 0..=100",
+        "http.clusters.svc.outlier.max_ejection: must be at least base_ejection",
+        "http.clusters.svc.health_check.path: must start with /",
+        "http.clusters.svc.retry_budget.percent: must be 0..=100",
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn http_defaults_are_valid_and_unknown_keys_refused() {
+    let cfg = parse("[http]\n[[http.routes]]\ncluster = \"a\"\n[http.clusters.a]\nendpoints = [\"127.0.0.1:8080\"]\n").unwrap();
+    let h = cfg.http.unwrap();
+    assert_eq!(h.listen, "127.0.0.1:15000");
+    assert_eq!(h.routes[0].prefix, "/");
+    assert_eq!(h.routes[0].retries, 2);
+    assert!(h.clusters["a"].tls.is_none());
+    assert!(parse("[http]\ncolour = 1\n[http.clusters.a]\nendpoints = []\n").is_err());
+    assert_eq!(
+        problems("[http]\n[http.clusters.a]\nendpoints = []\n"),
+        ["http.clusters.a.endpoints: at least one endpoint is required"]
+    );
+}
