@@ -291,6 +291,9 @@ impl Reloader {
             Some(Some((listener, ctx, max))) => {
                 let addr = listener.addr;
                 ctx.start();
+                if let Some(old) = crate::live::get(&live.http_holder()) {
+                    old.retire(ctx.clone());
+                }
                 live.set_http(Some(ctx.clone()));
                 live.start(Slot::Http, listener, ctx, max);
                 outcome.applied.push(format!(

@@ -119,12 +119,18 @@ fn check_http_egress(certs: &Path) {
     let p = &h.clusters["payments"];
     assert_eq!(p.balance, HttpBalance::P2cEwma);
     assert_eq!(EndpointSpec::parse(&p.endpoints[0]).unwrap().weight, 2);
-    assert_eq!(p.outlier.max_ejection.0, std::time::Duration::from_secs(300));
+    assert_eq!(
+        p.outlier.max_ejection.0,
+        std::time::Duration::from_secs(300)
+    );
     let tls = p.tls.as_ref().unwrap();
     assert!(tls.verify, "verify-full is the default");
     assert_eq!(tls.ca_file.as_deref(), Some(certs.join("ca.crt").as_path()));
     assert!(h.clusters["users"].health_check.is_some());
-    assert_eq!(h.clusters["search"].host_header.as_deref(), Some("search.local"));
+    assert_eq!(
+        h.clusters["search"].host_header.as_deref(),
+        Some("search.local")
+    );
 }
 
 fn check_postgres_replicas() {

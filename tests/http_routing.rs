@@ -157,3 +157,42 @@ protocol = "http2"
     }
     attache.shutdown().await;
 }
+
+#[tokio::test]
+async fn reload_changes_routes_for_connected_keep_alive_clients() {
+    let (payments, users, attache) = two_services().await;
+    let addr = attache.http_addr.unwrap();
+    let c = h1_client();
+    let r = get(&c, addr, "/payments/x", &[]).await;
+    assert_eq!(r.header("x-upstream"), Some("payments"));
+
+    // Swap: /payments/ now goes to the users service; keep the address.
+    let mut next = attache.reloader.current();
+    let h = next.http.as_mut().unwrap();
+    h.listen = addr.to_string();
+    h.clusters.get_mut("payments").unwrap().endpoints = vec![users.addr().to_string()];
+    let outcome = attache.reloader.reload(next).expect("reload");
+    assert!(
+        outcome
+            .applied
+            .iter()
+            .any(|a| a.starts_with("http: new routes")),
+        "{:?}",
+        outcome.applied
+    );
+    // The same pooled client connection (no reconnect) sees the new route.
+    for _ in 0..3 {
+        let r = get(&c, addr, "/payments/x", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-upstream"), Some("users"));
+    }
+    // A new client does too.
+    let r = get(&h1_client(), addr, "/payments/y", &[]).await;
+    assert_eq!(r.header("x-upstream"), Some("users"));
+    assert_eq!(
+        payments.connections(),
+        1,
+        "the old cluster got no new connection"
+    );
+    attache.shutdown().await;
+}

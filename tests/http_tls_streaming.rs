@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use attache::app::Attache;
 use attache_harness::http::Nginx;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -221,7 +220,11 @@ protocol = "http1"
         let r = get(&c, addr, "/one/hello", &[]).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.header("x-seen-tls"), Some("true"));
-        assert_eq!(r.header("x-seen-version"), Some("HTTP/1.1"), "ALPN http/1.1");
+        assert_eq!(
+            r.header("x-seen-version"),
+            Some("HTTP/1.1"),
+            "ALPN http/1.1"
+        );
         assert_eq!(up.requests(), 2);
         attache.shutdown().await;
     })
@@ -289,6 +292,12 @@ async fn mtls_needs_the_client_certificate() {
             r.status == StatusCode::BAD_GATEWAY || r.status == StatusCode::SERVICE_UNAVAILABLE,
             "{} {}",
             r.status,
+            r.body
+        );
+        eprintln!(
+            "MTLS {} {:?} {}",
+            r.status,
+            r.header("x-attache-error"),
             r.body
         );
         assert!(r.header("x-attache-error").is_some(), "{r:?}");
@@ -415,11 +424,24 @@ async fn chunked_upload_is_echoed_intact() {
             .unwrap();
         let resp = tx.send_request(req).await.expect("echo response");
         assert_eq!(resp.status(), 200);
-        let seen = |h: &str| resp.headers().get(h).map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(seen("x-seen-content-length"), None, "streamed, not buffered");
+        let seen = |h: &str| {
+            resp.headers()
+                .get(h)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            seen("x-seen-content-length"),
+            None,
+            "streamed, not buffered"
+        );
         let names = seen("x-seen-header-names").unwrap_or_default();
         assert!(names.contains("transfer-encoding"), "{names}");
-        let back = resp.into_body().collect().await.expect("echo body").to_bytes();
+        let back = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("echo body")
+            .to_bytes();
         assert_eq!(back.len(), data.len());
         assert!(back == data, "the echoed bytes differ");
         attache.shutdown().await;

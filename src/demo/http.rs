@@ -67,7 +67,12 @@ pub(super) async fn show(s: &Services, attache: &Attache) -> Result<(), DemoErro
     Ok(())
 }
 
-async fn phase(s: &Services, attache: &Attache, addr: SocketAddr, what: &str) -> Result<(), DemoError> {
+async fn phase(
+    s: &Services,
+    attache: &Attache,
+    addr: SocketAddr,
+    what: &str,
+) -> Result<(), DemoError> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let before = counts(s, attache);
     let mut ok = 0;

@@ -157,8 +157,10 @@ impl Daemon {
         Some(status.to_string())
     }
 
-    /// SIGKILLs the child's whole process group and reaps the child; a no-op if none runs.
+    /// SIGKILLs the child's whole process group, reaps the child and waits (bounded) until
+    /// every member is gone, so ports and memory are free on return; a no-op if none runs.
     pub(crate) fn kill(&mut self) {
+        let members = self.pids();
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-s", "KILL", "--", &format!("-{}", child.id())])
@@ -167,6 +169,10 @@ impl Daemon {
                 .status();
             let _ = child.kill();
             let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while members.iter().any(|&pid| is_alive(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
         let _ = std::fs::remove_file(self.path.join(PID_FILE));
     }

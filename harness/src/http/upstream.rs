@@ -6,6 +6,7 @@
 //! Everything runs on the caller's tokio runtime. Per-connection errors are logged at debug
 //! level and never panic, so the same server can back the long-lived `attache demo`.
 
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -418,7 +419,7 @@ async fn serve_conn(
 }
 
 /// Serves HTTP/1.1 (with upgrades) and/or HTTP/2 on `io` until it closes or shutdown.
-async fn serve_http<I>(io: I, info: ConnInfo, ctx: &ConnCtx, mut shutdown: watch::Receiver<bool>)
+async fn serve_http<I>(io: I, info: ConnInfo, ctx: &ConnCtx, shutdown: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -426,12 +427,34 @@ where
     let stop = shutdown.clone();
     let service =
         service_fn(move |req| handler::handle(Arc::clone(&shared), info, stop.clone(), req));
-    let builder = match ctx.protocols {
-        Protocols::Auto => auto::Builder::new(TokioExecutor::new()),
-        Protocols::Http1 => auto::Builder::new(TokioExecutor::new()).http1_only(),
-        Protocols::Http2 => auto::Builder::new(TokioExecutor::new()).http2_only(),
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let io = TokioIo::new(io);
+    // auto::Builder ignores http1_only/http2_only with upgrades, so the single-version
+    // flavours use hyper's own builders.
+    match ctx.protocols {
+        Protocols::Auto => {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            drive(conn, info, shutdown).await;
+        }
+        Protocols::Http1 => {
+            let builder = hyper::server::conn::http1::Builder::new();
+            let conn = builder.serve_connection(io, service).with_upgrades();
+            drive(conn, info, shutdown).await;
+        }
+        Protocols::Http2 => {
+            let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(io, service);
+            drive(conn, info, shutdown).await;
+        }
+    }
+}
+
+/// Polls a connection until it ends (errors are logged) or shutdown drops it.
+async fn drive<F, E>(conn: F, info: ConnInfo, mut shutdown: watch::Receiver<bool>)
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {

@@ -7,8 +7,10 @@
 //! `cluster` the `[http.clusters]` key, `endpoint` the resolved address,
 //! `class` the status class (`2xx`, …).
 
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Unit;
 
 use super::{Histograms, Labels, Scrape};
@@ -64,9 +66,13 @@ fn add(acc: &mut StatsSnapshot, s: &StatsSnapshot) {
 
 /// Every HTTP egress family.
 pub(super) fn families(s: &mut Scrape, ctx: &HttpContext) {
-    s.gauge("http_clients", "App connections open to the HTTP listener")
-        .get_or_create(&Vec::new())
-        .set(ctx.clients() as u64);
+    let clients = Gauge::<u64, AtomicU64>::default();
+    clients.set(ctx.clients() as u64);
+    s.registry.register(
+        "http_clients",
+        "App connections open to the HTTP listener",
+        clients,
+    );
     routes(s, ctx);
     clusters(s, ctx);
     endpoints(s, ctx, Instant::now());
@@ -171,8 +177,12 @@ fn clusters(s: &mut Scrape, ctx: &HttpContext) {
             l.push(("state", state.to_owned()));
             conns.get_or_create(&l).set(n as u64);
         }
-        active.get_or_create(&labels).set(c.active_requests() as u64);
-        pending.get_or_create(&labels).set(c.pending_requests() as u64);
+        active
+            .get_or_create(&labels)
+            .set(c.active_requests() as u64);
+        pending
+            .get_or_create(&labels)
+            .set(c.pending_requests() as u64);
     }
     s.registry.register_with_unit(
         "http_cluster_duration",
@@ -196,10 +206,7 @@ fn endpoints(s: &mut Scrape, ctx: &HttpContext, now: Instant) {
         "http_endpoint_ejected",
         "1 while the endpoint is ejected after consecutive failures",
     );
-    let ejections = s.counter(
-        "http_endpoint_ejections",
-        "Times the endpoint was ejected",
-    );
+    let ejections = s.counter("http_endpoint_ejections", "Times the endpoint was ejected");
     for c in ctx.clusters.values() {
         for e in c.endpoints().iter() {
             let labels = vec![
@@ -211,10 +218,7 @@ fn endpoints(s: &mut Scrape, ctx: &HttpContext, now: Instant) {
                 .get_or_create(&labels)
                 .set(e.outstanding().into());
             ejected.get_or_create(&labels).set(e.is_ejected(now).into());
-            ejections
-                .get_or_create(&labels)
-                .inc_by(e.ejections_total());
+            ejections.get_or_create(&labels).inc_by(e.ejections_total());
         }
     }
 }
-

@@ -111,7 +111,8 @@ async fn counters_are_counters_and_gauges_gauges() {
         } else if name.ends_with("_checkout_wait_seconds")
             || name.ends_with("_transaction_seconds")
             || name.ends_with("_request_seconds")
-            || name.ends_with("_duration_seconds")
+            || name.ends_with("_http_request_duration_seconds")
+            || name.ends_with("_http_cluster_duration_seconds")
         {
             "histogram"
         } else if [
@@ -358,7 +359,10 @@ fn busy_http() -> Arc<crate::frontend::http::HttpContext> {
     let route = &ctx.routes()[0];
     for (status, ms) in [(200, 3), (200, 3), (503, 40)] {
         route.stats.response(status, Duration::from_millis(ms));
-        route.cluster.stats.response(status, Duration::from_millis(ms));
+        route
+            .cluster
+            .stats
+            .response(status, Duration::from_millis(ms));
     }
     route.stats.retried();
     route.cluster.stats.retried();
@@ -391,36 +395,96 @@ async fn http_route_cluster_and_endpoint_series_carry_the_live_values() {
     let e2 = r#"cluster="payments",endpoint="127.0.0.1:2""#;
     let e3 = r#"cluster="api",endpoint="127.0.0.1:3""#;
     let want = [
-        (format!("attache_http_requests_total{{{route},class=\"2xx\"}}"), "2"),
-        (format!("attache_http_requests_total{{{route},class=\"5xx\"}}"), "1"),
-        (format!("attache_http_requests_total{{{route},class=\"1xx\"}}"), "0"),
-        (format!("attache_http_requests_total{{{host_route},class=\"2xx\"}}"), "0"),
-        (r#"attache_http_requests_total{route="",cluster="",class="4xx"}"#.into(), "1"),
-        (format!("attache_http_request_duration_seconds_count{{{route}}}"), "3"),
-        (format!("attache_http_request_duration_seconds_sum{{{route}}}"), "0.046"),
-        (format!("attache_http_request_duration_seconds_bucket{{le=\"0.0025\",{route}}}"), "0"),
-        (format!("attache_http_request_duration_seconds_bucket{{le=\"0.005\",{route}}}"), "2"),
-        (format!("attache_http_request_duration_seconds_bucket{{le=\"0.05\",{route}}}"), "3"),
-        (format!("attache_http_request_duration_seconds_bucket{{le=\"+Inf\",{route}}}"), "3"),
-        (r#"attache_http_request_duration_seconds_count{route="",cluster=""}"#.into(), "1"),
-        (format!("attache_http_cluster_requests_total{{{p},class=\"2xx\"}}"), "2"),
-        (format!("attache_http_cluster_requests_total{{{p},class=\"5xx\"}}"), "1"),
-        (format!("attache_http_cluster_duration_seconds_count{{{p}}}"), "3"),
+        (
+            format!("attache_http_requests_total{{{route},class=\"2xx\"}}"),
+            "2",
+        ),
+        (
+            format!("attache_http_requests_total{{{route},class=\"5xx\"}}"),
+            "1",
+        ),
+        (
+            format!("attache_http_requests_total{{{route},class=\"1xx\"}}"),
+            "0",
+        ),
+        (
+            format!("attache_http_requests_total{{{host_route},class=\"2xx\"}}"),
+            "0",
+        ),
+        (
+            r#"attache_http_requests_total{route="",cluster="",class="4xx"}"#.into(),
+            "1",
+        ),
+        (
+            format!("attache_http_request_duration_seconds_count{{{route}}}"),
+            "3",
+        ),
+        (
+            format!("attache_http_request_duration_seconds_sum{{{route}}}"),
+            "0.046",
+        ),
+        (
+            format!("attache_http_request_duration_seconds_bucket{{le=\"0.0025\",{route}}}"),
+            "0",
+        ),
+        (
+            format!("attache_http_request_duration_seconds_bucket{{le=\"0.005\",{route}}}"),
+            "2",
+        ),
+        (
+            format!("attache_http_request_duration_seconds_bucket{{le=\"0.05\",{route}}}"),
+            "3",
+        ),
+        (
+            format!("attache_http_request_duration_seconds_bucket{{le=\"+Inf\",{route}}}"),
+            "3",
+        ),
+        (
+            r#"attache_http_request_duration_seconds_count{route="",cluster=""}"#.into(),
+            "1",
+        ),
+        (
+            format!("attache_http_cluster_requests_total{{{p},class=\"2xx\"}}"),
+            "2",
+        ),
+        (
+            format!("attache_http_cluster_requests_total{{{p},class=\"5xx\"}}"),
+            "1",
+        ),
+        (
+            format!("attache_http_cluster_duration_seconds_count{{{p}}}"),
+            "3",
+        ),
         (format!("attache_http_retries_total{{{p}}}"), "1"),
         (format!("attache_http_ejections_total{{{p}}}"), "1"),
         (format!("attache_http_overflows_total{{{p}}}"), "1"),
         (format!("attache_http_local_errors_total{{{p}}}"), "1"),
-        (format!("attache_http_retry_budget_exhausted_total{{{p}}}"), "0"),
-        (r#"attache_http_retry_budget_exhausted_total{cluster="api"}"#.into(), "1"),
-        (format!("attache_http_upstream_connections{{{p},state=\"active\"}}"), "0"),
-        (format!("attache_http_upstream_connections{{{p},state=\"idle\"}}"), "0"),
+        (
+            format!("attache_http_retry_budget_exhausted_total{{{p}}}"),
+            "0",
+        ),
+        (
+            r#"attache_http_retry_budget_exhausted_total{cluster="api"}"#.into(),
+            "1",
+        ),
+        (
+            format!("attache_http_upstream_connections{{{p},state=\"active\"}}"),
+            "0",
+        ),
+        (
+            format!("attache_http_upstream_connections{{{p},state=\"idle\"}}"),
+            "0",
+        ),
         (format!("attache_http_upstream_connects_total{{{p}}}"), "0"),
         (format!("attache_http_active_requests{{{p}}}"), "1"),
         (r#"attache_http_active_requests{cluster="api"}"#.into(), "0"),
         (format!("attache_http_pending_requests{{{p}}}"), "0"),
         (format!("attache_http_endpoint_up{{{e1}}}"), "0"),
         (format!("attache_http_endpoint_ejected{{{e1}}}"), "1"),
-        (format!("attache_http_endpoint_ejections_total{{{e1}}}"), "1"),
+        (
+            format!("attache_http_endpoint_ejections_total{{{e1}}}"),
+            "1",
+        ),
         (format!("attache_http_endpoint_up{{{e2}}}"), "1"),
         (format!("attache_http_endpoint_ejected{{{e2}}}"), "0"),
         (format!("attache_http_endpoint_outstanding{{{e2}}}"), "1"),

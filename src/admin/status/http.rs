@@ -119,11 +119,7 @@ pub fn http_status(ctx: &HttpContext, listen: Option<SocketAddr>) -> HttpStatus 
 }
 
 fn classes(s: &StatsSnapshot) -> ClassCounts {
-    CLASSES
-        .iter()
-        .copied()
-        .zip(s.classes)
-        .collect()
+    CLASSES.iter().copied().zip(s.classes).collect()
 }
 
 fn cluster(c: &Cluster, now: Instant) -> HttpClusterInfo {

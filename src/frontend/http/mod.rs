@@ -49,6 +49,10 @@ pub struct HttpContext {
     pub unmatched: Stats,
     clients: AtomicUsize,
     builder: auto::Builder<TokioExecutor>,
+    /// The context a reload replaced this one with: connections opened
+    /// before the reload serve their next requests with it, so keep-alive
+    /// clients follow new routes without being disconnected.
+    successor: std::sync::OnceLock<Arc<HttpContext>>,
 }
 
 /// One configured route, its cluster and its counters.
@@ -101,6 +105,7 @@ impl HttpContext {
             unmatched: Stats::default(),
             clients: AtomicUsize::new(0),
             builder,
+            successor: std::sync::OnceLock::new(),
             config: Arc::new(config),
         })
     }
@@ -110,6 +115,20 @@ impl HttpContext {
         for c in self.clusters.values() {
             c.spawn_upkeep();
         }
+    }
+
+    /// Hands this context's connections over to `next` (a reload).
+    pub fn retire(&self, next: Arc<HttpContext>) {
+        let _ = self.successor.set(next);
+    }
+
+    /// The newest context: this one unless reloads replaced it.
+    pub fn latest(self: &Arc<Self>) -> Arc<HttpContext> {
+        let mut ctx = self.clone();
+        while let Some(next) = ctx.successor.get() {
+            ctx = next.clone();
+        }
+        ctx
     }
 
     /// The routes, in config order.
@@ -152,7 +171,7 @@ impl App for HttpContext {
             let ctx = self.clone();
             let service = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(ctx, req, peer).await) }
+                async move { Ok::<_, Infallible>(proxy::handle(ctx.latest(), req, peer).await) }
             });
             let conn = self
                 .builder
