@@ -196,3 +196,91 @@ async fn reload_changes_routes_for_connected_keep_alive_clients() {
     );
     attache.shutdown().await;
 }
+
+#[tokio::test]
+async fn endpoints_by_name_are_resolved_and_named_in_host() {
+    let up = Upstream::start("named").await.unwrap();
+    let port = up.addr().port();
+    let toml = format!(
+        "[http]\n[[http.routes]]\ncluster = \"svc\"\n[http.clusters.svc]\n\
+         endpoints = [\"localhost:{port}\"]\ndns_refresh = \"200ms\"\n"
+    );
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.unwrap();
+    let cluster = attache.http.as_ref().unwrap().clusters["svc"].clone();
+    assert!(
+        support::eventually(std::time::Duration::from_secs(5), || {
+            let c = cluster.clone();
+            async move { !c.endpoints().is_empty() }
+        })
+        .await,
+        "localhost never resolved"
+    );
+    assert!(cluster
+        .endpoints()
+        .iter()
+        .all(|e| e.host == "localhost" && e.port == port));
+    // localhost may also resolve to ::1, where nothing listens: the
+    // connect failure is retried on the IPv4 address.
+    for _ in 0..5 {
+        let r = get(&h1_client(), addr, "/x", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.header("x-seen-host"),
+            Some(format!("localhost:{port}").as_str())
+        );
+    }
+    attache.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_a_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("one").await.unwrap();
+    let toml = format!(
+        "[http]\nmax_client_connections = 1\n[[http.routes]]\ncluster = \"svc\"\n\
+         [http.clusters.svc]\nendpoints = [\"{}\"]\n",
+        up.addr()
+    );
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.unwrap();
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    first
+        .write_all(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = Vec::new();
+    second.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("x-attache-error: overflow"), "{text}");
+    drop(first);
+    attache.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_request_heads_are_refused_without_harm() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_p, _u, attache) = two_services().await;
+    let addr = attache.http_addr.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let big = "a".repeat(200 << 10);
+    let req = format!("GET /payments/x HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    // Others are served as before.
+    let r = get(&h1_client(), addr, "/payments/x", &[]).await;
+    assert_eq!(r.status, 200);
+    attache.shutdown().await;
+}
