@@ -27,5 +27,11 @@ attache_need_packages() {
 # redis-cli and sentinel) and nutcracker (twemproxy) for the Redis tests.
 # Building needs libclang-dev and a C compiler: the pg_query crate compiles
 # PostgreSQL's parser and generates its bindings with bindgen. chromium
-# renders the admin status page headless in tests/admin_page.rs.
-ATTACHE_TEST_PACKAGES=(postgresql postgresql-client openssl util-linux ca-certificates redis-server nutcracker libclang-dev gcc libc6-dev chromium)
+# renders the admin status page headless in tests/admin_page.rs. nginx-light
+# and haproxy stand in as HTTP upstreams and incumbent proxies in the HTTP
+# tests; wrk drives benches/http_compare.py.
+ATTACHE_TEST_PACKAGES=(postgresql postgresql-client openssl util-linux ca-certificates redis-server nutcracker libclang-dev gcc libc6-dev chromium nginx-light haproxy wrk)
+
+# What benches/http_compare.py needs besides a Rust toolchain: wrk, and
+# HAProxy and nginx as the upstream and the reverse proxies compared.
+ATTACHE_HTTP_BENCH_PACKAGES=(wrk haproxy nginx-light)

@@ -52,6 +52,7 @@ fn endpoints_answer_without_a_token_configured() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["listeners"][0]["protocol"], "admin");
     assert!(v["postgres"].is_null());
+    assert!(v["http"].is_null());
 }
 
 #[test]
@@ -182,4 +183,114 @@ fn unknown_admin_keys_are_rejected() {
     let e = config::parse(&format!("{PG}[admin]\nlisten_addr = \"127.0.0.1:1\"\n")).unwrap_err();
     assert!(matches!(e, ConfigError::Toml(_)), "{e}");
     assert!(e.to_string().contains("listen_addr"), "{e}");
+}
+
+fn http_listeners() -> Vec<ListenerInfo> {
+    vec![
+        ListenerInfo {
+            protocol: "http",
+            addr: "127.0.0.1:15000".parse().unwrap(),
+        },
+        ListenerInfo {
+            protocol: "admin",
+            addr: "127.0.0.1:9".parse().unwrap(),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn status_has_an_http_section_with_routes_clusters_and_endpoints() {
+    use crate::core::http::endpoint::Outcome;
+    use std::time::Duration;
+    let ctx = test_support::http_context();
+    let route = &ctx.routes()[0];
+    route.stats.response(200, Duration::from_millis(2));
+    route.stats.response(502, Duration::from_millis(2));
+    route.stats.retried();
+    route.cluster.stats.response(200, Duration::from_millis(2));
+    route.cluster.stats.retried();
+    route.cluster.stats.overflowed();
+    ctx.unmatched.response(404, Duration::from_millis(1));
+    let payments = ctx.clusters["payments"].clone();
+    let first = payments.endpoints()[0].clone();
+    for _ in 0..5 {
+        payments.report(&first, Outcome::ServerError);
+    }
+    let second = payments.endpoints()[1].clone();
+    let _try = second.start();
+    second.observe_latency(Duration::from_millis(40), std::time::Instant::now());
+    ctx.clusters["api"].endpoints()[0].set_healthy(false);
+    let a = test_support::http_admin(ctx, http_listeners());
+
+    let r = a.respond(&get("/status", None));
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let h = &v["http"];
+    assert_eq!(h["listen"], "127.0.0.1:15000");
+    assert_eq!(h["clients"], 0);
+    assert_eq!(h["unmatched"]["4xx"], 1);
+    let routes = h["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0]["prefix"], "/payments/");
+    assert!(routes[0]["host"].is_null());
+    assert_eq!(routes[0]["cluster"], "payments");
+    assert_eq!(routes[0]["requests"]["2xx"], 1);
+    assert_eq!(routes[0]["requests"]["5xx"], 1);
+    assert_eq!(routes[0]["requests"]["4xx"], 0);
+    assert_eq!(routes[0]["retries"], 1);
+    assert_eq!(routes[1]["host"], "api.example.com");
+    assert_eq!(routes[1]["prefix"], "/");
+    assert_eq!(routes[1]["cluster"], "api");
+
+    let c = &h["clusters"]["payments"];
+    assert_eq!(c["retries"], 1);
+    assert_eq!(c["ejections"], 1);
+    assert_eq!(c["overflows"], 1);
+    assert_eq!(c["requests"]["2xx"], 1);
+    assert_eq!(c["active_requests"], 0);
+    assert_eq!(c["pending_requests"], 0);
+    assert_eq!(c["pool"]["open"], 0);
+    assert_eq!(c["pool"]["idle"], 0);
+    let eps = c["endpoints"].as_array().unwrap();
+    assert_eq!(eps[0]["addr"], "127.0.0.1:1");
+    assert_eq!(eps[0]["host"], "127.0.0.1");
+    assert_eq!(eps[0]["available"], false);
+    assert_eq!(eps[0]["ejected"], true);
+    assert_eq!(eps[0]["healthy"], true);
+    assert_eq!(eps[0]["ejections"], 1);
+    assert_eq!(eps[1]["weight"], 3);
+    assert_eq!(eps[1]["available"], true);
+    assert_eq!(eps[1]["outstanding"], 1);
+    assert_eq!(eps[1]["ewma_ms"], 40.0);
+    let api = &h["clusters"]["api"]["endpoints"][0];
+    assert_eq!(
+        (&api["available"], &api["ejected"], &api["healthy"]),
+        (&false.into(), &false.into(), &false.into())
+    );
+    // Default estimate before any sample.
+    assert_eq!(api["ewma_ms"], 10.0);
+}
+
+#[tokio::test]
+async fn upstreams_down_do_not_make_the_instance_unready() {
+    use crate::core::http::endpoint::Outcome;
+    let ctx = test_support::http_context();
+    for c in ctx.clusters.values() {
+        for e in c.endpoints().iter() {
+            e.set_healthy(false);
+            for _ in 0..5 {
+                c.report(e, Outcome::ServerError);
+            }
+        }
+    }
+    let a = test_support::http_admin(ctx, http_listeners());
+    let r = a.respond(&get("/readyz", None));
+    assert_eq!(r.status, 200, "{}", body(&r));
+    assert!(body(&r).contains("http listening on 127.0.0.1:15000"));
+    let m = body(&a.respond(&get("/metrics", None)));
+    assert!(
+        m.contains("attache_listener_info{protocol=\"http\",addr=\"127.0.0.1:15000\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("attache_http_endpoint_up{cluster=\"api\",endpoint=\"127.0.0.1:3\"} 0"));
 }

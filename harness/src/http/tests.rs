@@ -220,6 +220,14 @@ async fn reset_mode_closes_without_answer() {
         .await
         .is_err());
     assert_eq!((up.requests(), up.health_checks()), (1, 1));
+    // HTTP/2: the stream is reset, the client sees an error rather than a response.
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let req = Request::get(format!("http://{}/", up.addr()))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert!(client.request(req).await.is_err());
     up.set_mode(Mode::Ok);
     assert_eq!(get(up.addr(), "/").await.0, StatusCode::OK);
 }

@@ -151,7 +151,7 @@ fn endpoint(e: &Endpoint, now: Instant) -> HttpEndpointInfo {
         ejected: e.is_ejected(now),
         healthy: e.healthy(),
         outstanding: e.outstanding(),
-        ewma_ms: e.ewma().as_secs_f64() * 1e3,
+        ewma_ms: e.ewma().as_nanos() as f64 / 1e6,
         ejections: e.ejections_total(),
     }
 }

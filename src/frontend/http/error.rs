@@ -30,6 +30,10 @@ pub enum LocalError {
     ConnectFailure(String, String),
     #[error("the TLS certificate of {0} failed verification: {1}")]
     TlsVerify(String, String),
+    /// The server ended TLS with an alert after the handshake (TLS 1.3
+    /// reports a refused client certificate that way).
+    #[error("{0} refused the TLS session (alert {1}): check tls.client_cert and tls.client_key")]
+    TlsRejected(String, String),
     #[error("the connection to {0} broke before a response: {1}")]
     Reset(String, String),
     #[error("no response within the timeout of {0:?}")]
@@ -52,6 +56,7 @@ impl LocalError {
             LocalError::NoEndpoints(_) => "no-endpoints",
             LocalError::ConnectFailure(..) => "connect-failure",
             LocalError::TlsVerify(..) => "tls-verify-failed",
+            LocalError::TlsRejected(..) => "tls-rejected",
             LocalError::Reset(..) => "upstream-reset",
             LocalError::Timeout(_) => "timeout",
             LocalError::BudgetExhausted(_, last) => last.cause(),
@@ -69,7 +74,9 @@ impl LocalError {
             | LocalError::NoEndpoints(_)
             | LocalError::ConnectFailure(..)
             | LocalError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            LocalError::TlsVerify(..) | LocalError::Reset(..) => StatusCode::BAD_GATEWAY,
+            LocalError::TlsVerify(..) | LocalError::TlsRejected(..) | LocalError::Reset(..) => {
+                StatusCode::BAD_GATEWAY
+            }
             LocalError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             LocalError::BudgetExhausted(_, last) => last.status(),
         }

@@ -230,6 +230,12 @@ impl Attempt<'_> {
             Ok(Err(TryError::Connect(e))) => self.connect_failed(&ep, e),
             Ok(Err(TryError::Reset(e))) => {
                 cluster.report(&ep, Outcome::ConnectFailure);
+                if let Some(alert) = tls_alert(e.as_ref()) {
+                    // TLS 1.3: a server refusing our client certificate
+                    // says so only after the handshake, on first use.
+                    let error = LocalError::TlsRejected(ep.authority(), alert);
+                    return fail(error, false);
+                }
                 let error = LocalError::Reset(ep.authority(), e.to_string());
                 fail(error, retry_on(RetryOn::Reset) && replayable)
             }
@@ -332,6 +338,32 @@ enum TryError {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot forward to {0:?}")]
 struct BadTarget(String);
+
+/// The alert a TLS server sent, somewhere down an error's source chain.
+fn tls_alert(mut e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    loop {
+        // h2 keeps the io::Error out of the source chain.
+        let io = e
+            .downcast_ref::<std::io::Error>()
+            .or_else(|| e.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
+        let inner = io.and_then(|io| io.get_ref());
+        let rustls = inner
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .or_else(|| e.downcast_ref::<rustls::Error>());
+        if let Some(rustls::Error::AlertReceived(alert)) = rustls {
+            return Some(format!("{alert:?}"));
+        }
+        // After the handshake rustls reports an alert as text.
+        if let Some(alert) = inner.and_then(|i| {
+            i.to_string()
+                .strip_prefix("received fatal alert: ")
+                .map(str::to_owned)
+        }) {
+            return Some(alert);
+        }
+        e = e.source()?;
+    }
+}
 
 fn fail(error: LocalError, retry: bool) -> TryOutcome {
     TryOutcome::Failed {

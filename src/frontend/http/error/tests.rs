@@ -17,6 +17,11 @@ async fn every_local_error_names_its_cause() {
             "tls-verify-failed",
         ),
         (
+            LocalError::TlsRejected("a:1".into(), "CertificateRequired".into()),
+            502,
+            "tls-rejected",
+        ),
+        (
             LocalError::BudgetExhausted(
                 "p".into(),
                 Box::new(LocalError::ConnectFailure("a:1".into(), "refused".into())),
