@@ -11,7 +11,8 @@
 //! are keyed by it); on node and cluster series it is the config key under
 //! `[postgres.databases]` (clusters are keyed by it).
 //!
-//! The HTTP egress families (`attache_http_*`) are in [`http`].
+//! The HTTP egress families (`attache_http_*`) are in the `http` child
+//! module.
 
 mod http;
 

@@ -141,7 +141,7 @@ fn clusters(s: &mut Scrape, ctx: &HttpContext) {
     .map(|(name, help)| s.counter(name, help));
     let conns = s.gauge(
         "http_upstream_connections",
-        "Upstream connections open now, by state (active: carrying a request, idle: pooled)",
+        "Upstream connections open now, by state (idle: pooled HTTP/1.1 ones; active: the rest, HTTP/2 ones included)",
     );
     let active = s.gauge(
         "http_active_requests",
