@@ -3,7 +3,8 @@
 //! with an admin token), the page's script fetches `/status` with the token
 //! it finds in `?token=`, and the rendered DOM names the database, both
 //! nodes with their roles, and the pools. The screenshot is kept as
-//! `target/test-artifacts/status-page.png` for people to look at.
+//! `target/test-artifacts/status-page.png` for people to look at. A second
+//! test renders the HTTP egress sections (`status-page-http.png`).
 
 mod support;
 
@@ -225,5 +226,73 @@ async fn the_status_page_renders_the_cluster_in_a_browser() {
         "a rendered page, not a blank: {} bytes",
         png.len()
     );
+    app.shutdown().await;
+}
+
+/// The HTTP egress sections: the routes table with counts by class, and a
+/// section per cluster naming its endpoints and their state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_http_routes_and_clusters() {
+    use support::http::{get, h1_client, Mode, Upstream};
+    chromium();
+    let good = Upstream::start("good").await.unwrap();
+    let bad = Upstream::start("bad").await.unwrap();
+    bad.set_mode(Mode::Status(503));
+    let toml = format!(
+        "[http]\n[[http.routes]]\nprefix = \"/svc/\"\ncluster = \"svc\"\n\
+         [http.clusters.svc]\nendpoints = [\"{}\", \"{}\"]\n\
+         outlier = {{ consecutive_5xx = 1, base_ejection = \"60s\" }}\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n",
+        good.addr(),
+        bad.addr()
+    );
+    let app = start_attache(&toml).await;
+    let admin = app.admin_addr.expect("admin server started");
+    let proxy = app.http_addr.unwrap();
+    let client = h1_client();
+    for _ in 0..6 {
+        assert_eq!(get(&client, proxy, "/svc/x", &[]).await.status, 200);
+    }
+    assert_eq!(get(&client, proxy, "/nowhere", &[]).await.status, 404);
+    let shot = artifacts_dir().join("status-page-http.png");
+    let _ = std::fs::remove_file(&shot);
+    let page = format!("http://{admin}/?token={TOKEN}");
+    let screenshot = format!("--screenshot={}", shot.display());
+    let (dom, _) = tokio::join!(browse("--dump-dom", &page), browse(&screenshot, &page));
+
+    assert!(dom.contains("HTTP routes"), "{dom}");
+    assert!(dom.contains("1 unmatched"), "{dom}");
+    let route = dom
+        .split("<tr class=\"http-route\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no route row:\n{dom}"));
+    assert!(route.contains("<code>/svc/</code>"), "{route}");
+    assert!(route.contains("<code>svc</code>"), "{route}");
+    let endpoints: Vec<&str> = dom
+        .split("<tr class=\"http-endpoint\">")
+        .skip(1)
+        .map(|r| r.split("</tr>").next().unwrap_or(r))
+        .collect();
+    assert_eq!(endpoints.len(), 2, "{dom}");
+    let row = |addr: std::net::SocketAddr| {
+        endpoints
+            .iter()
+            .find(|r| r.contains(&format!("<code>{addr}</code>")))
+            .unwrap_or_else(|| panic!("no row for {addr}: {endpoints:?}"))
+    };
+    assert!(
+        row(good.addr()).contains(">up</span>"),
+        "{}",
+        row(good.addr())
+    );
+    assert!(
+        row(bad.addr()).contains(">ejected</span>"),
+        "{}",
+        row(bad.addr())
+    );
+    assert!(dom.contains("HTTP cluster <code>svc</code>"), "{dom}");
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     app.shutdown().await;
 }
