@@ -90,6 +90,14 @@ pub struct RedisConfig {
     /// Largest request or reply (Redis's own `proto-max-bulk-len` is 512 MB).
     #[serde(default = "defaults::max_request_size")]
     pub max_request_size: ByteSize,
+    /// Reply bytes Attaché may hold for one client that has not read them
+    /// yet (received, plus its commands in flight at the size of its
+    /// recent replies). Past it Attaché stops reading that client's
+    /// commands until it reads (backpressure: nothing is lost), so a client
+    /// that pipelines much and reads slowly cannot grow Attaché's memory
+    /// without bound. One reply larger than this is still delivered.
+    #[serde(default = "defaults::max_queued_bytes")]
+    pub max_queued_bytes: ByteSize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -239,6 +247,13 @@ pub(crate) mod defaults {
     }
     pub fn max_request_size() -> ByteSize {
         ByteSize(512 << 20)
+    }
+    /// Far above what pipelining needs to keep a link busy (a window of a
+    /// few MB fills any bandwidth-delay product) and above most single
+    /// replies, yet small enough that a few stalled clients cannot exhaust
+    /// memory.
+    pub fn max_queued_bytes() -> ByteSize {
+        ByteSize(64 << 20)
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Cluster {
     requests: Arc<Semaphore>,
     pending: AtomicUsize,
     pub stats: ClusterStats,
+    /// `host_header`, parsed once.
+    host_header: Option<http::HeaderValue>,
 }
 
 impl Cluster {
@@ -90,6 +92,10 @@ impl Cluster {
             requests: Arc::new(Semaphore::new(config.max_requests)),
             pending: AtomicUsize::new(0),
             stats: ClusterStats::default(),
+            host_header: config
+                .host_header
+                .as_deref()
+                .and_then(|h| http::HeaderValue::from_str(h).ok()),
             config: config.clone(),
         })
     }
@@ -211,23 +217,33 @@ impl Cluster {
     /// The Host header sent upstream: `host_header` when configured, else
     /// the endpoint's name when it was given by name, else the app's Host
     /// (the endpoint's address when the app sent none).
-    pub fn host_for(&self, ep: &Endpoint, client_host: Option<&str>) -> String {
-        if let Some(h) = &self.config.host_header {
-            return h.clone();
+    pub fn host_for(
+        &self,
+        ep: &Endpoint,
+        client_host: Option<&http::HeaderValue>,
+    ) -> Option<http::HeaderValue> {
+        if let Some(h) = &self.host_header {
+            return Some(h.clone());
         }
         let by_name = ep.host.parse::<std::net::IpAddr>().is_err();
-        match client_host {
-            Some(h) if !by_name => h.to_owned(),
-            _ if by_name => {
-                let default_port = if self.config.tls.is_some() { 443 } else { 80 };
-                if ep.port == default_port {
-                    ep.host.clone()
-                } else {
-                    format!("{}:{}", ep.host, ep.port)
-                }
+        if !by_name {
+            if let Some(h) = client_host {
+                return Some(h.clone());
             }
-            _ => ep.authority(),
         }
+        let made = ep.name_header.get_or_init(|| {
+            let default_port = if self.config.tls.is_some() { 443 } else { 80 };
+            let name = if by_name && ep.port == default_port {
+                ep.host.clone()
+            } else if by_name {
+                format!("{}:{}", ep.host, ep.port)
+            } else {
+                ep.authority()
+            };
+            http::HeaderValue::from_str(&name)
+                .unwrap_or(http::HeaderValue::from_static("localhost"))
+        });
+        Some(made.clone())
     }
 
     /// Starts the background upkeep: DNS refresh, health checks, reaping.

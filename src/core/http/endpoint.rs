@@ -58,6 +58,8 @@ pub struct Endpoint {
     ejected_until: AtomicU64,
     healthy: AtomicBool,
     ejections: AtomicU64,
+    /// The Host header naming this endpoint (made on first use).
+    pub name_header: std::sync::OnceLock<http::HeaderValue>,
 }
 
 const NO_SAMPLE: u64 = u64::MAX;
@@ -96,6 +98,7 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             ejections: AtomicU64::new(0),
+            name_header: std::sync::OnceLock::new(),
         }
     }
 

@@ -53,12 +53,12 @@ impl Checks {
 async fn probe(cluster: &Arc<Cluster>, ep: &Arc<Endpoint>, hc: &HttpHealthCheck) -> bool {
     let check = async {
         let conn = cluster.pool.checkout(ep).await.ok()?;
-        let host = cluster.host_for(ep, None);
-        let uri =
-            super::pool::target_uri(conn.is_h2(), cluster.config.tls.is_some(), &host, &hc.path)?;
+        let host = cluster.host_for(ep, None)?;
+        let path = http::uri::PathAndQuery::from_maybe_shared(hc.path.clone()).ok()?;
+        let uri = super::pool::target_uri(conn.is_h2(), cluster.config.tls.is_some(), &host, path)?;
         let mut req = Request::builder().method(Method::GET).uri(uri);
         if !conn.is_h2() {
-            req = req.header(http::header::HOST, host.as_str());
+            req = req.header(http::header::HOST, host);
         }
         let req = req
             .body(Empty::<Bytes>::new().map_err(|e| match e {}).boxed())

@@ -407,16 +407,21 @@ impl http_body::Body for PooledBody {
 /// The request target for a try: origin-form (`/path?q`) on HTTP/1.1,
 /// where the Host header names the service; absolute on HTTP/2, whose
 /// `:authority` does.
-pub fn target_uri(h2: bool, tls: bool, host: &str, path_and_query: &str) -> Option<http::Uri> {
+pub fn target_uri(
+    h2: bool,
+    tls: bool,
+    host: &http::HeaderValue,
+    path_and_query: http::uri::PathAndQuery,
+) -> Option<http::Uri> {
     if h2 {
         http::Uri::builder()
             .scheme(if tls { "https" } else { "http" })
-            .authority(host)
+            .authority(host.as_bytes())
             .path_and_query(path_and_query)
             .build()
             .ok()
     } else {
-        path_and_query.parse().ok()
+        Some(http::Uri::from(path_and_query))
     }
 }
 

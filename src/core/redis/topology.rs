@@ -76,7 +76,8 @@ impl Node {
     }
 }
 
-/// Where read-only commands may go instead of the primary.
+/// Where read-only commands may go instead of the primary: the configured
+/// replicas in `single` mode, those the sentinels list in `sentinel` mode.
 pub struct Replicas {
     pub nodes: Vec<Arc<Node>>,
     pub policy: ReadFrom,
@@ -84,7 +85,7 @@ pub struct Replicas {
 }
 
 impl Replicas {
-    fn new(nodes: Vec<Arc<Node>>, policy: ReadFrom) -> Self {
+    pub(crate) fn new(nodes: Vec<Arc<Node>>, policy: ReadFrom) -> Self {
         Self {
             nodes,
             policy,
@@ -236,7 +237,8 @@ impl Topology {
         match self {
             Topology::Single(_, replicas) => replicas.pick(lane),
             Topology::Cluster(c) => c.replica_for_slot(shard? as u16, lane),
-            _ => None,
+            Topology::Sentinel(s) => s.replica_for_read(lane),
+            Topology::Sharded { .. } => None,
         }
     }
 
@@ -244,7 +246,10 @@ impl Topology {
         match self {
             Topology::Single(_, r) => r.policy != ReadFrom::Primary && !r.nodes.is_empty(),
             Topology::Cluster(c) => c.reads_from_replicas(),
-            _ => false,
+            // Replicas come and go with the sentinels' view; reads are
+            // routed per command and fall back to the primary.
+            Topology::Sentinel(s) => s.reads_from_replicas(),
+            Topology::Sharded { .. } => false,
         }
     }
 

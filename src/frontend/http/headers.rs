@@ -55,23 +55,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 
 /// Adds `X-Forwarded-For` (appended to what the app sent), and
 /// `X-Forwarded-Proto`/`-Host` when the app did not set them.
-pub fn add_forwarded(headers: &mut HeaderMap, peer: IpAddr, host: Option<&str>) {
-    let ip = peer.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+///
+/// `peer` is the app's address as a header value, made once per connection.
+pub fn add_forwarded(headers: &mut HeaderMap, peer: &HeaderValue, host: Option<&HeaderValue>) {
+    let prev = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| !p.trim().is_empty());
+    let xff = match prev.and_then(|p| Some(format!("{p}, {}", peer.to_str().ok()?))) {
+        Some(joined) => HeaderValue::from_str(&joined).unwrap_or_else(|_| peer.clone()),
+        None => peer.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     if !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            headers.insert(X_FORWARDED_HOST.clone(), v);
+        if let Some(v) = host {
+            headers.insert(X_FORWARDED_HOST.clone(), v.clone());
         }
     }
+}
+
+/// The app's address as an `X-Forwarded-For` element.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// The request's id: the app's, or a new random (UUIDv4-shaped) one.
@@ -85,16 +93,18 @@ pub fn request_id(headers: &mut HeaderMap, name: &HeaderName) -> HeaderValue {
     rand::thread_rng().fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex(&b);
-    let id = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
-    let v = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"));
+    // 8-4-4-4-12 hex digits, written in place (no String per request).
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
+    }
+    let v = HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"));
     headers.insert(name.clone(), v.clone());
     v
 }
@@ -117,8 +127,14 @@ pub fn ensure_traceparent(headers: &mut HeaderMap) {
     // All-zero ids are invalid; one random byte forced non-zero suffices.
     trace[15] |= 1;
     span[7] |= 1;
-    let value = format!("00-{}-{}-01", hex(&trace), hex(&span));
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    // 00-<32 hex>-<16 hex>-01, written in place.
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    for (i, byte) in trace.iter().chain(span.iter()).enumerate() {
+        let at = if i < 16 { 3 + 2 * i } else { 36 + 2 * (i - 16) };
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&out) {
         headers.insert(TRACEPARENT.clone(), v);
     }
 }
@@ -146,15 +162,7 @@ pub fn valid_traceparent(v: &str) -> bool {
         && hexlen(parts[3], 2)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
-}
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests;

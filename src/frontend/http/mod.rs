@@ -169,9 +169,12 @@ impl App for HttpContext {
             let _connected = Connected::new(&self.clients);
             let _ = tcp.set_nodelay(true);
             let ctx = self.clone();
+            // Made once per connection, cloned (a refcount) per request.
+            let peer_ip = headers::peer_value(peer.ip());
             let service = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(ctx.latest(), req, peer).await) }
+                let peer_ip = peer_ip.clone();
+                async move { Ok::<_, Infallible>(proxy::handle(ctx.latest(), req, peer_ip).await) }
             });
             let conn = self
                 .builder

@@ -41,19 +41,20 @@ const MAX_STALE: usize = 3;
 pub async fn handle(
     ctx: Arc<HttpContext>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: HeaderValue,
 ) -> Response<Body> {
     let start = Instant::now();
     let (mut parts, body) = req.into_parts();
     let host = client_host(&parts);
     let request_id = headers::request_id(&mut parts.headers, &ctx.request_id);
-    let Some(index) = ctx.router.find(host.as_deref(), parts.uri.path()) else {
+    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+    let Some(index) = ctx.router.find(host_str, parts.uri.path()) else {
         let resp = LocalError::NoRoute(parts.uri.path().to_owned()).response(Some(&request_id));
         ctx.unmatched.response(404, start.elapsed());
         return resp;
     };
     let route = &ctx.routes[index];
-    let mut resp = match forward(&ctx, route, parts, body, peer, host.as_deref(), start).await {
+    let mut resp = match forward(&ctx, route, parts, body, &peer, host.as_ref(), start).await {
         Ok(resp) => resp,
         Err(error) => {
             debug!(%error, route = index, cluster = %route.cluster.name, "request failed");
@@ -83,8 +84,9 @@ struct Attempt<'a> {
     route: &'a RouteEntry,
     parts: Parts,
     body: ReqBody,
-    host: Option<&'a str>,
-    target: String,
+    host: Option<&'a HeaderValue>,
+    /// The path and query sent upstream.
+    target: http::uri::PathAndQuery,
     /// The method may be repeated after it reached a server.
     repeatable: bool,
     deadline: Instant,
@@ -108,8 +110,8 @@ async fn forward(
     route: &RouteEntry,
     mut parts: Parts,
     body: Incoming,
-    peer: SocketAddr,
-    host: Option<&str>,
+    peer: &HeaderValue,
+    host: Option<&HeaderValue>,
     start: Instant,
 ) -> Result<Response<Body>, LocalError> {
     let cluster = &route.cluster;
@@ -121,13 +123,9 @@ async fn forward(
         .then(|| parts.extensions.remove::<OnUpgrade>())
         .flatten();
     headers::strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
-    headers::add_forwarded(&mut parts.headers, peer.ip(), host);
+    headers::add_forwarded(&mut parts.headers, peer, host);
     headers::ensure_traceparent(&mut parts.headers);
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let target = ctx
-        .router
-        .rewrite(route.index, pq)
-        .unwrap_or_else(|| pq.to_owned());
+    let target = target(ctx, route, &parts)?;
     let repeatable = route.cfg.retry_non_idempotent || parts.method.is_idempotent();
     let body = if route.cfg.retries > 0 && repeatable && client_upgrade.is_none() {
         ReqBody::read(body, ctx.config.max_retry_body.0)
@@ -293,8 +291,10 @@ impl Attempt<'_> {
         for _ in 0..MAX_STALE {
             let conn = cluster.pool.checkout(ep).await.map_err(TryError::Connect)?;
             let h2 = conn.is_h2();
-            let uri = target_uri(h2, tls, &upstream_host, &self.target)
-                .ok_or_else(|| TryError::Reset(BadTarget(self.target.clone()).into()))?;
+            let uri = upstream_host
+                .as_ref()
+                .and_then(|h| target_uri(h2, tls, h, self.target.clone()))
+                .ok_or_else(|| TryError::Reset(BadTarget(self.target.to_string()).into()))?;
             let body = self.body.for_try().ok_or(TryError::BodyGone)?;
             let mut req = Request::new(body);
             *req.method_mut() = self.parts.method.clone();
@@ -305,8 +305,8 @@ impl Attempt<'_> {
                 req.headers_mut().remove(header::HOST);
             } else {
                 *req.version_mut() = Version::HTTP_11;
-                if let Ok(v) = HeaderValue::from_str(&upstream_host) {
-                    req.headers_mut().insert(header::HOST, v);
+                if let Some(v) = &upstream_host {
+                    req.headers_mut().insert(header::HOST, v.clone());
                 }
             }
             match conn.send(req).await {
@@ -388,18 +388,29 @@ fn backoff(cfg: &crate::config::http::RouteConfig, retry: u32) -> Duration {
 }
 
 /// The Host the app addressed: `:authority` on HTTP/2, `Host` on 1.1.
-fn client_host(parts: &Parts) -> Option<String> {
-    parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
+fn client_host(parts: &Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    }
+}
+
+/// The path and query the upstream gets: the app's, or the route's rewrite
+/// of it.
+fn target(
+    ctx: &HttpContext,
+    route: &RouteEntry,
+    parts: &Parts,
+) -> Result<http::uri::PathAndQuery, LocalError> {
+    let original = parts.uri.path_and_query();
+    let pq = original.map_or("/", |p| p.as_str());
+    match ctx.router.rewrite(route.index, pq) {
+        Some(rewritten) => http::uri::PathAndQuery::from_maybe_shared(rewritten)
+            .map_err(|e| LocalError::BadRequest(format!("rewritten path: {e}"))),
+        None => Ok(original
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))),
+    }
 }
 
 fn is_upgrade(parts: &Parts) -> bool {

@@ -24,16 +24,22 @@ use crate::core::redis::{Node, RedisBackendError, Reply};
 const CROSS: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
+    let read = s.ctx.topology.reads_from_replicas()
+        && lookup_command(cmd).is_some_and(|i| i.flags.contains(Flags::READONLY));
     if let Some(sentinel) = s.ctx.topology.sentinel() {
+        // Reads may go to a replica the sentinels list (falling back to
+        // the primary); everything else waits out failovers on the primary.
         let (tx, rx) = oneshot::channel();
         let (sentinel, setup, lane) = (sentinel.clone(), s.setup(), s.lane);
         tokio::spawn(async move {
-            let _ = tx.send(sentinel.request(lane, raw, setup).await);
+            let reply = match read {
+                true => sentinel.read(lane, raw, setup).await,
+                false => sentinel.request(lane, raw, setup).await,
+            };
+            let _ = tx.send(reply);
         });
         return s.wait_reply(rx);
     }
-    let read = s.ctx.topology.reads_from_replicas()
-        && lookup_command(cmd).is_some_and(|i| i.flags.contains(Flags::READONLY));
     if !s.ctx.topology.is_sharded() {
         let rx = match read
             .then(|| s.ctx.topology.replica_for_read(s.lane, None))

@@ -2,6 +2,12 @@
 //! as they arrive (pipelining), each gets a reply slot in a FIFO, and slots
 //! are written out strictly in order as their replies become ready, so a
 //! slow reply never lets a later one overtake it.
+//!
+//! Two limits hold a client back instead of failing it: `max_pipeline`
+//! (commands in flight) and `max_queued_bytes` (reply bytes held for it;
+//! see [`Session::queue_full`]). While either is reached Attaché reads no
+//! more of that client's commands, so its socket fills and it waits, as it
+//! would for a slow server; nothing is lost and other clients go on.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -65,6 +71,47 @@ pub(super) struct Session {
     /// `single` mode: the primary's shared connections for this client's
     /// protocol version and database, looked up once, not per command.
     pub primary_mux: Option<(Setup, Arc<crate::core::redis::Mux>)>,
+    /// What the session holds for the client (see [`Session::queue_full`]).
+    pub queued: Queued,
+}
+
+/// The reply bytes a session holds for its client, kept up to date as
+/// slots come and go so that checking the bound costs nothing per command.
+pub(super) struct Queued {
+    /// Commands sent whose replies are not in a `Ready` slot yet (a batch
+    /// counts each of its commands).
+    owed: usize,
+    /// Bytes in `Ready` slots, not yet written to the client.
+    held: usize,
+    /// The size a reply still owed is expected to have: the largest of
+    /// this client's recent replies, fading by 1/32 per reply so one big
+    /// reply does not throttle the small ones after it for long.
+    estimate: usize,
+}
+
+impl Queued {
+    /// Before any reply is seen: 64 KiB, so a fresh client gets at most
+    /// `max_queued_bytes / 64 KiB` commands in flight (1,024 by default)
+    /// until its replies show their real size.
+    const FIRST_ESTIMATE: usize = 64 * 1024;
+
+    fn new() -> Self {
+        Self {
+            owed: 0,
+            held: 0,
+            estimate: Self::FIRST_ESTIMATE,
+        }
+    }
+
+    /// A reply of `len` bytes answering `count` commands arrived.
+    fn seen(&mut self, len: usize, count: usize) {
+        let count = count.max(1);
+        self.owed = self.owed.saturating_sub(count);
+        for _ in 0..count.min(64) {
+            self.estimate -= self.estimate / 32;
+        }
+        self.estimate = self.estimate.max(len / count).max(1);
+    }
 }
 
 pub(super) async fn run(
@@ -94,6 +141,7 @@ pub(super) async fn run(
         primary_mux: None,
         batch: BytesMut::new(),
         batched: 0,
+        queued: Queued::new(),
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -101,15 +149,11 @@ pub(super) async fn run(
     // Requests already read but not parsed because the pipeline was full.
     let mut buffered = false;
     loop {
-        s.drain_ready(&mut wbuf);
-        if !wbuf.is_empty() {
-            tcp.write_all(&wbuf).await?;
-            wbuf.clear();
-        }
+        write_ready(&mut s, &mut tcp, &mut wbuf).await?;
         if (s.quit || closing) && s.slots.is_empty() {
             return Ok(());
         }
-        let reading = !s.quit && !closing && s.slots.len() < max_pipeline;
+        let reading = !s.quit && !closing && s.slots.len() < max_pipeline && !s.queue_full();
         if reading && buffered {
             buffered = false;
             if let Some(pinned) = parse(&mut s, &mut rbuf, &limits, &mut buffered).await {
@@ -150,7 +194,7 @@ async fn parse(
         if let Some(pinned) = s.handle(req).await {
             return Some(pinned);
         }
-        if s.slots.len() + s.batched >= max_pipeline || s.quit {
+        if s.slots.len() + s.batched >= max_pipeline || s.quit || s.queue_full() {
             *buffered = !rbuf.is_empty() && !s.quit;
             break;
         }
@@ -168,9 +212,50 @@ async fn hand_over(
     mut wbuf: BytesMut,
     pinned: DedicatedReason,
 ) -> Result<(), RedisSessionError> {
-    s.drain_all(&mut wbuf).await;
-    tcp.write_all(&wbuf).await?;
+    loop {
+        write_ready(&mut s, &mut tcp, &mut wbuf).await?;
+        if s.slots.is_empty() {
+            break;
+        }
+        s.wait_front().await;
+    }
     dedicated::relay(&s, tcp, rbuf, pinned).await
+}
+
+/// Most bytes of small replies gathered into one write.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Writes every reply that is ready, in order: small ones gathered into
+/// `wbuf`, large ones as they are (no copy). Returns once the front reply
+/// is not ready; blocks while the client does not read, which is what
+/// holds a slow reader back.
+async fn write_ready(
+    s: &mut Session,
+    tcp: &mut Stream,
+    wbuf: &mut BytesMut,
+) -> Result<(), RedisSessionError> {
+    loop {
+        let step = s.drain_chunk(wbuf);
+        if !wbuf.is_empty() {
+            tcp.write_all(wbuf).await?;
+            wbuf.clear();
+        }
+        match step {
+            Drained::Done => return Ok(()),
+            Drained::More => {}
+            Drained::Large(reply) => tcp.write_all(&reply).await?,
+        }
+    }
+}
+
+/// How far [`Session::drain_chunk`] got.
+enum Drained {
+    /// The front reply is not ready (or there is none).
+    Done,
+    /// `WRITE_CHUNK` bytes gathered; more may be ready.
+    More,
+    /// A large reply, to be written after what was gathered.
+    Large(Bytes),
 }
 
 /// Splits the next request; a malformed one is answered like Redis does
@@ -195,32 +280,76 @@ fn next_request(rbuf: &mut BytesMut, limits: &RequestLimits, s: &mut Session) ->
 }
 
 impl Session {
-    /// Moves every reply that is ready, in order, into `out`.
-    pub(super) fn drain_ready(&mut self, out: &mut BytesMut) {
-        while let Some(front) = self.slots.front_mut() {
-            match front {
-                Slot::Ready(b) => out.extend_from_slice(b),
-                Slot::Wait { rx, count, .. } => match rx.try_recv() {
-                    Ok(reply) => write_reply(out, reply, *count),
-                    Err(oneshot::error::TryRecvError::Empty) => return,
-                    Err(oneshot::error::TryRecvError::Closed) => write_reply(
-                        out,
-                        Err(crate::core::redis::RedisBackendError::Lost),
-                        *count,
-                    ),
+    /// Takes ready replies off the front, in order: small ones are copied
+    /// into `out` (up to about `WRITE_CHUNK`), a large one is handed back.
+    fn drain_chunk(&mut self, out: &mut BytesMut) -> Drained {
+        while out.len() < WRITE_CHUNK {
+            let Some(slot) = self.slots.pop_front() else {
+                return Drained::Done;
+            };
+            let reply = match slot {
+                Slot::Ready(b) => {
+                    self.queued.held = self.queued.held.saturating_sub(b.len());
+                    b
+                }
+                Slot::Wait {
+                    mut rx,
+                    deadline,
+                    count,
+                } => match rx.try_recv() {
+                    Ok(reply) => self.settle(reply, count),
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        let slot = Slot::Wait {
+                            rx,
+                            deadline,
+                            count,
+                        };
+                        self.slots.push_front(slot);
+                        return Drained::Done;
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        self.settle(Err(crate::core::redis::RedisBackendError::Lost), count)
+                    }
                 },
+            };
+            if reply.len() >= WRITE_CHUNK {
+                return Drained::Large(reply);
             }
-            self.slots.pop_front();
+            out.extend_from_slice(&reply);
         }
+        Drained::More
     }
 
-    /// Waits for every outstanding reply (before handing the connection to
-    /// a dedicated relay).
-    async fn drain_all(&mut self, out: &mut BytesMut) {
-        while !self.slots.is_empty() {
-            self.drain_ready(out);
-            self.wait_front().await;
+    /// The client-facing bytes of a backend reply for `count` commands,
+    /// counted as arrived.
+    fn settle(&mut self, reply: Reply, count: usize) -> Bytes {
+        let bytes = reply_bytes(reply, count);
+        self.queued.seen(bytes.len(), count);
+        bytes
+    }
+
+    /// Whether the reply bytes this client has not read yet — those held
+    /// here, plus those of its commands in flight at the size its recent
+    /// replies had — reach `max_queued_bytes`. Replies of commands already
+    /// sent must be taken whatever their size (the server connection is
+    /// shared), so the bound is kept by sending no more: with nothing
+    /// queued it never applies, so a reply larger than the bound still
+    /// goes through, alone.
+    pub(super) fn queue_full(&self) -> bool {
+        let q = &self.queued;
+        let owed = q.owed + self.batched;
+        (owed > 0 || q.held > 0)
+            && q.held.saturating_add(owed.saturating_mul(q.estimate))
+                >= self.ctx.config.max_queued_bytes.0 as usize
+    }
+
+    /// Queues a slot, keeping [`Queued`] in step.
+    fn push_slot(&mut self, slot: Slot) {
+        match &slot {
+            Slot::Ready(b) => self.queued.held += b.len(),
+            Slot::Wait { count, .. } => self.queued.owed += count,
         }
+        self.slots.push_back(slot);
     }
 
     /// Resolves when the oldest reply is ready (or timed out, which turns
@@ -245,16 +374,16 @@ impl Session {
                 .await
                 .unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
         };
-        let mut b = BytesMut::new();
-        write_reply(&mut b, reply, count);
+        let bytes = self.settle(reply, count);
+        self.queued.held += bytes.len();
         if let Some(front) = self.slots.front_mut() {
-            *front = Slot::Ready(b.freeze());
+            *front = Slot::Ready(bytes);
         }
     }
 
     pub(super) fn ready(&mut self, bytes: Bytes) {
         self.flush_batch();
-        self.slots.push_back(Slot::Ready(bytes));
+        self.push_slot(Slot::Ready(bytes));
     }
 
     /// Adds a plain command to the client's batch (see `batchable`).
@@ -277,7 +406,7 @@ impl Session {
         );
         let rx = self.primary_mux().send_batch(self.lane, bytes, count);
         let deadline = Some(Instant::now() + self.ctx.config.command_timeout.0);
-        self.slots.push_back(Slot::Wait {
+        self.push_slot(Slot::Wait {
             rx,
             deadline,
             count,
@@ -318,7 +447,7 @@ impl Session {
         };
         let deadline = (!blocking).then(|| Instant::now() + patience);
         self.flush_batch();
-        self.slots.push_back(Slot::Wait {
+        self.push_slot(Slot::Wait {
             rx,
             deadline,
             count: 1,
@@ -392,16 +521,17 @@ impl Session {
     }
 }
 
-/// Writes a backend reply, or for a failure the client-facing error once
-/// per command it answers.
-fn write_reply(out: &mut BytesMut, reply: Reply, count: usize) {
+/// A backend reply as it is (no copy), or for a failure the
+/// client-facing error once per command it answers.
+fn reply_bytes(reply: Reply, count: usize) -> Bytes {
     match reply {
-        Ok(bytes) => out.extend_from_slice(&bytes),
+        Ok(bytes) => bytes,
         Err(e) => {
-            let text = e.reply_text();
+            let (text, mut out) = (e.reply_text(), BytesMut::new());
             for _ in 0..count.max(1) {
-                encode::error(out, text.as_bytes());
+                encode::error(&mut out, text.as_bytes());
             }
+            out.freeze()
         }
     }
 }

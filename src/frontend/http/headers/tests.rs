@@ -48,9 +48,10 @@ fn an_upgrade_keeps_its_upgrade_headers() {
 
 #[test]
 fn forwarded_headers_append_and_keep() {
-    let peer = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+    let peer = peer_value(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9)));
+    let host = HeaderValue::from_static("localhost:15000");
     let mut h = HeaderMap::new();
-    add_forwarded(&mut h, peer, Some("localhost:15000"));
+    add_forwarded(&mut h, &peer, Some(&host));
     assert_eq!(h.get("x-forwarded-for").unwrap(), "127.0.0.9");
     assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
     assert_eq!(h.get("x-forwarded-host").unwrap(), "localhost:15000");
@@ -59,7 +60,7 @@ fn forwarded_headers_append_and_keep() {
         ("x-forwarded-for", "10.1.1.1"),
         ("x-forwarded-proto", "https"),
     ]);
-    add_forwarded(&mut h, peer, None);
+    add_forwarded(&mut h, &peer, None);
     assert_eq!(h.get("x-forwarded-for").unwrap(), "10.1.1.1, 127.0.0.9");
     assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
     assert!(h.get("x-forwarded-host").is_none());
@@ -78,6 +79,13 @@ fn request_ids_are_kept_or_made() {
     let s = a.to_str().unwrap();
     assert_eq!(s.len(), 36);
     assert_eq!(&s[14..15], "4", "version 4 shape: {s}");
+    for (i, c) in s.chars().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            assert_eq!(c, '-', "{s}");
+        } else {
+            assert!(c.is_ascii_hexdigit() && !c.is_ascii_uppercase(), "{s}");
+        }
+    }
 }
 
 #[test]
