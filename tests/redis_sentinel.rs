@@ -708,7 +708,9 @@ async fn after_a_failover_reads_follow_the_new_replica() {
     );
     assert_eq!(cli(g.replica(), &["GET", "fo:w"]), "after");
     // The old primary rejoins as a replica; once its link is up the
-    // sentinels list it and reads go there.
+    // sentinels list it and reads go there. The sentinels learn the link
+    // status from INFO, which they send a replica every 10 s, hence the
+    // generous wait.
     let deadline = Instant::now() + Duration::from_secs(30);
     while role(&g.primary) != "slave" {
         assert!(

@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use std::fmt;
 
 pub mod affinity;
+pub mod fast;
 pub mod keys;
 pub mod table;
 
@@ -81,6 +82,29 @@ pub fn next_command(
                 raw: line.raw,
             }),
         );
+    }
+    if let Some(scan) = fast::scan(buf, limits.frame.max_frame_size) {
+        let fast::Scan::Complete { len, count } = scan else {
+            return Ok(None);
+        };
+        let raw = buf.split_to(len).freeze();
+        let mut args = Vec::with_capacity(count);
+        args.extend(fast::args(&raw, count).map(|(s, e)| raw.slice(s..e)));
+        return Ok(Some(Request {
+            command: Command::new(args),
+            raw,
+        }));
+    }
+    next_command_general(buf, limits)
+}
+
+/// [`next_command`] without the fast path: every shape, every error.
+pub fn next_command_general(
+    buf: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<Option<Request>, CommandError> {
+    if buf.first() != Some(&b'*') {
+        return next_command(buf, limits);
     }
     let flat = Limits {
         max_depth: 1,
