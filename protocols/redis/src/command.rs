@@ -21,7 +21,7 @@ pub mod fast;
 pub mod keys;
 pub mod table;
 
-pub use affinity::{connection_affinity, is_blocking, Affinity, DedicatedReason};
+pub use affinity::{affinity_of, connection_affinity, is_blocking, Affinity, DedicatedReason};
 pub use keys::{key_positions, keys, routing_keys};
 pub use table::{lookup, lookup_command, CommandInfo, Flags, KeySpec, KeySpecFlags};
 

@@ -86,6 +86,11 @@ impl RedisContext {
         matches!(self.topology, Topology::Single(..)) && !self.topology.reads_from_replicas()
     }
 
+    /// Whether any command is denied (most listeners deny none).
+    pub fn denies_any(&self) -> bool {
+        !self.denied.is_empty()
+    }
+
     pub fn is_denied(&self, upper_name: &str) -> bool {
         self.denied.contains(upper_name)
     }

@@ -422,14 +422,20 @@ impl Session {
         if !self.authed || self.in_transaction() || !self.ctx.batches_plain_commands() {
             return false;
         }
+        // One table lookup; plain commands (GET, SET, …) need nothing else.
+        let Some(info) = lookup_command(cmd) else {
+            return false;
+        };
+        if !info.special && !self.ctx.denies_any() {
+            return true;
+        }
         let Some(upper) = cmd.name_upper() else {
             return false;
         };
         let name = upper.as_str().unwrap_or_default();
         !LOCAL.contains(&name)
             && !self.ctx.is_denied(name)
-            && lookup_command(cmd).is_some()
-            && command::connection_affinity(cmd) == Affinity::Shared
+            && command::affinity_of(info, cmd) == Affinity::Shared
     }
 
     pub(super) fn error(&mut self, text: &str) {

@@ -49,6 +49,31 @@ const PUBSUB: &[&str] = &[
     "SUNSUBSCRIBE",
 ];
 
+/// Commands that need more than a glance: those [`connection_affinity`]
+/// may classify as other than shared (the stateful ones by name, any with
+/// the blocking flag or that block without it) and those a proxy answers
+/// itself. Computed once per table entry.
+pub fn is_special(info: &CommandInfo) -> bool {
+    let upper = info.name.split('|').next().unwrap_or_default();
+    let named = |names: &[&str]| names.iter().any(|n| n.eq_ignore_ascii_case(upper));
+    named(TRANSACTION)
+        || named(PUBSUB)
+        || named(&["MONITOR", "SELECT", "CLIENT", "XREAD", "XREADGROUP", "WAIT"])
+        // Answered by the proxy itself rather than any server connection.
+        || named(&["AUTH", "HELLO", "QUIT", "PING", "ECHO"])
+        || info.has(Flags::BLOCKING)
+}
+
+/// [`connection_affinity`] for a command already looked up: plain commands
+/// answer `Shared` without another look at the name.
+pub fn affinity_of(info: &CommandInfo, cmd: &Command) -> Affinity {
+    if info.special {
+        connection_affinity(cmd)
+    } else {
+        Affinity::Shared
+    }
+}
+
 /// Classifies `cmd` for connection pooling.
 pub fn connection_affinity(cmd: &Command) -> Affinity {
     use DedicatedReason::*;

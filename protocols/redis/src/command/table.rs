@@ -206,6 +206,11 @@ pub struct CommandInfo {
     pub group: String,
     #[serde(skip)]
     pub subcommands: Vec<CommandInfo>,
+    /// Whether the command may need more than a shared connection (see
+    /// [`super::affinity::affinity_of`]); false for the plain majority, so
+    /// their classification is one field read.
+    #[serde(skip)]
+    pub special: bool,
 }
 
 impl CommandInfo {
@@ -290,7 +295,11 @@ fn build(raw: RawTable) -> Table {
         .enumerate()
         .map(|(i, c)| (c.name.as_bytes().to_vec(), i))
         .collect();
-    for sub in subs {
+    for c in &mut commands {
+        c.special = super::affinity::is_special(c);
+    }
+    for mut sub in subs {
+        sub.special = super::affinity::is_special(&sub);
         let container = sub.name.split('|').next().unwrap_or_default();
         if let Some(&i) = by_name.get(container.as_bytes()) {
             commands[i].subcommands.push(sub);

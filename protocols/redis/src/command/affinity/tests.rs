@@ -109,3 +109,40 @@ fn every_flagged_blocking_command_is_blocking_except_plain_xread() {
         &cmd(&["XREAD", "COUNT", "5", "BLOCK", "0", "STREAMS", "s", "0"])
     ));
 }
+
+/// The precomputed shortcut never changes a classification: for every
+/// command and subcommand in the table, with and without a BLOCK option.
+#[test]
+fn affinity_of_agrees_with_connection_affinity_for_the_whole_table() {
+    use crate::command::table::{all, lookup_command};
+    let mut checked = 0;
+    for info in all() {
+        let mut names: Vec<Vec<String>> = vec![vec![info.name.clone()]];
+        for sub in &info.subcommands {
+            let (container, s) = sub.name.split_once('|').unwrap();
+            names.push(vec![container.to_owned(), s.to_owned()]);
+        }
+        for parts in names {
+            for extra in [
+                &[][..],
+                &["BLOCK", "0", "STREAMS", "s", "0"][..],
+                &["x"][..],
+            ] {
+                let args = parts
+                    .iter()
+                    .map(String::as_str)
+                    .chain(extra.iter().copied());
+                let cmd = Command::from_parts(args).unwrap();
+                let found = lookup_command(&cmd).unwrap();
+                assert_eq!(
+                    affinity_of(found, &cmd),
+                    connection_affinity(&cmd),
+                    "{:?}",
+                    cmd
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 600, "{checked}");
+}
