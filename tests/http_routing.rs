@@ -284,3 +284,59 @@ async fn oversized_request_heads_are_refused_without_harm() {
     assert_eq!(r.status, 200);
     attache.shutdown().await;
 }
+
+/// An upstream that sends headers and part of a body, then stalls: the
+/// app's response ends (with an error) after `stream_idle_timeout`
+/// instead of hanging, and other requests are not held up.
+#[tokio::test]
+async fn a_stalled_body_is_cut_after_the_idle_timeout() {
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_addr = stall.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = stall.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let up = Upstream::start("fine").await.unwrap();
+    let toml = format!(
+        "[http]\nstream_idle_timeout = \"300ms\"\n\
+         [[http.routes]]\nprefix = \"/stall/\"\ncluster = \"stall\"\n\
+         [[http.routes]]\ncluster = \"fine\"\n\
+         [http.clusters.stall]\nendpoints = [\"{stall_addr}\"]\n\
+         [http.clusters.fine]\nendpoints = [\"{}\"]\n",
+        up.addr()
+    );
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.unwrap();
+    let client = h1_client();
+    let started = std::time::Instant::now();
+    let req = http::Request::get(format!("http://{addr}/stall/x"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.expect("headers arrive");
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        resp.into_body().collect(),
+    )
+    .await
+    .expect("the body ends instead of hanging");
+    assert!(body.is_err(), "a cut body is an error, not a short success");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(250) && took < std::time::Duration::from_secs(3),
+        "{took:?}"
+    );
+    let r = get(&h1_client(), addr, "/ok", &[]).await;
+    assert_eq!(r.status, 200);
+    attache.shutdown().await;
+}

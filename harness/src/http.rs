@@ -8,7 +8,6 @@
 //! of the test process in its own process group, killed (with its workers) and its temp dir
 //! removed on drop, and a watchdog shell does the same if the test process is SIGKILLed.
 
-mod daemon;
 mod handler;
 mod haproxy;
 mod nginx;

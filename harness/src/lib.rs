@@ -25,6 +25,7 @@
 mod builder;
 mod certs;
 mod config;
+mod daemon;
 mod error;
 mod exec;
 pub mod http;

@@ -12,7 +12,6 @@
 
 mod cluster;
 mod conf;
-mod daemon;
 mod error;
 mod resp;
 mod sentinel;

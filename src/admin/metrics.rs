@@ -431,7 +431,8 @@ fn redis_backends(s: &mut Scrape, redis: &RedisContext) {
 
 /// Per-node counters of the shared server connections, for the nodes
 /// `redis_backend` lists (a node the topology has dropped, such as an old
-/// Sentinel primary, takes its counts with it).
+/// Sentinel primary or a replica the sentinels no longer list, takes its
+/// counts with it).
 fn redis_node_counters(s: &mut Scrape, redis: &RedisContext) {
     let requests = s.counter("redis_requests", "Commands written to the server");
     let error_replies = s.counter(
@@ -510,6 +511,7 @@ fn topology_nodes(t: &Topology) -> Vec<std::sync::Arc<Node>> {
         Topology::Single(primary, replicas) => std::iter::once(primary.clone())
             .chain(replicas.nodes.iter().cloned())
             .collect(),
+        Topology::Sentinel(s) => std::iter::once(s.primary()).chain(s.replicas()).collect(),
         _ => t.all_nodes(),
     }
 }

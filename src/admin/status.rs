@@ -200,7 +200,9 @@ pub fn redis_mode(r: &RedisContext) -> String {
 const SENTINEL_PLACEHOLDER: &str = "127.0.0.1:0";
 
 /// The servers a Redis listener currently routes to. Cluster replicas are
-/// not listed: the core does not expose its slot map's replicas.
+/// not listed: the core does not expose its slot map's replicas. Sentinel
+/// replicas are the healthy ones the sentinels list, which Attaché asks for
+/// only when reads use replicas (`read_from` other than `primary`).
 pub fn redis_nodes(r: &RedisContext) -> Vec<RedisNodeInfo> {
     let node = |addr: &str, role| RedisNodeInfo {
         addr: addr.to_owned(),
@@ -218,11 +220,14 @@ pub fn redis_nodes(r: &RedisContext) -> Vec<RedisNodeInfo> {
             .collect(),
         Topology::Sentinel(s) => {
             let p = s.primary();
+            // Replicas are learned in the same answer as the primary, so
+            // before a primary there are none to list either.
             if p.addr == SENTINEL_PLACEHOLDER {
-                Vec::new()
-            } else {
-                vec![node(&p.addr, "primary")]
+                return Vec::new();
             }
+            std::iter::once(node(&p.addr, "primary"))
+                .chain(s.replicas().iter().map(|n| node(&n.addr, "replica")))
+                .collect()
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct HttpConfig {
     /// The header carrying each request's id (kept when the app sent one).
     #[serde(default = "defaults::request_id_header")]
     pub request_id_header: String,
+    /// A request or response body that sends nothing for this long is cut
+    /// (Envoy's `stream_idle_timeout`); default 5 minutes.
+    #[serde(default = "defaults::stream_idle_timeout")]
+    pub stream_idle_timeout: Dur,
     /// Tried in file order; the first that matches serves the request.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -321,6 +325,9 @@ mod defaults {
     }
     pub fn request_id_header() -> String {
         "x-request-id".into()
+    }
+    pub fn stream_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(300))
     }
     pub fn prefix() -> String {
         "/".into()

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use super::daemon::{port_taken, Daemon};
+use crate::daemon::Daemon;
 use super::{find_bin, HttpError};
 use crate::free_port;
 
@@ -47,7 +47,7 @@ impl Haproxy {
             let conf = render_cfg(proxy.port, threads, upstreams);
             match proxy.boot(&program, &conf) {
                 Ok(()) => return Ok(proxy),
-                Err(e) if port_taken(&e) && attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) if e.port_taken() && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
         }
@@ -57,7 +57,7 @@ impl Haproxy {
         let conf_path = self.daemon.dir().join("haproxy.cfg");
         std::fs::write(&conf_path, conf)
             .map_err(|e| HttpError::io(format!("writing {}", conf_path.display()), e))?;
-        self.daemon.spawn(&[
+        self.daemon.spawn(vec![
             program.into(),
             OsString::from("-db"),
             OsString::from("-f"),

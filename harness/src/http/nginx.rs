@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::daemon::{port_taken, Daemon};
+use crate::daemon::Daemon;
 use super::{find_bin, HttpError};
 use crate::exec::describe;
 use crate::free_port;
@@ -76,7 +76,7 @@ impl Nginx {
             });
             match nginx.boot(&program, &conf) {
                 Ok(()) => return Ok(nginx),
-                Err(e) if port_taken(&e) && attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) if e.port_taken() && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
         }
@@ -89,7 +89,7 @@ impl Nginx {
             .map_err(|e| HttpError::io(format!("writing {}", conf_path.display()), e))?;
         let mut prefix = dir.into_os_string();
         prefix.push("/");
-        self.daemon.spawn(&[
+        self.daemon.spawn(vec![
             program.into(),
             OsString::from("-p"),
             prefix,

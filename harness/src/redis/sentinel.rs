@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::conf::render_sentinel;
-use super::daemon::{port_taken, Daemon};
+use crate::daemon::Daemon;
 use super::resp::{self, info_field, Auth, Reply};
 use super::server::write_private;
 use super::{find_bin, redis_cli, RedisError, RedisServer};
@@ -232,7 +232,7 @@ fn start_one(
         });
         match ready {
             Ok(()) => return Ok((daemon, port)),
-            Err(e) if port_taken(&e) && attempt < START_ATTEMPTS => attempt += 1,
+            Err(e) if e.port_taken() && attempt < START_ATTEMPTS => attempt += 1,
             Err(e) => return Err(e),
         }
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::conf::{validate_name, validate_setting, Spec, TlsFiles, TLS_CA, TLS_CERT, TLS_KEY};
-use super::daemon::{port_taken, Daemon};
+use crate::daemon::Daemon;
 use super::resp::{self, info_field, Auth, Reply};
 use super::{find_bin, redis_cli, RedisError};
 use crate::{free_port, TestCerts};
@@ -99,7 +99,7 @@ impl RedisBuilder {
         loop {
             server.pick_ports();
             match server.boot() {
-                Err(e) if port_taken(&e) && attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) if e.port_taken() && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
                 Ok(()) => return Ok(server),
             }

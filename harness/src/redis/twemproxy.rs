@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use super::conf::{quote, validate_name};
-use super::daemon::{port_taken, Daemon};
+use crate::daemon::Daemon;
 use super::resp::{self, Auth};
 use super::server::write_private;
 use super::{find_bin, redis_cli, RedisError, RedisServer};
@@ -83,7 +83,7 @@ impl Twemproxy {
             );
             match proxy.boot(&program, &yaml) {
                 Ok(()) => return Ok(proxy),
-                Err(e) if port_taken(&e) && attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) if e.port_taken() && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
         }

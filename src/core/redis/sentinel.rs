@@ -79,7 +79,7 @@ impl Sentinel {
     }
 
     /// Replaces the replica set when its addresses changed.
-    fn set_replicas(&self, mut addrs: Vec<String>) {
+    pub(crate) fn set_replicas(&self, mut addrs: Vec<String>) {
         addrs.sort();
         addrs.dedup();
         let current = self.replica_set();
@@ -137,7 +137,7 @@ impl Sentinel {
         Arc::new(Node::new(self.template.target("127.0.0.1:0".into()), 1))
     }
 
-    fn set_primary(&self, addr: String) {
+    pub(crate) fn set_primary(&self, addr: String) {
         let same = self
             .primary
             .read()
@@ -423,3 +423,6 @@ async fn query(
             reason: "sentinel query timed out".into(),
         })?
 }
+
+#[cfg(test)]
+mod tests;

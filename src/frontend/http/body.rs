@@ -7,12 +7,14 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 
+use super::idle::Idle;
 use crate::core::http::{Body, BoxError};
 
 /// A request body as the retry loop holds it.
@@ -26,14 +28,17 @@ pub enum ReqBody {
 impl ReqBody {
     /// Reads up to `limit` bytes of `body`; the rest (if any) stays a
     /// stream behind what was read.
-    pub async fn read(mut body: Incoming, limit: u64) -> Result<Self, hyper::Error> {
+    /// What stays a stream may go quiet for at most `idle`.
+    pub async fn read(
+        mut body: Incoming,
+        limit: u64,
+        idle: Duration,
+    ) -> Result<Self, hyper::Error> {
         if body.is_end_stream() {
             return Ok(ReqBody::Buffered(Bytes::new()));
         }
         if body.size_hint().lower() > limit {
-            return Ok(ReqBody::Streaming(Some(
-                body.map_err(BoxError::from).boxed(),
-            )));
+            return Ok(Self::stream(body, idle));
         }
         let mut buf = BytesMut::new();
         let mut extra = VecDeque::new();
@@ -54,18 +59,22 @@ impl ReqBody {
                     frames,
                     rest: Some(body),
                 };
-                return Ok(ReqBody::Streaming(Some(BodyExt::boxed(rest))));
+                return Ok(ReqBody::Streaming(Some(Idle::wrap(
+                    BodyExt::boxed(rest),
+                    idle,
+                ))));
             }
         }
         Ok(ReqBody::Buffered(buf.freeze()))
     }
 
     /// The body streams without being read first (no retry will need it).
-    pub fn stream(body: Incoming) -> Self {
+    pub fn stream(body: Incoming, idle: Duration) -> Self {
         if body.is_end_stream() {
             return ReqBody::Buffered(Bytes::new());
         }
-        ReqBody::Streaming(Some(body.map_err(BoxError::from).boxed()))
+        let body = body.map_err(BoxError::from).boxed();
+        ReqBody::Streaming(Some(Idle::wrap(body, idle)))
     }
 
     /// Whether a try that sent this body may be repeated.

@@ -10,6 +10,7 @@
 mod body;
 pub mod error;
 mod headers;
+mod idle;
 mod proxy;
 
 use std::collections::BTreeMap;

@@ -24,6 +24,7 @@ use tracing::debug;
 use super::body::ReqBody;
 use super::error::LocalError;
 use super::headers;
+use super::idle::{Idle, IdleTimeout};
 use super::{HttpContext, RouteEntry};
 use crate::config::http::RetryOn;
 use crate::core::http::balance::Pick;
@@ -127,12 +128,14 @@ async fn forward(
     headers::ensure_traceparent(&mut parts.headers);
     let target = target(ctx, route, &parts)?;
     let repeatable = route.cfg.retry_non_idempotent || parts.method.is_idempotent();
+    let idle = ctx.config.stream_idle_timeout.0;
     let body = if route.cfg.retries > 0 && repeatable && client_upgrade.is_none() {
-        ReqBody::read(body, ctx.config.max_retry_body.0)
+        tokio::time::timeout(idle, ReqBody::read(body, ctx.config.max_retry_body.0, idle))
             .await
+            .map_err(|_| LocalError::BadRequest(IdleTimeout(idle).to_string()))?
             .map_err(|e| LocalError::BadRequest(e.to_string()))?
     } else {
-        ReqBody::stream(body)
+        ReqBody::stream(body, idle)
     };
     cluster.budget.record_request(Instant::now());
     let mut attempt = Attempt {
@@ -150,9 +153,10 @@ async fn forward(
     if let Some(on_client) = client_upgrade {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             tunnel(on_client, hyper::upgrade::on(&mut resp));
+            return Ok(resp);
         }
     }
-    Ok(resp)
+    Ok(resp.map(|b| Idle::wrap(b, idle)))
 }
 
 impl Attempt<'_> {

@@ -1,0 +1,78 @@
+//! Backend → respond (HTTP): a body that goes quiet for too long ends with
+//! an error, so a stalled upstream (or app) cannot hold a connection, a
+//! request slot and a pooled socket forever. The timer only exists once the
+//! body first has to wait: bodies that are already there cost nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::core::http::{Body, BoxError};
+
+/// Why a body was cut.
+#[derive(Debug, thiserror::Error)]
+#[error("no body data for {0:?} (http.stream_idle_timeout)")]
+pub struct IdleTimeout(pub Duration);
+
+/// `inner`, failing once no frame came for `timeout`.
+pub struct Idle {
+    inner: Body,
+    timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Idle {
+    pub fn wrap(inner: Body, timeout: Duration) -> Body {
+        if inner.is_end_stream() {
+            return inner;
+        }
+        Body::new(Idle {
+            inner,
+            timeout,
+            timer: None,
+        })
+    }
+}
+
+impl http_body::Body for Idle {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(timer) = &mut this.timer {
+                    timer.as_mut().reset(Instant::now() + this.timeout);
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(IdleTimeout(timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
