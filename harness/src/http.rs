@@ -20,6 +20,8 @@ pub use upstream::{Mode, Upstream, UpstreamBuilder};
 
 use std::path::{Path, PathBuf};
 
+use crate::daemon::{log_says_port_taken, DaemonError};
+
 /// Why starting or driving an HTTP test server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -66,6 +68,22 @@ impl HttpError {
         HttpError::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// True if a start error says the port was taken meanwhile (worth retrying on a fresh one).
+    pub(crate) fn port_taken(&self) -> bool {
+        matches!(self, HttpError::Start { log, .. } if log_says_port_taken(log))
+    }
+}
+
+impl From<DaemonError> for HttpError {
+    /// The shared daemon's failures, as the variants HTTP callers always saw.
+    fn from(err: DaemonError) -> Self {
+        match err {
+            DaemonError::Io { context, source } => HttpError::Io { context, source },
+            DaemonError::Start { what, port, log } => HttpError::Start { what, port, log },
+            DaemonError::NothingToSpawn => HttpError::Invalid(err.to_string()),
         }
     }
 }

@@ -63,7 +63,7 @@ impl Haproxy {
             OsString::from("-f"),
             conf_path.into(),
         ])?;
-        self.daemon.wait_port("haproxy", self.port, READY_SECS)
+        Ok(self.daemon.wait_port("haproxy", self.port, READY_SECS)?)
     }
 
     /// `127.0.0.1:port`.

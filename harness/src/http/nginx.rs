@@ -98,7 +98,7 @@ impl Nginx {
             OsString::from("-e"),
             OsString::from("stderr"),
         ])?;
-        self.daemon.wait_port("nginx", self.port, READY_SECS)
+        Ok(self.daemon.wait_port("nginx", self.port, READY_SECS)?)
     }
 
     /// `127.0.0.1:port`.

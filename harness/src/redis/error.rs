@@ -1,6 +1,8 @@
 //! Errors of the Redis test *backends* of accept → parse → route → backend → respond; each
 //! names the binary, command or step that failed so a red test says why at a glance.
 
+use crate::daemon::{log_says_port_taken, DaemonError};
+
 /// Why starting, driving or cleaning up a test Redis, sentinel or twemproxy failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -75,6 +77,22 @@ impl RedisError {
         RedisError::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// True if a start error says the port was taken meanwhile (worth retrying on a fresh one).
+    pub(crate) fn port_taken(&self) -> bool {
+        matches!(self, RedisError::Start { log, .. } if log_says_port_taken(log))
+    }
+}
+
+impl From<DaemonError> for RedisError {
+    /// The shared daemon's failures, as the variants Redis callers always saw.
+    fn from(err: DaemonError) -> Self {
+        match err {
+            DaemonError::Io { context, source } => RedisError::Io { context, source },
+            DaemonError::Start { what, port, log } => RedisError::Start { what, port, log },
+            DaemonError::NothingToSpawn => RedisError::Topology(err.to_string()),
         }
     }
 }

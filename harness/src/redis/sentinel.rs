@@ -233,7 +233,7 @@ fn start_one(
         match ready {
             Ok(()) => return Ok((daemon, port)),
             Err(e) if e.port_taken() && attempt < START_ATTEMPTS => attempt += 1,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }

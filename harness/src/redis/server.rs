@@ -278,10 +278,11 @@ impl RedisServer {
 
     fn wait_ready(&mut self) -> Result<(), RedisError> {
         let (port, auth) = (self.port, self.auth.clone());
-        self.daemon
+        Ok(self
+            .daemon
             .wait_ready("redis-server", port, READY_SECS, || {
                 resp::pings(port, &auth)
-            })
+            })?)
     }
 }
 

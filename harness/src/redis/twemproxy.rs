@@ -107,8 +107,9 @@ impl Twemproxy {
             log.into(),
         ])?;
         let (port, auth) = (self.port, self.auth.clone());
-        self.daemon
-            .wait_ready("nutcracker", port, READY_SECS, || resp::pings(port, &auth))
+        Ok(self
+            .daemon
+            .wait_ready("nutcracker", port, READY_SECS, || resp::pings(port, &auth))?)
     }
 
     /// The proxy's TCP port on 127.0.0.1.

@@ -544,3 +544,6 @@ fn reply_bytes(reply: Reply, count: usize) -> Bytes {
 
 /// Most commands one batch carries.
 const MAX_BATCH_COMMANDS: usize = 128;
+
+#[cfg(test)]
+mod tests;
