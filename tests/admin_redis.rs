@@ -1,14 +1,16 @@
-//! The admin `/metrics` endpoint in front of a real `redis-server`:
-//! commands through Attaché show in the node's request counter, error
-//! replies (unknown command, WRONGTYPE) in its error counter, and the
-//! clients gauge follows connects and disconnects. Clients speak raw RESP
-//! over TCP so each one is exactly one connection.
+//! The admin `/metrics` and `/status` endpoints in front of real
+//! `redis-server`s: commands through Attaché show in the node's request
+//! counter, error replies (unknown command, WRONGTYPE) in its error
+//! counter, the clients gauge follows connects and disconnects, and in
+//! `sentinel` mode the replica the sentinels name is listed beside the
+//! primary. Clients speak raw RESP over TCP so each one is exactly one
+//! connection.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use attache::app::Attache;
-use attache_harness::{RedisBuilder, RedisServer};
+use attache_harness::{start_replica_of, RedisBuilder, RedisServer, Sentinel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -26,10 +28,14 @@ async fn start(server: &RedisServer) -> (Attache, SocketAddr, SocketAddr) {
 
 /// The `/metrics` body.
 async fn metrics(admin: SocketAddr) -> String {
+    get(admin, "/metrics").await
+}
+
+/// The body of a 200 answer to `GET path`.
+async fn get(admin: SocketAddr, path: &str) -> String {
     let mut tcp = TcpStream::connect(admin).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut out))
         .await
@@ -222,5 +228,59 @@ async fn a_lost_server_counts_as_a_backend_error() {
     )
     .unwrap();
     assert!(failed >= 1.0, "the GET got no reply from the server\n{m}");
+    app.shutdown().await;
+}
+
+/// `sentinel` mode with `read_from = "replica"`: once the sentinel lists
+/// the primary's replica as healthy, `/status` and `/metrics` show it with
+/// role `replica`, beside the primary the sentinel names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_replicas_show_with_role_replica() {
+    let (primary, replica, sentinel) = tokio::task::block_in_place(|| {
+        let primary = RedisBuilder::new().start().expect("primary starts");
+        let replica = start_replica_of(&primary).expect("replica starts");
+        let sentinel = Sentinel::start_count(&primary, &[&replica], 1, 1).expect("sentinel starts");
+        (primary, replica, sentinel)
+    });
+    let toml = format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
+         mode = \"sentinel\"\nmaster_name = \"{}\"\nnodes = [\"{}\"]\n\
+         read_from = \"replica\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        sentinel.master_name(),
+        sentinel.addrs()[0],
+    );
+    let cfg = attache::config::parse(&toml).expect("valid config");
+    let app = Attache::start(cfg).await.expect("attache starts");
+    let admin = app.admin_addr.expect("admin listener");
+    let want = serde_json::json!([
+        { "addr": primary.addr().to_string(), "role": "primary" },
+        { "addr": replica.addr().to_string(), "role": "replica" },
+    ]);
+
+    // The sentinel learns the replica's link status from its INFO, and
+    // Attaché asks the sentinel about once a second.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&get(admin, "/status").await).expect("JSON status");
+        if status["redis"]["nodes"] == want || tokio::time::Instant::now() >= deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status["redis"]["mode"], "sentinel");
+    assert_eq!(status["redis"]["nodes"], want, "{status:#}");
+
+    let m = metrics(admin).await;
+    for (node, role) in [(primary.addr(), "primary"), (replica.addr(), "replica")] {
+        let series =
+            format!("attache_redis_backend{{mode=\"sentinel\",node=\"{node}\",role=\"{role}\"}}");
+        assert_eq!(sample(&m, &series), Some(1.0), "{series}\n{m}");
+    }
+    assert_eq!(
+        sample(&m, "attache_redis_backends{mode=\"sentinel\"}"),
+        Some(2.0),
+        "{m}"
+    );
     app.shutdown().await;
 }

@@ -294,3 +294,67 @@ async fn upstreams_down_do_not_make_the_instance_unready() {
     );
     assert!(m.contains("attache_http_endpoint_up{cluster=\"api\",endpoint=\"127.0.0.1:3\"} 0"));
 }
+
+/// A `sentinel` listener whose sentinel (port 1) never answers, with the
+/// primary and replicas set as the sentinels would have named them.
+fn sentinel_redis(replicas: &[&str]) -> std::sync::Arc<crate::frontend::redis::RedisContext> {
+    let cfg = config::parse(
+        "[redis]\nlisten = \"127.0.0.1:0\"\nmode = \"sentinel\"\nmaster_name = \"m\"\n\
+         nodes = [\"127.0.0.1:1\"]\nread_from = \"replica\"\n",
+    )
+    .unwrap();
+    let redis = crate::frontend::redis::RedisContext::new(cfg.redis.unwrap()).unwrap();
+    let s = redis.topology.sentinel().unwrap();
+    s.set_primary("10.0.0.1:6379".into());
+    s.set_replicas(replicas.iter().map(|r| (*r).to_owned()).collect());
+    std::sync::Arc::new(redis)
+}
+
+#[tokio::test]
+async fn sentinel_replicas_are_listed_with_role_replica() {
+    let redis = sentinel_redis(&["10.0.0.3:6379", "10.0.0.2:6379"]);
+    let a = Admin::new(Vec::new(), None, Some(redis.clone()), None);
+    let r = a.respond(&get("/status", None));
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["redis"]["mode"], "sentinel");
+    assert_eq!(
+        v["redis"]["nodes"],
+        serde_json::json!([
+            { "addr": "10.0.0.1:6379", "role": "primary" },
+            { "addr": "10.0.0.2:6379", "role": "replica" },
+            { "addr": "10.0.0.3:6379", "role": "replica" },
+        ])
+    );
+    assert_eq!(a.respond(&get("/readyz", None)).status, 200);
+
+    let m = body(&a.respond(&get("/metrics", None)));
+    for (node, role) in [
+        ("10.0.0.1:6379", "primary"),
+        ("10.0.0.2:6379", "replica"),
+        ("10.0.0.3:6379", "replica"),
+    ] {
+        let series = format!(
+            "attache_redis_backend{{mode=\"sentinel\",node=\"{node}\",role=\"{role}\"}} 1\n"
+        );
+        assert!(m.contains(&series), "{series}{m}");
+    }
+    assert!(
+        m.contains("attache_redis_backends{mode=\"sentinel\"} 3\n"),
+        "{m}"
+    );
+
+    // A replica the sentinels stop listing leaves both views.
+    redis
+        .topology
+        .sentinel()
+        .unwrap()
+        .set_replicas(vec!["10.0.0.3:6379".into()]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&a.respond(&get("/status", None)).body).unwrap();
+    let nodes = v["redis"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    assert_eq!(nodes[1]["addr"], "10.0.0.3:6379");
+    let m = body(&a.respond(&get("/metrics", None)));
+    assert!(!m.contains("10.0.0.2:6379"), "{m}");
+}

@@ -529,3 +529,38 @@ async fn without_http_there_are_no_http_series() {
     let text = render(&admin(Some(pg_context()), None)).unwrap();
     assert!(!text.contains("attache_http_"), "{text}");
 }
+
+#[tokio::test]
+async fn sentinel_replica_counters_carry_the_live_values() {
+    let cfg = config::parse(
+        "[redis]\nlisten = \"127.0.0.1:0\"\nmode = \"sentinel\"\nmaster_name = \"m\"\n\
+         nodes = [\"127.0.0.1:1\"]\nread_from = \"prefer-replica\"\n",
+    )
+    .unwrap();
+    let redis = Arc::new(RedisContext::new(cfg.redis.unwrap()).unwrap());
+    let s = redis.topology.sentinel().unwrap();
+    s.set_primary("10.0.0.1:6379".into());
+    s.set_replicas(vec!["10.0.0.2:6379".into()]);
+    s.primary().stats.requests.store(11, Ordering::Relaxed);
+    let replica = s.replicas()[0].clone();
+    replica.stats.requests.store(29, Ordering::Relaxed);
+    replica.stats.backend_errors.store(4, Ordering::Relaxed);
+    let text = render(&admin(None, Some(redis))).unwrap();
+    let s = samples(&text);
+    let p = r#"mode="sentinel",node="10.0.0.1:6379",role="primary""#;
+    let r = r#"mode="sentinel",node="10.0.0.2:6379",role="replica""#;
+    let want = [
+        (format!("attache_redis_requests_total{{{p}}}"), "11"),
+        (format!("attache_redis_requests_total{{{r}}}"), "29"),
+        (format!("attache_redis_backend_errors_total{{{r}}}"), "4"),
+        (format!("attache_redis_server_connections{{{r}}}"), "0"),
+        (format!("attache_redis_backend{{{r}}}"), "1"),
+    ];
+    for (series, value) in want {
+        assert_eq!(
+            s.get(&series).map(String::as_str),
+            Some(value),
+            "{series}\n{text}"
+        );
+    }
+}

@@ -193,7 +193,10 @@ async fn a_timed_out_reply_is_held_as_its_error() {
 async fn nothing_queued_never_blocks() {
     // The smallest limit, far below the first estimate and the reply.
     let mut s = session(1);
-    assert!(!s.queue_full(), "a fresh client may always send one command");
+    assert!(
+        !s.queue_full(),
+        "a fresh client may always send one command"
+    );
     s.push_slot(ready(10_000_000));
     assert!(s.queue_full(), "an oversized reply waits to be written");
     let mut out = BytesMut::new();
