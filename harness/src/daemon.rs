@@ -297,7 +297,12 @@ impl Daemon {
     }
 
     /// [`Daemon::wait_ready`] until 127.0.0.1:`port` accepts TCP connections.
-    pub(crate) fn wait_port(&mut self, what: &str, port: u16, secs: u64) -> Result<(), DaemonError> {
+    pub(crate) fn wait_port(
+        &mut self,
+        what: &str,
+        port: u16,
+        secs: u64,
+    ) -> Result<(), DaemonError> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         self.wait_ready(what, port, secs, || {
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()

@@ -20,9 +20,7 @@ fn wait_log(daemon: &mut Daemon, text: &str) {
 /// waits; returns the daemon, the leader's and the background process's pid.
 fn with_background_member() -> (Daemon, u32, u32) {
     let mut daemon = Daemon::create("unit").unwrap();
-    daemon
-        .spawn(sh("sleep 30 & echo \"bg=$!\"; wait"))
-        .unwrap();
+    daemon.spawn(sh("sleep 30 & echo \"bg=$!\"; wait")).unwrap();
     wait_log(&mut daemon, "bg=");
     let log = std::fs::read_to_string(daemon.log_path()).unwrap();
     let bg: u32 = log.trim().trim_start_matches("bg=").parse().unwrap();
@@ -67,9 +65,7 @@ fn kill_takes_the_group_and_exited_sweeps_what_the_leader_left() {
 
     // A leader that exits on its own leaves its background member behind; noticing the exit
     // kills it.
-    daemon
-        .spawn(sh("sleep 30 & echo \"bg=$!\""))
-        .unwrap();
+    daemon.spawn(sh("sleep 30 & echo \"bg=$!\"")).unwrap();
     assert!(daemon.wait_exit(Duration::from_secs(5)));
     let log = daemon.log_tail();
     let bg: u32 = log.trim().trim_start_matches("bg=").parse().unwrap();
@@ -127,10 +123,7 @@ fn wait_port_waits_for_a_listener() {
 #[test]
 fn respawn_runs_the_same_command_again_and_logs_only_new_output() {
     let mut daemon = Daemon::create("unit").unwrap();
-    assert!(matches!(
-        daemon.respawn(),
-        Err(DaemonError::NothingToSpawn)
-    ));
+    assert!(matches!(daemon.respawn(), Err(DaemonError::NothingToSpawn)));
     daemon.spawn(sh("echo run; exec sleep 30")).unwrap();
     let first = daemon.pid().unwrap();
     let log = daemon.log_path();

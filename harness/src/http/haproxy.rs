@@ -6,8 +6,8 @@ use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use crate::daemon::Daemon;
 use super::{find_bin, HttpError};
+use crate::daemon::Daemon;
 use crate::free_port;
 
 /// Seconds haproxy gets to accept connections.

@@ -12,8 +12,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::daemon::Daemon;
 use super::{find_bin, HttpError};
+use crate::daemon::Daemon;
 use crate::exec::describe;
 use crate::free_port;
 

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::conf::render_sentinel;
-use crate::daemon::Daemon;
 use super::resp::{self, info_field, Auth, Reply};
 use super::server::write_private;
 use super::{find_bin, redis_cli, RedisError, RedisServer};
+use crate::daemon::Daemon;
 use crate::free_port;
 
 /// The name every harness sentinel monitors the primary under.

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::conf::{validate_name, validate_setting, Spec, TlsFiles, TLS_CA, TLS_CERT, TLS_KEY};
-use crate::daemon::Daemon;
 use super::resp::{self, info_field, Auth, Reply};
 use super::{find_bin, redis_cli, RedisError};
+use crate::daemon::Daemon;
 use crate::{free_port, TestCerts};
 
 /// Start attempts when a chosen port turns out to be taken by someone else meanwhile.

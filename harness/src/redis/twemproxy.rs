@@ -6,10 +6,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use super::conf::{quote, validate_name};
-use crate::daemon::Daemon;
 use super::resp::{self, Auth};
 use super::server::write_private;
 use super::{find_bin, redis_cli, RedisError, RedisServer};
+use crate::daemon::Daemon;
 use crate::free_port;
 
 /// Name of the single server pool in `nutcracker.yml`.

@@ -159,7 +159,17 @@ impl Pool {
         while let Some(mut sender) = self.take_idle(ep.addr) {
             let ready = match &mut sender {
                 Sender::H1(tx) => tx.ready().await.is_ok(),
-                Sender::H2(tx) => tx.ready().await.is_ok(),
+                Sender::H2(tx) => {
+                    let ok = tx.ready().await.is_ok();
+                    if !ok {
+                        // Never offer a failed shared connection again,
+                        // closed or not, or this loop could not end.
+                        if let Some(slot) = lock(&self.slots).get_mut(&ep.addr) {
+                            slot.h2 = None;
+                        }
+                    }
+                    ok
+                }
             };
             if ready {
                 return Ok(self.conn(sender, ep.addr, true));
