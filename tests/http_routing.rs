@@ -340,3 +340,38 @@ async fn a_stalled_body_is_cut_after_the_idle_timeout() {
     assert_eq!(r.status, 200);
     attache.shutdown().await;
 }
+
+/// HEAD answers carry no body whatever their Content-Length says, and the
+/// upstream connection is reused afterwards (HTTP/1.1 fast path).
+#[tokio::test]
+async fn head_requests_and_connection_reuse() {
+    let (payments, _u, attache) = two_services().await;
+    let addr = attache.http_addr.unwrap();
+    let c = h1_client();
+    for _ in 0..3 {
+        let r =
+            support::http::send(&c, "HEAD", addr, "/payments/x", &[], bytes::Bytes::new()).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        assert_eq!(r.header("x-seen-method"), Some("HEAD"));
+        let r = get(&c, addr, "/payments/y", &[]).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("payments"), "{}", r.body);
+    }
+    let r = support::http::send(
+        &c,
+        "POST",
+        addr,
+        "/payments/z",
+        &[],
+        bytes::Bytes::from_static(b"abc"),
+    )
+    .await;
+    assert_eq!(r.header("x-seen-content-length"), Some("3"));
+    assert_eq!(
+        payments.connections(),
+        1,
+        "one upstream connection served all"
+    );
+    attache.shutdown().await;
+}

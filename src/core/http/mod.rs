@@ -11,6 +11,7 @@ pub mod balance;
 pub mod budget;
 pub mod cluster;
 pub mod endpoint;
+pub mod h1;
 pub mod health;
 pub mod outlier;
 pub mod pool;

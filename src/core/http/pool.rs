@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::endpoint::Endpoint;
+use super::h1::RawConn;
 use crate::config::http::{ClusterConfig, HttpTls, UpstreamProtocol};
 use crate::config::types::{SslMode, UpstreamTls};
 use crate::net::tls::{self, TlsError};
@@ -67,6 +68,9 @@ impl ConnectError {
 
 /// What a cluster's pool needs from its config.
 struct Settings {
+    /// HTTP/1.1 is certain (no h2c, no ALPN that could pick h2), so the
+    /// fast path may carry requests.
+    raw_ok: bool,
     tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
     h2_plain: bool,
     connect_timeout: Duration,
@@ -87,6 +91,8 @@ pub struct Pool {
 struct Slot {
     idle: Vec<Idle>,
     h2: Option<http2::SendRequest<Body>>,
+    /// Idle connections of the HTTP/1.1 fast path ([`super::h1`]).
+    raw: Vec<(RawConn, Instant)>,
 }
 
 struct Idle {
@@ -125,6 +131,11 @@ impl Pool {
             .transpose()?;
         Ok(Self {
             settings: Settings {
+                raw_ok: match (&cfg.tls, cfg.protocol) {
+                    (_, UpstreamProtocol::Http1) => true,
+                    (None, UpstreamProtocol::Auto) => true,
+                    _ => false,
+                },
                 tls,
                 h2_plain: cfg.protocol == UpstreamProtocol::Http2,
                 connect_timeout: cfg.connect_timeout.0,
@@ -145,7 +156,46 @@ impl Pool {
 
     /// Idle HTTP/1.1 connections now.
     pub fn idle(&self) -> usize {
-        lock(&self.slots).values().map(|s| s.idle.len()).sum()
+        lock(&self.slots)
+            .values()
+            .map(|s| s.idle.len() + s.raw.len())
+            .sum()
+    }
+
+    /// Whether requests may take the HTTP/1.1 fast path.
+    pub fn raw_ok(&self) -> bool {
+        self.settings.raw_ok
+    }
+
+    /// A fast-path connection to `ep` (live idle or new) and whether it
+    /// served before.
+    pub async fn checkout_raw(&self, ep: &Endpoint) -> Result<(RawConn, bool), ConnectError> {
+        if let Some(conn) = self.take_raw(ep.addr) {
+            return Ok((conn, true));
+        }
+        let (stream, _, permit) = self.open_conn(ep).await?;
+        Ok((RawConn::new(stream, permit), false))
+    }
+
+    fn take_raw(&self, addr: SocketAddr) -> Option<RawConn> {
+        let mut slots = lock(&self.slots);
+        let slot = slots.get_mut(&addr)?;
+        let now = Instant::now();
+        while let Some((conn, since)) = slot.raw.pop() {
+            if now.duration_since(since) < self.settings.idle_timeout && conn.is_idle_alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// A fast-path connection whose response ended cleanly.
+    pub(super) fn put_raw(&self, addr: SocketAddr, conn: RawConn) {
+        let mut slots = lock(&self.slots);
+        let slot = slots.entry(addr).or_default();
+        if slot.raw.len() < self.settings.max_idle {
+            slot.raw.push((conn, Instant::now()));
+        }
     }
 
     /// Connections opened since start.
@@ -188,11 +238,13 @@ impl Pool {
         for slot in slots.values_mut() {
             slot.idle
                 .retain(|i| !i.tx.is_closed() && now.duration_since(i.since) < timeout);
+            slot.raw
+                .retain(|(c, since)| now.duration_since(*since) < timeout && c.is_idle_alive());
             if slot.h2.as_ref().is_some_and(|h| h.is_closed()) {
                 slot.h2 = None;
             }
         }
-        slots.retain(|_, s| !s.idle.is_empty() || s.h2.is_some());
+        slots.retain(|_, s| !s.idle.is_empty() || s.h2.is_some() || !s.raw.is_empty());
     }
 
     /// Drops the pooled connections of endpoints no longer in the cluster.
@@ -241,7 +293,12 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, ep: &Endpoint) -> Result<Sender, ConnectError> {
+    /// A new connection's stream (TLS done), whether it speaks HTTP/2, and
+    /// its `max_connections` permit.
+    async fn open_conn(
+        &self,
+        ep: &Endpoint,
+    ) -> Result<(Stream, bool, tokio::sync::OwnedSemaphorePermit), ConnectError> {
         let permit = self
             .permits
             .clone()
@@ -252,6 +309,11 @@ impl Pool {
             .await
             .map_err(|_| ConnectError::Timeout(timeout))??;
         self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok((stream, h2, permit))
+    }
+
+    async fn connect(&self, ep: &Endpoint) -> Result<Sender, ConnectError> {
+        let (stream, h2, permit) = self.open_conn(ep).await?;
         let io = TokioIo::new(stream);
         let addr = ep.addr;
         if h2 {

@@ -29,6 +29,7 @@ use super::{HttpContext, RouteEntry};
 use crate::config::http::RetryOn;
 use crate::core::http::balance::Pick;
 use crate::core::http::endpoint::{Endpoint, Outcome};
+use crate::core::http::h1::Outgoing;
 use crate::core::http::pool::{target_uri, SendError};
 use crate::core::http::{Body, ConnectError};
 
@@ -129,8 +130,18 @@ async fn forward(
     let target = target(ctx, route, &parts)?;
     let repeatable = route.cfg.retry_non_idempotent || parts.method.is_idempotent();
     let idle = ctx.config.stream_idle_timeout.0;
-    let body = if route.cfg.retries > 0 && repeatable && client_upgrade.is_none() {
-        tokio::time::timeout(idle, ReqBody::read(body, ctx.config.max_retry_body.0, idle))
+    // Kept whole when a retry may need it, or when it is small and its
+    // length known (then it can take the HTTP/1.1 fast path).
+    let limit = ctx.config.max_retry_body.0;
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= limit);
+    let buffer = (route.cfg.retries > 0 && repeatable) || small;
+    let body = if buffer && client_upgrade.is_none() {
+        tokio::time::timeout(idle, ReqBody::read(body, limit, idle))
             .await
             .map_err(|_| LocalError::BadRequest(IdleTimeout(idle).to_string()))?
             .map_err(|e| LocalError::BadRequest(e.to_string()))?
@@ -290,6 +301,14 @@ impl Attempt<'_> {
     /// connection found stale before the request went out is replaced.
     async fn send(&mut self, ep: &Endpoint) -> Result<Response<Body>, TryError> {
         let cluster = &self.route.cluster;
+        // Upgrades need hyper's hand-over of the connection.
+        let upgrade = self.parts.headers.contains_key(header::UPGRADE);
+        if cluster.pool.raw_ok() && !upgrade {
+            if let ReqBody::Buffered(body) = &self.body {
+                let body = body.clone();
+                return self.send_raw(ep, body).await;
+            }
+        }
         let tls = cluster.config.tls.is_some();
         let upstream_host = cluster.host_for(ep, self.host);
         for _ in 0..MAX_STALE {
@@ -319,6 +338,43 @@ impl Attempt<'_> {
                     unsent: Some(req), ..
                 }) => self.body.restore(req.into_body()),
                 Err(SendError { error, .. }) => return Err(TryError::Reset(error.into())),
+            }
+        }
+        Err(TryError::Reset(
+            BadTarget("stale connections".into()).into(),
+        ))
+    }
+
+    /// [`Attempt::send`] on the HTTP/1.1 fast path (the body is whole). A
+    /// reused connection that turns out closed before any answer is
+    /// replaced when the request may be repeated.
+    async fn send_raw(
+        &mut self,
+        ep: &Endpoint,
+        body: bytes::Bytes,
+    ) -> Result<Response<Body>, TryError> {
+        let cluster = &self.route.cluster;
+        let host = cluster
+            .host_for(ep, self.host)
+            .ok_or_else(|| TryError::Reset(BadTarget("no Host for the upstream".into()).into()))?;
+        let pool = Arc::downgrade(&cluster.pool);
+        for _ in 0..MAX_STALE {
+            let (conn, reused) = cluster
+                .pool
+                .checkout_raw(ep)
+                .await
+                .map_err(TryError::Connect)?;
+            let out = Outgoing {
+                method: &self.parts.method,
+                target: self.target.as_str(),
+                host: &host,
+                headers: &self.parts.headers,
+                body: &body,
+            };
+            match conn.exchange(out, ep.addr, pool.clone()).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) if reused && self.repeatable && e.nothing_received() => continue,
+                Err(e) => return Err(TryError::Reset(e.into())),
             }
         }
         Err(TryError::Reset(
