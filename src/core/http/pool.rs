@@ -131,11 +131,10 @@ impl Pool {
             .transpose()?;
         Ok(Self {
             settings: Settings {
-                raw_ok: match (&cfg.tls, cfg.protocol) {
-                    (_, UpstreamProtocol::Http1) => true,
-                    (None, UpstreamProtocol::Auto) => true,
-                    _ => false,
-                },
+                raw_ok: matches!(
+                    (&cfg.tls, cfg.protocol),
+                    (_, UpstreamProtocol::Http1) | (None, UpstreamProtocol::Auto)
+                ),
                 tls,
                 h2_plain: cfg.protocol == UpstreamProtocol::Http2,
                 connect_timeout: cfg.connect_timeout.0,
