@@ -375,3 +375,42 @@ async fn head_requests_and_connection_reuse() {
     );
     attache.shutdown().await;
 }
+
+/// An upstream that sends both `Transfer-Encoding: chunked` and a wrong
+/// `Content-Length`: chunked wins (RFC 9112), the app gets the whole body
+/// with no conflicting length, and a 1xx interim answer is skipped.
+#[tokio::test]
+async fn chunked_framing_wins_over_content_length() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = up.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let resp = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n";
+                    if s.write_all(resp).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let toml = format!(
+        "[http]\n[[http.routes]]\ncluster = \"c\"\n[http.clusters.c]\nendpoints = [\"{up_addr}\"]\n"
+    );
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.unwrap();
+    let c = h1_client();
+    for _ in 0..3 {
+        let r = get(&c, addr, "/x", &[]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, "hello world");
+        assert_ne!(r.header("content-length"), Some("3"));
+    }
+    attache.shutdown().await;
+}

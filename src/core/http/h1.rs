@@ -114,7 +114,13 @@ impl RawConn {
             }
             break (status, headers);
         };
+        let mut headers = headers;
         let framing = Framing::of(out.method, status, &headers)?;
+        if matches!(framing, Framing::Chunked(_)) {
+            // RFC 9112 §6.3: with chunked framing a Content-Length is
+            // wrong by definition; the app gets the decoded body re-framed.
+            headers.remove(header::CONTENT_LENGTH);
+        }
         let keep_alive = !connection_close(&headers);
         let mut body = RawBody {
             conn: Some(self),
