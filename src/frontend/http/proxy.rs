@@ -148,7 +148,7 @@ async fn forward(
     } else {
         ReqBody::stream(body, idle)
     };
-    cluster.budget.record_request(Instant::now());
+    cluster.budget.record_request(start);
     let mut attempt = Attempt {
         route,
         parts,
@@ -257,7 +257,8 @@ impl Attempt<'_> {
                 false,
             ),
             Ok(Ok(resp)) => {
-                ep.observe_latency(now.elapsed(), Instant::now());
+                let done = Instant::now();
+                ep.observe_latency(done.saturating_duration_since(now), done);
                 let status = resp.status().as_u16();
                 let outcome = if status >= 500 {
                     Outcome::ServerError
