@@ -201,9 +201,12 @@ async fn reload_changes_routes_for_connected_keep_alive_clients() {
 async fn endpoints_by_name_are_resolved_and_named_in_host() {
     let up = Upstream::start("named").await.unwrap();
     let port = up.addr().port();
-    let toml = format!(
-        "[http]\n[[http.routes]]\ncluster = \"svc\"\n[http.clusters.svc]\n\
-         endpoints = [\"localhost:{port}\"]\ndns_refresh = \"200ms\"\n"
+    let toml = support::http::one_route(
+        "/",
+        "svc",
+        format!("localhost:{port}"),
+        "",
+        "dns_refresh = \"200ms\"",
     );
     let attache = start_attache(&toml).await;
     let addr = attache.http_addr.unwrap();
@@ -400,9 +403,7 @@ async fn chunked_framing_wins_over_content_length() {
             });
         }
     });
-    let toml = format!(
-        "[http]\n[[http.routes]]\ncluster = \"c\"\n[http.clusters.c]\nendpoints = [\"{up_addr}\"]\n"
-    );
+    let toml = support::http::one_route("/", "c", up_addr, "", "");
     let attache = start_attache(&toml).await;
     let addr = attache.http_addr.unwrap();
     let c = h1_client();

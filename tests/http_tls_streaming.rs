@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::http::{get, h1_client, h2_client, send, Upstream};
+use support::http::{get, h1_client, h2_client, one_route, send, Upstream};
 use support::{start_attache, TestCerts};
 use tokio::net::TcpStream;
 use tokio::sync::RwLock;
@@ -47,19 +47,7 @@ async fn bounded<T>(secs: u64, fut: impl Future<Output = T>) -> T {
 
 /// A cluster `up` reached by every path, with extra cluster lines.
 fn one_cluster(endpoint: SocketAddr, cluster_extra: &str) -> String {
-    format!(
-        r#"
-[http]
-[[http.routes]]
-prefix = "/"
-cluster = "up"
-timeout = "120s"
-
-[http.clusters.up]
-endpoints = ["{endpoint}"]
-{cluster_extra}
-"#
-    )
+    one_route("/", "up", endpoint, "timeout = \"120s\"", cluster_extra)
 }
 
 fn tls_line(ca: &Path, extra: &str) -> String {
@@ -445,18 +433,7 @@ async fn websocket_echo_through_attache() {
     let _gate = RSS_GATE.read().await;
     bounded(30, async {
         let up = Upstream::start("ws").await.unwrap();
-        let toml = format!(
-            r#"
-[http]
-[[http.routes]]
-prefix = "/chat/"
-cluster = "ws"
-rewrite = "/"
-[http.clusters.ws]
-endpoints = ["{}"]
-"#,
-            up.addr()
-        );
+        let toml = one_route("/chat/", "ws", up.addr(), "rewrite = \"/\"", "");
         let attache = start_attache(&toml).await;
         let addr = attache.http_addr.unwrap();
         let tcp = TcpStream::connect(addr).await.unwrap();
@@ -504,17 +481,7 @@ async fn nginx_static_with_keep_alive() {
             .await
             .unwrap()
             .expect("nginx starts (Debian package nginx-light)");
-        let toml = format!(
-            r#"
-[http]
-[[http.routes]]
-prefix = "/static/"
-cluster = "static"
-[http.clusters.static]
-endpoints = ["{}"]
-"#,
-            nginx.addr()
-        );
+        let toml = one_route("/static/", "static", nginx.addr(), "", "");
         let attache = start_attache(&toml).await;
         let addr = attache.http_addr.unwrap();
         let c = h1_client();

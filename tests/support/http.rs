@@ -71,3 +71,18 @@ pub async fn send(
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
+
+/// An `[http]` config with one route (`prefix`, plus `route_extra` lines)
+/// to one cluster `name` at `endpoint` (plus `cluster_extra` lines).
+pub fn one_route(
+    prefix: &str,
+    name: &str,
+    endpoint: impl std::fmt::Display,
+    route_extra: &str,
+    cluster_extra: &str,
+) -> String {
+    format!(
+        "[http]\n[[http.routes]]\nprefix = \"{prefix}\"\ncluster = \"{name}\"\n{route_extra}\n\
+         [http.clusters.{name}]\nendpoints = [\"{endpoint}\"]\n{cluster_extra}\n"
+    )
+}
