@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use attache_harness::http::Nginx;
+use attache_harness::http::{Generated, Nginx};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
@@ -35,8 +35,6 @@ use tokio_tungstenite::tungstenite::Message;
 static RSS_GATE: RwLock<()> = RwLock::const_new(());
 
 const GIB: u64 = 1 << 30;
-const CHUNK: usize = 64 * 1024;
-static FILL: [u8; CHUNK] = [0xa5; CHUNK];
 
 /// Runs `fut` or fails the test after `secs` seconds.
 async fn bounded<T>(secs: u64, fut: impl Future<Output = T>) -> T {
@@ -97,43 +95,6 @@ where
         let _ = conn.await;
     });
     tx
-}
-
-/// `remaining` bytes made on the fly in 64 KiB frames from one static
-/// buffer, so the client itself never holds more than a frame.
-struct Generated {
-    remaining: u64,
-    /// Announce the length (Content-Length) or not (chunked).
-    exact: bool,
-}
-
-impl Body for Generated {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let n = self.remaining.min(CHUNK as u64) as usize;
-        self.remaining -= n as u64;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&FILL[..n])))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        if self.exact {
-            SizeHint::with_exact(self.remaining)
-        } else {
-            SizeHint::default()
-        }
-    }
 }
 
 /// Prepared frames of unknown total length (chunked on HTTP/1.1).

@@ -14,6 +14,7 @@ mod nginx;
 mod tls;
 mod upstream;
 
+pub use handler::Generated;
 pub use haproxy::Haproxy;
 pub use nginx::{Nginx, NginxSite};
 pub use upstream::{Mode, Upstream, UpstreamBuilder};

@@ -315,14 +315,22 @@ pub(crate) fn json_escape(s: &str) -> String {
 
 /// `n` bytes of the `i mod 256` pattern, streamed in [`CHUNK`]-sized frames.
 fn generated(n: u64) -> RespBody {
-    Generated { remaining: n }
-        .map_err(|never: Infallible| match never {})
-        .boxed_unsync()
+    Generated {
+        remaining: n,
+        exact: false,
+    }
+    .map_err(|never: Infallible| match never {})
+    .boxed_unsync()
 }
 
-/// A body generated on the fly; its size hint stays open so HTTP/1.1 uses chunked encoding.
-struct Generated {
-    remaining: u64,
+/// `remaining` bytes of the `i mod 256` pattern made on the fly in 64 KiB
+/// frames from one static buffer, so neither side of a test holds more
+/// than a frame (the upstream's `/bytes/N`, and clients sending big bodies).
+pub struct Generated {
+    pub remaining: u64,
+    /// Announce the length (Content-Length); otherwise the size hint stays
+    /// open and HTTP/1.1 uses chunked encoding.
+    pub exact: bool,
 }
 
 impl Body for Generated {
@@ -346,6 +354,10 @@ impl Body for Generated {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+        if self.exact {
+            SizeHint::with_exact(self.remaining)
+        } else {
+            SizeHint::default()
+        }
     }
 }
