@@ -10,6 +10,7 @@
 //! hyper stays in charge of everything else: HTTP/2, upgrades, streamed
 //! request bodies.
 
+use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -188,9 +189,8 @@ fn encode_request(out: &Outgoing<'_>) -> BytesMut {
     let body_expected =
         !out.body.is_empty() || matches!(*out.method, Method::POST | Method::PUT | Method::PATCH);
     if body_expected {
-        b.extend_from_slice(b"content-length: ");
-        b.extend_from_slice(out.body.len().to_string().as_bytes());
-        b.extend_from_slice(b"\r\n");
+        // Formatting into the buffer itself cannot fail.
+        let _ = write!(b, "content-length: {}\r\n", out.body.len());
     }
     b.extend_from_slice(b"\r\n");
     b
@@ -210,18 +210,18 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap)>, H1E
     let status =
         StatusCode::from_u16(code).map_err(|_| H1Error::Invalid(format!("status {code}")))?;
     let base = buf.as_ptr() as usize;
-    let spans: Vec<(usize, usize, usize, usize)> = resp
-        .headers
-        .iter()
-        .map(|h| {
-            let n = h.name.as_ptr() as usize - base;
-            let v = h.value.as_ptr() as usize - base;
-            (n, h.name.len(), v, h.value.len())
-        })
-        .collect();
+    // Offsets into the head, so values can share its bytes once frozen
+    // (on the stack: no allocation per response).
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = resp.headers.len();
+    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+        let n = h.name.as_ptr() as usize - base;
+        let v = h.value.as_ptr() as usize - base;
+        *span = (n, h.name.len(), v, h.value.len());
+    }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (n, nl, v, vl) in spans {
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(n, nl, v, vl) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[n..n + nl])
             .map_err(|e| H1Error::Invalid(e.to_string()))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))

@@ -35,6 +35,11 @@ use crate::config::types::{SslMode, UpstreamTls};
 use crate::net::tls::{self, TlsError};
 use crate::net::Stream;
 
+/// Idle fast-path connections younger than this are reused without a
+/// liveness probe: upstreams close idle keep-alive connections after
+/// seconds, not milliseconds.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
+
 /// Errors of body streams, either way.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every body Attaché sends or relays: one box per message keeps the
@@ -181,7 +186,11 @@ impl Pool {
         let slot = slots.get_mut(&addr)?;
         let now = Instant::now();
         while let Some((conn, since)) = slot.raw.pop() {
-            if now.duration_since(since) < self.settings.idle_timeout && conn.is_idle_alive() {
+            let idle = now.duration_since(since);
+            // A connection idle for a moment is not probed (a syscall per
+            // request); the rare one closed meanwhile fails before any
+            // answer and is replaced by the caller when that is safe.
+            if idle < self.settings.idle_timeout && (idle < PROBE_AFTER || conn.is_idle_alive()) {
                 return Some(conn);
             }
         }
