@@ -318,7 +318,7 @@ impl Attempt<'_> {
             let uri = upstream_host
                 .as_ref()
                 .and_then(|h| target_uri(h2, tls, h, self.target.clone()))
-                .ok_or_else(|| TryError::Reset(BadTarget(self.target.to_string()).into()))?;
+                .ok_or_else(|| TryError::Reset(Fault::Target(self.target.to_string()).into()))?;
             let body = self.body.for_try().ok_or(TryError::BodyGone)?;
             let mut req = Request::new(body);
             *req.method_mut() = self.parts.method.clone();
@@ -341,9 +341,7 @@ impl Attempt<'_> {
                 Err(SendError { error, .. }) => return Err(TryError::Reset(error.into())),
             }
         }
-        Err(TryError::Reset(
-            BadTarget("stale connections".into()).into(),
-        ))
+        Err(TryError::Reset(Fault::Stale.into()))
     }
 
     /// [`Attempt::send`] on the HTTP/1.1 fast path (the body is whole). A
@@ -357,7 +355,7 @@ impl Attempt<'_> {
         let cluster = &self.route.cluster;
         let host = cluster
             .host_for(ep, self.host)
-            .ok_or_else(|| TryError::Reset(BadTarget("no Host for the upstream".into()).into()))?;
+            .ok_or_else(|| TryError::Reset(Fault::NoHost.into()))?;
         let pool = Arc::downgrade(&cluster.pool);
         for _ in 0..MAX_STALE {
             let (conn, reused) = cluster
@@ -378,9 +376,7 @@ impl Attempt<'_> {
                 Err(e) => return Err(TryError::Reset(e.into())),
             }
         }
-        Err(TryError::Reset(
-            BadTarget("stale connections".into()).into(),
-        ))
+        Err(TryError::Reset(Fault::Stale.into()))
     }
 
     /// The endpoints this request already tried, to steer retries away.
@@ -396,9 +392,16 @@ enum TryError {
     BodyGone,
 }
 
+/// A try that could not be made for a reason of Attaché's own.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot forward to {0:?}")]
-struct BadTarget(String);
+enum Fault {
+    #[error("cannot forward to {0:?}")]
+    Target(String),
+    #[error("every pooled connection to the endpoint turned out closed")]
+    Stale,
+    #[error("no Host header can be made for the endpoint")]
+    NoHost,
+}
 
 /// The alert a TLS server sent, somewhere down an error's source chain.
 fn tls_alert(mut e: &(dyn std::error::Error + 'static)) -> Option<String> {
