@@ -8,7 +8,7 @@ mod listener;
 mod shutdown;
 
 pub use listener::{bind, serve, serve_until, Listener};
-pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use shutdown::{Shutdown, ShutdownTrigger, Signal};
 
 use std::future::Future;
 use std::net::SocketAddr;

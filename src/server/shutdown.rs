@@ -2,6 +2,9 @@
 //! waits for sessions to finish (mini-redis style: a watch channel to tell,
 //! a channel whose senders are held by sessions to count them).
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tokio::sync::{mpsc, watch};
 
 /// Held by each session: tells it to wind down, and its drop tells the
@@ -16,6 +19,34 @@ impl Shutdown {
     /// Resolves once shutdown has begun.
     pub async fn wait(&mut self) {
         let _ = self.rx.wait_for(|v| *v).await;
+    }
+
+    /// The signal as one future that lives across a session loop's turns.
+    /// A fresh [`Shutdown::wait`] in every `select!` registers with the
+    /// channel's waiter list and leaves it again (a lock each way) per
+    /// turn, which a pipelined session pays per read; this registers once.
+    pub fn signal(&self) -> Signal {
+        let mut rx = self.rx.clone();
+        Signal(Some(Box::pin(async move {
+            let _ = rx.wait_for(|v| *v).await;
+        })))
+    }
+}
+
+/// See [`Shutdown::signal`]. Once fired it stays pending, so a loop that
+/// keeps polling it after reacting does not fire twice.
+pub struct Signal(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Signal {
+    /// Resolves once, when shutdown begins.
+    pub async fn fired(&mut self) {
+        match self.0.as_mut() {
+            Some(f) => {
+                f.await;
+                self.0 = None;
+            }
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use crate::core::pg::cluster::InFlight;
 use crate::core::pg::pool::PooledConn;
 use crate::core::pg::{Cluster, PgPool};
 use crate::net::Stream;
-use crate::server::Shutdown;
+use crate::server::{Shutdown, Signal};
 
 /// During a drain, how long a client that just connected may take to log
 /// in, and how long a client must be quiet before it is closed.
@@ -281,6 +281,7 @@ impl Session {
         idle: Option<Duration>,
     ) -> Result<(), FrontendError> {
         let mut last_request = Instant::now();
+        let mut stop = shutdown.signal();
         loop {
             self.flush().await?;
             // Draining: a client at rest that has been quiet for DRAIN_GRACE
@@ -300,7 +301,7 @@ impl Session {
                 false => idle,
             };
             let idle = idle.filter(|_| self.at_rest());
-            match self.next_event(shutdown, idle).await {
+            match self.next_event(&mut stop, idle).await {
                 Event::Client(Ok(0)) => return Ok(()),
                 Event::Idle if self.closing => {}
                 Event::Client(Ok(_)) => {
@@ -328,7 +329,7 @@ impl Session {
         }
     }
 
-    async fn next_event(&mut self, shutdown: &mut Shutdown, idle: Option<Duration>) -> Event {
+    async fn next_event(&mut self, shutdown: &mut Signal, idle: Option<Duration>) -> Event {
         let client = &mut self.client;
         let cbuf = &mut self.cbuf;
         let server = &mut self.server;
@@ -358,7 +359,7 @@ impl Session {
         tokio::select! {
             r = server_read => Event::Server(r),
             r = client.read_buf(cbuf) => Event::Client(r),
-            _ = shutdown.wait(), if !closing => Event::Shutdown,
+            _ = shutdown.fired(), if !closing => Event::Shutdown,
             _ = idle_sleep => Event::Idle,
         }
     }

@@ -18,7 +18,7 @@ use attache_redis_protocol::command::{
 };
 use attache_redis_protocol::frame::{encode, Limits, Version};
 use attache_redis_protocol::Command;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -117,7 +117,7 @@ impl Queued {
 pub(super) async fn run(
     ctx: Arc<RedisContext>,
     mut tcp: Stream,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> Result<(), RedisSessionError> {
     let limits = RequestLimits {
         frame: Limits {
@@ -146,6 +146,7 @@ pub(super) async fn run(
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     let mut closing = false;
+    let mut stop = shutdown.signal();
     // Requests already read but not parsed because the pipeline was full.
     let mut buffered = false;
     loop {
@@ -175,7 +176,7 @@ pub(super) async fn run(
                 }
             }
             _ = s.wait_front() => {}
-            _ = shutdown.wait(), if !closing => closing = true,
+            _ = stop.fired(), if !closing => closing = true,
         }
     }
 }
@@ -190,9 +191,17 @@ async fn parse(
     buffered: &mut bool,
 ) -> Option<DedicatedReason> {
     let max_pipeline = s.ctx.config.max_pipeline;
-    while let Some(req) = next_request(rbuf, limits, s) {
-        if let Some(pinned) = s.handle(req).await {
-            return Some(pinned);
+    let mut fast = s.plain_lane_open();
+    loop {
+        if !(fast && s.take_plain(rbuf, limits)) {
+            let Some(req) = next_request(rbuf, limits, s) else {
+                break;
+            };
+            if let Some(pinned) = s.handle(req).await {
+                return Some(pinned);
+            }
+            // AUTH, MULTI, EXEC and the like open or close the lane.
+            fast = s.plain_lane_open();
         }
         if s.slots.len() + s.batched >= max_pipeline || s.quit || s.queue_full() {
             *buffered = !rbuf.is_empty() && !s.quit;
@@ -411,6 +420,30 @@ impl Session {
             deadline,
             count,
         });
+    }
+
+    /// Whether [`Session::take_plain`] may run: what [`Session::batchable`]
+    /// asks of the session rather than of the command. Only a command off
+    /// the plain lane can change it.
+    fn plain_lane_open(&self) -> bool {
+        self.authed
+            && !self.in_transaction()
+            && self.ctx.batches_plain_commands()
+            && !self.ctx.denies_any()
+    }
+
+    /// The plain lane: a complete plain command at the front of `rbuf` is
+    /// copied into the batch as it is, without being split into arguments
+    /// (no allocation, no reference counts). The same commands
+    /// [`Session::batchable`] would batch; anything else is left for the
+    /// general path.
+    fn take_plain(&mut self, rbuf: &mut BytesMut, limits: &RequestLimits) -> bool {
+        let Some(len) = command::fast::plain_len(rbuf, limits.frame.max_frame_size) else {
+            return false;
+        };
+        self.batch(&rbuf[..len]);
+        rbuf.advance(len);
+        true
     }
 
     /// Plain commands in `single` mode: forwarded as they are to the

@@ -63,6 +63,22 @@ pub fn args(raw: &[u8], count: usize) -> impl Iterator<Item = (usize, usize)> + 
     })
 }
 
+/// The length of a complete command at the front of `buf` that a proxy may
+/// forward as it is to any shared server connection, judged by its name
+/// alone: a known command that is neither special (stateful, blocking,
+/// answered by the proxy; see [`super::affinity::is_special`]) nor a
+/// container whose subcommands differ. `None` means "take the general
+/// path", never "invalid". Finds the name without splitting the buffer or
+/// allocating, which is what a pipelined GET/SET stream spends most on.
+pub fn plain_len(buf: &[u8], max_frame: usize) -> Option<usize> {
+    let Scan::Complete { len, count } = scan(buf, max_frame)? else {
+        return None;
+    };
+    let (start, end) = args(&buf[..len], count).next()?;
+    let info = super::table::lookup(&buf[start..end])?;
+    (!info.special && info.subcommands.is_empty()).then_some(len)
+}
+
 enum Header {
     Incomplete,
     /// The number and the offset just past its `\r\n`.

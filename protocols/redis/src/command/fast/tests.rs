@@ -86,3 +86,33 @@ fn agrees_with_the_general_decoder() {
         }
     }
 }
+
+#[test]
+fn plain_len_takes_only_complete_plain_commands() {
+    let get = b"*2\r\n$3\r\nget\r\n$1\r\nk\r\n";
+    let mut two = get.to_vec();
+    two.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+    assert_eq!(plain_len(get, MAX), Some(get.len()));
+    assert_eq!(plain_len(&two, MAX), Some(get.len()));
+    assert_eq!(
+        plain_len(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", MAX),
+        Some(27)
+    );
+    let general: &[&[u8]] = &[
+        &get[..get.len() - 1],                          // incomplete
+        b"GET k\r\n",                                   // inline
+        b"*1\r\n$4\r\nPING\r\n",                        // answered by the proxy
+        b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\nc\r\n",        // pub/sub
+        b"*3\r\n$5\r\nBLPOP\r\n$1\r\nk\r\n$1\r\n0\r\n", // blocking
+        b"*1\r\n$5\r\nMULTI\r\n",                       // transaction
+        b"*2\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n",         // container
+        b"*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n",           // connection state
+        b"*1\r\n$4\r\nNOPE\r\n",                        // unknown
+        b"*1\r\n$3\r\nGET\r\r",                         // malformed
+    ];
+    for c in general {
+        assert_eq!(plain_len(c, MAX), None, "{:?}", String::from_utf8_lossy(c));
+    }
+    // A frame over the limit is the general decoder's to refuse.
+    assert_eq!(plain_len(get, 8), None);
+}

@@ -1,0 +1,107 @@
+//! Parse → route (Redis, `single` mode): whole pipelines in one write,
+//! mixing the plain commands Attaché forwards without splitting them
+//! (its plain lane) with the commands that change what the next ones mean:
+//! MULTI/EXEC, AUTH, SELECT. Each reply must be exactly what a direct
+//! connection gives, in order. Real `redis-server`, raw TCP.
+
+use std::time::Duration;
+
+use attache::app::Attache;
+use attache_harness::{RedisBuilder, RedisServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn encode(cmds: &[&[&str]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for args in cmds {
+        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in *args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    out
+}
+
+/// Sends `cmds` in one write, reads until `expected.len()` bytes arrived.
+async fn pipeline(addr: std::net::SocketAddr, cmds: &[&[&str]], expected: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(&encode(cmds)).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < expected.len() {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("reply within 5s")
+            .expect("read");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+async fn start(server: &RedisServer, extra: &str) -> Attache {
+    let toml = format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\nnodes = [\"{}\"]\n{extra}\n",
+        server.addr()
+    );
+    let cfg = attache::config::parse(&toml).expect("valid config");
+    Attache::start(cfg).await.expect("attache starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_and_select_inside_one_write_keep_their_meaning() {
+    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
+    let attache = start(&server, "").await;
+    let addr = attache.redis_addr.expect("redis listener");
+
+    let expected = "+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$1\r\n2\r\n$1\r\n2\r\n";
+    let cmds: &[&[&str]] = &[
+        &["SET", "a", "1"],
+        &["MULTI"],
+        &["SET", "a", "2"],
+        &["GET", "a"],
+        &["EXEC"],
+        &["GET", "a"],
+    ];
+    assert_eq!(pipeline(addr, cmds, expected).await, expected);
+
+    // The GET after SELECT 1 reads database 1; after SELECT 0, database 0.
+    let expected = "+OK\r\n+OK\r\n$-1\r\n+OK\r\n+OK\r\n$3\r\none\r\n+OK\r\n$4\r\nzero\r\n";
+    let cmds: &[&[&str]] = &[
+        &["SET", "s", "zero"],
+        &["SELECT", "1"],
+        &["GET", "s"],
+        &["SET", "s", "one"],
+        &["SELECT", "1"],
+        &["GET", "s"],
+        &["SELECT", "0"],
+        &["GET", "s"],
+    ];
+    assert_eq!(pipeline(addr, cmds, expected).await, expected);
+    attache.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_before_auth_in_the_same_write_are_refused() {
+    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
+    let attache = start(&server, "client_password = \"pw\"").await;
+    let addr = attache.redis_addr.expect("redis listener");
+    let cmds: &[&[&str]] = &[
+        &["SET", "k", "before"],
+        &["AUTH", "pw"],
+        &["SET", "k", "after"],
+        &["GET", "k"],
+    ];
+    let got = pipeline(
+        addr,
+        cmds,
+        "-NOAUTH Authentication required.\r\n+OK\r\n+OK\r\n$5\r\nafter\r\n",
+    )
+    .await;
+    let lines: Vec<&str> = got.split("\r\n").collect();
+    assert!(lines[0].starts_with("-NOAUTH"), "{got:?}");
+    assert_eq!(&lines[1..], ["+OK", "+OK", "$5", "after", ""], "{got:?}");
+    let direct = tokio::task::block_in_place(|| server.cli(&["GET", "k"])).expect("redis-cli");
+    assert_eq!(direct.trim(), "after");
+    attache.shutdown().await;
+}
