@@ -152,10 +152,18 @@ fn runtime(configured: usize) -> anyhow::Result<tokio::runtime::Runtime> {
             .max(1),
         n => n,
     };
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()?)
+    // One thread: the current-thread scheduler, which has no work-stealing
+    // bookkeeping (idle-worker searches, a shared injection queue) to pay
+    // for on every wake-up, and that is most of a proxy's work.
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    Ok(builder.enable_all().build()?)
 }
 
 async fn run(cfg: attache::config::types::Config, source: Option<PathBuf>) -> anyhow::Result<()> {

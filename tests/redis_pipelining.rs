@@ -78,6 +78,13 @@ async fn transaction_and_select_inside_one_write_keep_their_meaning() {
         &["GET", "s"],
     ];
     assert_eq!(pipeline(addr, cmds, expected).await, expected);
+
+    // Nothing overtakes a blocking command: the LPUSH after BLPOP runs
+    // once BLPOP has timed out, as on a direct connection, so BLPOP gets
+    // nothing and the element stays.
+    let expected = "*-1\r\n:1\r\n$1\r\nx\r\n";
+    let cmds: &[&[&str]] = &[&["BLPOP", "q", "1"], &["LPUSH", "q", "x"], &["RPOP", "q"]];
+    assert_eq!(pipeline(addr, cmds, expected).await, expected);
     attache.shutdown().await;
 }
 

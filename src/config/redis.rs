@@ -71,7 +71,13 @@ pub struct RedisConfig {
     /// with any of these or `client_password`, clients must authenticate.
     #[serde(default)]
     pub client_users: std::collections::BTreeMap<String, Secret>,
-    /// Multiplexed connections per server, shared by every client.
+    /// Multiplexed connections per server, shared by every client. Each
+    /// opens on its first command, so unused ones cost nothing. Eight by
+    /// default: Redis serves its connections' input in turn, and with a
+    /// few more than one or two it is always reading one connection's
+    /// commands while the replies of another are on their way back
+    /// (measured: `-c 50 -P 16` went from 0.7× to 0.8× direct Redis going
+    /// from 2 to 8, with no change without pipelining).
     #[serde(default = "defaults::connections_per_node")]
     pub connections_per_node: usize,
     /// Commands answered with an error instead of being run.
@@ -231,7 +237,7 @@ pub(crate) mod defaults {
         "fnv1a_64".into()
     }
     pub fn connections_per_node() -> usize {
-        2
+        8
     }
     pub fn command_timeout() -> Dur {
         Dur(Duration::from_secs(5))

@@ -6,6 +6,7 @@
 
 mod dedicated;
 mod local;
+mod order;
 mod route;
 mod session;
 mod txn;

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::local::{self, Local};
+use super::order::Channel;
 use super::{dedicated, route, txn, RedisContext};
 use crate::core::redis::{Reply, Setup};
 use crate::server::Shutdown;
@@ -73,6 +74,10 @@ pub(super) struct Session {
     pub primary_mux: Option<(Setup, Arc<crate::core::redis::Mux>)>,
     /// What the session holds for the client (see [`Session::queue_full`]).
     pub queued: Queued,
+    /// Where the unanswered commands went, and a request that must wait
+    /// for their replies before it goes elsewhere (see `order`).
+    pub last_channel: Channel,
+    pub held: Option<Request>,
 }
 
 /// The reply bytes a session holds for its client, kept up to date as
@@ -80,7 +85,7 @@ pub(super) struct Session {
 pub(super) struct Queued {
     /// Commands sent whose replies are not in a `Ready` slot yet (a batch
     /// counts each of its commands).
-    owed: usize,
+    pub(super) owed: usize,
     /// Bytes in `Ready` slots, not yet written to the client.
     held: usize,
     /// The size a reply still owed is expected to have: the largest of
@@ -142,6 +147,8 @@ pub(super) async fn run(
         batch: BytesMut::new(),
         batched: 0,
         queued: Queued::new(),
+        last_channel: Channel::Blocking,
+        held: None,
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -154,7 +161,11 @@ pub(super) async fn run(
         if (s.quit || closing) && s.slots.is_empty() {
             return Ok(());
         }
-        let reading = !s.quit && !closing && s.slots.len() < max_pipeline && !s.queue_full();
+        let reading = !s.quit
+            && !closing
+            && s.slots.len() < max_pipeline
+            && !s.queue_full()
+            && !s.at_barrier();
         if reading && buffered {
             buffered = false;
             if let Some(pinned) = parse(&mut s, &mut rbuf, &limits, &mut buffered).await {
@@ -191,17 +202,27 @@ async fn parse(
     buffered: &mut bool,
 ) -> Option<DedicatedReason> {
     let max_pipeline = s.ctx.config.max_pipeline;
-    let mut fast = s.plain_lane_open();
+    let mut fast = s.open_plain_lane();
     loop {
-        if !(fast && s.take_plain(rbuf, limits)) {
-            let Some(req) = next_request(rbuf, limits, s) else {
+        // A held request goes first: it was read before what is in `rbuf`.
+        if !(fast && s.held.is_none() && s.take_plain(rbuf, limits)) {
+            let held = s.held.take();
+            let Some(req) = held.or_else(|| next_request(rbuf, limits, s)) else {
                 break;
             };
+            if let Some(cmd) = &req.command {
+                if !s.claim(s.channel_of(cmd)) {
+                    // Parsed again once everything before it is answered.
+                    s.hold(req);
+                    *buffered = true;
+                    return None;
+                }
+            }
             if let Some(pinned) = s.handle(req).await {
                 return Some(pinned);
             }
             // AUTH, MULTI, EXEC and the like open or close the lane.
-            fast = s.plain_lane_open();
+            fast = s.open_plain_lane();
         }
         if s.slots.len() + s.batched >= max_pipeline || s.quit || s.queue_full() {
             *buffered = !rbuf.is_empty() && !s.quit;
@@ -423,13 +444,15 @@ impl Session {
     }
 
     /// Whether [`Session::take_plain`] may run: what [`Session::batchable`]
-    /// asks of the session rather than of the command. Only a command off
-    /// the plain lane can change it.
-    fn plain_lane_open(&self) -> bool {
+    /// asks of the session rather than of the command, and that plain
+    /// commands may go to the shared pipes now (see [`Session::claim`]).
+    /// Only a command off the plain lane can change it.
+    fn open_plain_lane(&mut self) -> bool {
         self.authed
             && !self.in_transaction()
             && self.ctx.batches_plain_commands()
             && !self.ctx.denies_any()
+            && self.claim(Channel::Shared(self.setup()))
     }
 
     /// The plain lane: a complete plain command at the front of `rbuf` is

@@ -35,6 +35,8 @@ fn session(max_queued_bytes: u64) -> Session {
         batched: 0,
         primary_mux: None,
         queued: Queued::new(),
+        last_channel: crate::frontend::redis::order::Channel::Blocking,
+        held: None,
     }
 }
 

@@ -1,0 +1,80 @@
+//! Route (Redis): one client's commands run in the order it sent them,
+//! even when they go out on different server connections. Redis runs one
+//! connection's commands in order, but two connections race: a `SET` on the
+//! shared pipe and the `MULTI … EXEC` after it on a private connection (or
+//! a `BLPOP` on its own, or a `GET` after `SELECT 1` on another database's
+//! pipe) could otherwise run the other way round. So a command bound for
+//! another connection than the commands still unanswered waits until they
+//! are answered, as it would behind them on a direct connection.
+//!
+//! Cluster mode routes by key to different nodes; commands for different
+//! nodes are not ordered with each other (as with any cluster client), and
+//! neither are reads sent to replicas.
+
+use attache_redis_protocol::command::{self, Affinity, Request};
+use attache_redis_protocol::Command;
+
+use super::session::Session;
+use crate::core::redis::Setup;
+
+/// The server connection a command goes out on, as far as ordering goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Channel {
+    /// The shared pipes for one protocol version and database.
+    Shared(Setup),
+    /// The transaction's private connection (MULTI/WATCH … EXEC).
+    Private,
+    /// A blocking command's own connection: nothing may overtake it.
+    Blocking,
+}
+
+impl Session {
+    /// Where `cmd` will go. Commands answered locally count as shared:
+    /// waiting for them would only cost time.
+    pub(super) fn channel_of(&self, cmd: &Command) -> Channel {
+        if self.in_transaction() || cmd.is("MULTI") || cmd.is("WATCH") {
+            return Channel::Private;
+        }
+        match command::connection_affinity(cmd) {
+            Affinity::Blocking => Channel::Blocking,
+            _ => Channel::Shared(self.setup()),
+        }
+    }
+
+    /// Commands sent (or batched) whose replies have not arrived yet.
+    pub(super) fn unanswered(&self) -> bool {
+        self.batched > 0 || self.queued.owed > 0
+    }
+
+    /// Whether a command for `ch` may go now; if so, `ch` becomes the
+    /// channel the unanswered commands are on.
+    pub(super) fn claim(&mut self, ch: Channel) -> bool {
+        let go = may_go(self.last_channel, ch, || self.unanswered());
+        if go {
+            self.last_channel = ch;
+        }
+        go
+    }
+
+    /// Holds `req` until everything before it is answered (see
+    /// [`Session::claim`]); the read loop stops parsing meanwhile.
+    pub(super) fn hold(&mut self, req: Request) {
+        self.flush_batch();
+        self.held = Some(req);
+    }
+
+    /// Whether a held request still waits for earlier replies.
+    pub(super) fn at_barrier(&self) -> bool {
+        self.held.is_some() && self.unanswered()
+    }
+}
+
+/// A command for `next` may go after commands on `last` when it joins
+/// them on the same ordered connection, or when they are all answered.
+/// Nothing joins a blocking command: it has its connection to itself.
+fn may_go(last: Channel, next: Channel, unanswered: impl FnOnce() -> bool) -> bool {
+    (next == last && next != Channel::Blocking) || !unanswered()
+}
+
+#[cfg(test)]
+mod tests;
