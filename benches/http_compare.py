@@ -17,12 +17,14 @@ wrk counts a non-2xx/3xx answer, a socket error or a timeout separately from
 its request count but still prints requests/s over all of them; a run with any
 of those, a nonzero exit status, no requests, or a target that died is FAILED,
 never shown as a rate.
+
+The helpers shared with the other benches (process stack, ports, readiness,
+machine description, BENCHMARKS.md section) are in benchlib.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -33,14 +35,14 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+import benchlib
+from benchlib import ATTACHE_BIN, REPO, loadavg, sh
+
 MARK_START = "<!-- http-results:start -->"
 MARK_END = "<!-- http-results:end -->"
 TARGETS = ["direct", "attache", "haproxy", "nginx"]
@@ -78,7 +80,7 @@ def parse_args() -> argparse.Namespace:
     a = p.parse_args()
     a.duration = a.duration or int(_env("DURATION", "3" if a.quick else "10"))
     a.write = (_env("WRITE", "0" if a.quick else "1") == "1") if a.write is None else a.write
-    a.bin = Path(_env("ATTACHE_BIN", str(REPO / "target" / "release" / "attache")))
+    a.bin = ATTACHE_BIN
     a.no_build = a.no_build or "ATTACHE_BIN" in os.environ
     return a
 
@@ -108,18 +110,6 @@ class RunResult:
     cpu: dict[str, float] = field(default_factory=dict)
     failure: str | None = None
     error_lines: list[str] = field(default_factory=list)
-
-
-def _loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def sh(cmd: list[str]) -> str:
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        return r.stdout.strip() or r.stderr.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
 
 
 # ---------------------------------------------------------------- setup
@@ -167,7 +157,7 @@ def wait_quiet(max_wait: int) -> str:
     last_print = -1e9
     while True:
         busy = compilers_running()
-        load1 = float(_loadavg().split()[0])
+        load1 = float(loadavg().split()[0])
         if not busy and load1 <= 1.0:
             waited = time.monotonic() - start
             return f"waited {waited:.0f} s for a quiet machine" if waited > 1 else \
@@ -187,45 +177,26 @@ def wait_quiet(max_wait: int) -> str:
 # ---------------------------------------------------------------- processes
 
 
-class Stack:
+class Stack(benchlib.Stack):
     """The servers under test; `close` stops them in reverse order. Each is
     its own process group, so a master and its workers stop together."""
 
+    new_session = True
+
     def __init__(self, keep: bool) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="attache-http-bench-"))
+        super().__init__("attache-http-bench-", keep)
         os.chmod(self.tmp, 0o755)  # nginx workers may run as nobody
-        self.keep = keep
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.ports: dict[str, int] = {}
 
-    def path(self, name: str) -> Path:
-        return self.tmp / name
+    def send(self, proc: subprocess.Popen, sig: int) -> None:
+        _signal_group(proc, sig)
 
-    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.path(f"{name}.out"), "w")
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                            env=env, start_new_session=True)
-
-    def close(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    print(f"{name} did not stop on SIGTERM; killing", file=sys.stderr)
-                    _signal_group(proc, signal.SIGKILL)
-                    proc.wait()
-            # Workers left behind by a master that died on its own.
-            for pid in group_members(proc.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if self.keep:
-            print(f"kept {self.tmp}")
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+    def stopped(self, proc: subprocess.Popen) -> None:
+        # Workers left behind by a master that died on its own.
+        for pid in group_members(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -248,27 +219,22 @@ def group_members(pgid: int) -> list[int]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_ready(stack: Stack, name: str) -> None:
     """Until the port accepts a TCP connection (no request is sent, so the
     idle RSS read next is of a proxy that has served nothing)."""
-    proc, port = stack.procs[name], stack.ports[name]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited with status {proc.returncode}; output: "
-                     f"{stack.path(name + '.out').read_text(errors='replace')[-2000:]}")
+    port = stack.ports[name]
+
+    def connect() -> str | None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
+            return None
         except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{name} on port {port} not ready after 30 s")
+            return ""
+
+    benchlib.wait_ready(
+        name, port, stack.procs[name], connect,
+        lambda: f"output: {stack.path(name + '.out').read_text(errors='replace')[-2000:]}",
+        interval=0.1, show_reason=False)
 
 
 def check_answer(stack: Stack, name: str) -> None:
@@ -371,10 +337,10 @@ def start_stack(stack: Stack, args: argparse.Namespace) -> dict[str, float]:
     """Starts the upstream and the proxies; returns each proxy's idle RSS
     (MB) read one second after it started listening, before any request."""
     idle: dict[str, float] = {}
-    up = stack.ports["direct"] = free_port()
+    up = stack.ports["direct"] = benchlib.free_port()
     start_nginx(stack, "direct", UPSTREAM_BODY.format(port=up), args.workers)
     for name in PROXIES:
-        port = stack.ports[name] = free_port()
+        port = stack.ports[name] = benchlib.free_port()
         if name == "attache":
             cfg = stack.path("attache.toml")
             cfg.write_text(ATTACHE_TOML.format(workers=args.workers, port=port, up=up))
@@ -539,20 +505,16 @@ def run_wrk(stack: Stack, target: str, wl: Workload, seconds: int) -> RunResult:
 def run_matrix(stack: Stack, args: argparse.Namespace) -> dict[tuple[str, str], list[RunResult]]:
     """Every workload against every target back to back, so drift hits all
     four alike; later rounds rotate the target order."""
-    results: dict[tuple[str, str], list[RunResult]] = {}
-    n = len(TARGETS)
-    for rnd in range(args.rounds):
-        order = TARGETS[rnd % n:] + TARGETS[:rnd % n]
-        for wl in WORKLOADS:
-            for target in order:
-                res = run_wrk(stack, target, wl, args.duration)
-                results.setdefault((wl.name, target), []).append(res)
-                cpu = "  ".join(f"{k} {v:.0f}%" for k, v in res.cpu.items())
-                shown = (f"FAILED ({res.failure})" if res.failure else
-                         f"{res.rps:>9,.0f} req/s  p50 {res.p50_ms:.3f}  p99 {res.p99_ms:.3f} ms")
-                print(f"  round {rnd + 1}/{args.rounds}  {wl.name:<5} {target:<8} {shown}  "
-                      f"CPU {cpu}", flush=True)
-    return results
+    def run(wl: Workload, target: str) -> RunResult:
+        return run_wrk(stack, target, wl, args.duration)
+
+    def shown(res: RunResult) -> str:
+        cpu = "  ".join(f"{k} {v:.0f}%" for k, v in res.cpu.items())
+        rate = (f"FAILED ({res.failure})" if res.failure else
+                f"{res.rps:>9,.0f} req/s  p50 {res.p50_ms:.3f}  p99 {res.p99_ms:.3f} ms")
+        return f"{rate}  CPU {cpu}"
+
+    return benchlib.run_matrix(WORKLOADS, TARGETS, args.rounds, run, shown, (5, 8))
 
 
 def warm_up(stack: Stack) -> None:
@@ -566,10 +528,9 @@ def warm_up(stack: Stack) -> None:
 
 def summarize(runs: list[RunResult]) -> RunResult:
     """Median over rounds; one failed round fails the point."""
-    for i, r in enumerate(runs):
-        if r.failure:
-            prefix = f"round {i + 1}: " if len(runs) > 1 else ""
-            return RunResult(failure=prefix + r.failure, error_lines=r.error_lines)
+    if failed := benchlib.first_failure(runs):
+        why, r = failed
+        return RunResult(failure=why, error_lines=r.error_lines)
     med = lambda attr: statistics.median(getattr(r, attr) for r in runs)  # noqa: E731
     cpu = {k: statistics.median(r.cpu[k] for r in runs) for k in runs[0].cpu}
     return RunResult(rps=med("rps"), p50_ms=med("p50_ms"), p90_ms=med("p90_ms"),
@@ -604,22 +565,6 @@ def table_rows(summary: Summary) -> list[list[str]]:
                          _ratio(r, summary[(wl.name, "haproxy")]),
                          _ratio(r, summary[(wl.name, "nginx")]), added, cpu])
     return rows
-
-
-def text_table(header: list[str], rows: list[list[str]], left: int = 2) -> str:
-    """`left` leading columns are labels (left-aligned); the rest numbers."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:{'<' if i < left else '>'}{w}}}" for i, w in enumerate(widths))
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    return "\n".join(lines + [fmt.format(*r) for r in rows])
-
-
-def markdown_table(header: list[str], rows: list[list[str]], left: int = 2) -> str:
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < left else "--:" for i in range(len(header))) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(f"**{c}**" if c == "FAILED" else c for c in r) + " |")
-    return "\n".join(lines)
 
 
 RSS_HEADER = ["proxy", "RSS idle after start MB", "RSS idle after the runs MB", "peak (VmHWM) MB"]
@@ -663,27 +608,12 @@ def verdict(ok: bool | None) -> str:
     return {True: "PASS", False: "FAIL", None: "n/a"}[ok]
 
 
-def failure_details(summary: Summary) -> list[str]:
-    out = []
-    for (wl, target), r in summary.items():
-        if r.failure:
-            out.append(f"{wl} via {target}: {r.failure}")
-            out += [f"    {line}" for line in r.error_lines]
-    return out
-
-
-def log_warnings(stack: Stack, limit: int = 8) -> list[str]:
+def log_warnings(stack: Stack) -> list[str]:
     """WARN/ERROR lines of Attaché (ANSI colours stripped) and alerts from
     the other servers' logs, deduplicated."""
-    seen: list[str] = []
-    for f in sorted(stack.tmp.glob("*.out")) + sorted(stack.tmp.glob("*.error.log")):
-        text = re.sub(r"\x1b\[[0-9;]*m", "", f.read_text(errors="replace"))
-        for line in text.splitlines():
-            if re.search(r"\b(WARN|ERROR|ALERT|\[alert\]|\[error\]|\[crit\])", line):
-                body = f"{f.stem}: " + re.sub(r"^\S+\s+", "", line.strip())
-                if body not in seen:
-                    seen.append(body)
-    return seen[:limit]
+    files = sorted(stack.tmp.glob("*.out")) + sorted(stack.tmp.glob("*.error.log"))
+    return benchlib.log_warnings(files, r"\b(WARN|ERROR|ALERT|\[alert\]|\[error\]|\[crit\])",
+                                 limit=8, label=True)
 
 
 def versions(args: argparse.Namespace) -> str:
@@ -692,26 +622,17 @@ def versions(args: argparse.Namespace) -> str:
     haproxy = re.sub(r"^HAProxy version (\S+).*", r"HAProxy \1", haproxy)
     wrk = sh(["wrk", "-v"]).splitlines()[0]
     wrk = re.sub(r"^(wrk \S+).*", r"\1", wrk)
-    rev = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    if sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
-        rev += " + uncommitted changes"
-    return (f"{nginx}; {haproxy}; {wrk}; {sh([str(args.bin), '--version'])} "
-            f"(git {rev}, `cargo build --release`)")
+    return f"{nginx}; {haproxy}; {wrk}; {benchlib.attache_build(args.bin)}"
 
 
 def machine_lines(args: argparse.Namespace, load_before: str, quiet: str) -> list[str]:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in
-                Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")),
-               "?")
     cmd = "python3 benches/http_compare.py" + (f" --duration {args.duration}"
                                                if args.duration != 10 else "")
     cmd += f" --rounds {args.rounds}" if args.rounds != 1 else ""
     cmd += f" --workers {args.workers}" if args.workers != 1 else ""
     return [
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; "
-        f"command: `{cmd}`",
-        f"- CPU: {cpu}, `nproc` = {sh(['nproc'])}; kernel {sh(['uname', '-r'])}; "
-        f"load average before the measured runs: {load_before} ({quiet}), after: {_loadavg()}",
+        f"{benchlib.date_line()}; command: `{cmd}`",
+        benchlib.cpu_line(f"{load_before} ({quiet})", memory=False, before="the measured runs"),
         f"- {versions(args)}",
         f"- wrk `-t1 -c1` and `-t2 -c64`, `-d {args.duration}s --latency`, GET of a 3-byte "
         f"body; {args.rounds} round(s) (median shown); targets back to back per workload",
@@ -721,42 +642,21 @@ def machine_lines(args: argparse.Namespace, load_before: str, quiet: str) -> lis
 
 
 def markdown_section(machine, rows, rss, checks, failures, warnings) -> str:
-    parts = ["### Machine and settings", "", *machine, "", "### Results", "",
-             markdown_table(HEADER, rows), "",
-             "CPU: % of one core used during the run by the proxy, the upstream nginx, wrk, "
-             "and everything else on the machine (other engineers' work: noise).", "",
-             markdown_table(RSS_HEADER, rss_rows(rss), left=1), "", "### The bar", ""]
-    parts += [f"- {verdict(ok)}: {text}" for ok, text in checks]
-    overall = all(ok is not False for ok, _ in checks)
-    parts += ["", f"Overall: **{'met' if overall else 'NOT met'}**."]
-    if failures:
-        parts += ["", "### Failed runs", "", "```", *failures, "```"]
-    if warnings:
-        parts += ["", "### Warnings in the servers' logs", "", "```", *warnings, "```"]
-    return "\n".join(parts)
-
-
-def write_markdown(section: str) -> None:
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    if MARK_START not in text or MARK_END not in text:
-        text = text.rstrip("\n") + "\n\n" + MARK_START + "\n" + MARK_END + "\n"
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    BENCHMARKS_MD.write_text(f"{head}{MARK_START}\n{section}\n{MARK_END}{tail}")
-    print(f"results written to {BENCHMARKS_MD}")
+    return benchlib.markdown_section(
+        machine, [benchlib.markdown_table(HEADER, rows), "",
+                  "CPU: % of one core used during the run by the proxy, the upstream nginx, "
+                  "wrk, and everything else on the machine (other engineers' work: noise).", "",
+                  benchlib.markdown_table(RSS_HEADER, rss_rows(rss), left=1)],
+        checks, verdict, blocks=[("Failed runs", failures),
+                                 ("Warnings in the servers' logs", warnings)])
 
 
 # ---------------------------------------------------------------- main
 
 
-def _raise_exit(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _raise_exit)
-    signal.signal(signal.SIGHUP, _raise_exit)
+    benchlib.exit_on_signals()
     ensure_packages()
     build(args)
     stack = Stack(args.keep_tmp)
@@ -767,7 +667,7 @@ def main() -> int:
               + ", ".join(f"{k} {v:.1f}" for k, v in idle.items()), flush=True)
         warm_up(stack)
         quiet = "not waited (--no-wait)" if args.no_wait else wait_quiet(args.max_wait)
-        load_before = _loadavg()
+        load_before = loadavg()
         results = run_matrix(stack, args)
         time.sleep(1)
         rss = {n: (idle[n], rss_mb(stack.procs[n].pid), rss_mb(stack.procs[n].pid, "VmHWM"))
@@ -776,27 +676,19 @@ def main() -> int:
         machine = machine_lines(args, load_before, quiet)
         rows = table_rows(summary)
         checks = bar_checks(summary, rss)
-        failures = failure_details(summary)
+        failures = benchlib.failure_details(summary)
         warnings = log_warnings(stack)
         section = markdown_section(machine, rows, rss, checks, failures, warnings)
     finally:
         stack.close()
-    print("\n" + "\n".join(machine) + "\n\n" + text_table(HEADER, rows) + "\n")
-    print(text_table(RSS_HEADER, rss_rows(rss), left=1) + "\n")
-    print("The bar (Attaché req/s ≥ HAProxy's and nginx's; added p50 at c=1 < 0.1 ms; "
-          "idle RSS < 20 MB):")
-    for ok, text in checks:
-        print(f"  {verdict(ok):>4}  {text}")
-    met = all(ok is not False for ok, _ in checks)
-    print(f"Overall: {'met' if met else 'NOT met'}")
-    if failures:
-        print("\nFailed runs:\n" + "\n".join(failures))
-    if warnings:
-        print("\nWarnings in the servers' logs:\n" + "\n".join(warnings))
-    if args.write:
-        write_markdown(section)
-    else:
-        print("BENCHMARKS.md not touched (--quick without --write, or --no-write)")
+    benchlib.print_report(
+        machine, [benchlib.text_table(HEADER, rows),
+                  benchlib.text_table(RSS_HEADER, rss_rows(rss), left=1)],
+        "The bar (Attaché req/s ≥ HAProxy's and nginx's; added p50 at c=1 < 0.1 ms; "
+        "idle RSS < 20 MB):", checks, verdict,
+        blocks=[("Failed runs", failures), ("Warnings in the servers' logs", warnings)])
+    benchlib.write_results(args.write, section, MARK_START, MARK_END,
+                           not_written="--quick without --write, or --no-write")
     return 0
 
 

@@ -12,29 +12,26 @@ the clients that survived, so a run with an aborted client or a nonzero exit
 status is reported as FAILED with the reason, never as a TPS.
 
 REPLICA=1 runs only the replica comparison instead (pgbench_replica.py, which
-reuses this file's servers, pgbench runner and report helpers).
+reuses this file's servers, pgbench runner and report helpers). The helpers
+shared with the other benches (process stack, ports, readiness, machine
+description, BENCHMARKS.md section) are in benchlib.py.
 """
 
 from __future__ import annotations
 
-import datetime
 import glob
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-ATTACHE_BIN = Path(os.environ.get("ATTACHE_BIN", REPO / "target" / "release" / "attache"))
-BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+import benchlib
+from benchlib import ATTACHE_BIN
+
 MARK_START = "<!-- pgbench-results:start -->"
 MARK_END = "<!-- pgbench-results:end -->"
 
@@ -51,12 +48,7 @@ DB = "bench"
 USER = "postgres"
 
 TARGETS = ["direct", "attache", "pgbouncer"]
-# Other work on the machine skews every number; recorded beside the results.
-def _loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-LOAD_BEFORE = _loadavg()
+LOAD_BEFORE = benchlib.loadavg()
 
 
 @dataclass(frozen=True)
@@ -101,39 +93,24 @@ class RunResult:
 # ---------------------------------------------------------------- processes
 
 
-class Stack:
-    """The servers under test; `close` stops them in reverse order."""
+class Stack(benchlib.Stack):
+    """The servers under test; `close` stops the poolers in reverse order,
+    then the PostgreSQL clusters (pg_ctl: they are not our children)."""
 
     def __init__(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="attache-bench-"))
+        super().__init__("attache-bench-", KEEP_TMP)
         shutil.chown(self.tmp, USER, USER)
         os.chmod(self.tmp, 0o755)
         self.pg_bin = _pg_bin_dir()
-        self.procs: list[tuple[str, subprocess.Popen]] = []
         # Data directories of running clusters, stopped last-started first.
         self.pg_data: list[Path] = []
-        self.ports: dict[str, int] = {}
-
-    def path(self, name: str) -> Path:
-        return self.tmp / name
 
     def close(self) -> None:
-        for name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    print(f"{name} did not stop on SIGTERM; killing", file=sys.stderr)
-                    proc.kill()
-                    proc.wait()
+        self.stop_procs()
         for data in reversed(self.pg_data):
             as_postgres([str(self.pg_bin / "pg_ctl"), "-D", str(data),
                          "-m", "fast", "-w", "stop"], check=False, quiet=True)
-        if KEEP_TMP:
-            print(f"kept {self.tmp}")
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.remove_tmp()
 
 
 def _pg_bin_dir() -> Path:
@@ -141,12 +118,6 @@ def _pg_bin_dir() -> Path:
     if not dirs:
         sys.exit("no PostgreSQL server under /usr/lib/postgresql: run pgbench_compare.sh")
     return Path(dirs[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def as_postgres(cmd: list[str], check: bool = True, quiet: bool = False):
@@ -173,17 +144,12 @@ def psql(stack: Stack, port: int, sql: str, db: str = DB) -> subprocess.Complete
 
 
 def wait_ready(stack: Stack, name: str, port: int, proc: subprocess.Popen | None) -> None:
-    deadline = time.monotonic() + 30
-    last = ""
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            sys.exit(f"{name} exited with status {proc.returncode}; log in {stack.tmp}")
+    """Until `select 1` succeeds there, through the pooler if it is one."""
+    def probe() -> str | None:
         r = psql(stack, port, "select 1")
-        if r.returncode == 0:
-            return
-        last = r.stderr.strip()
-        time.sleep(0.2)
-    sys.exit(f"{name} on port {port} not ready after 30 s: {last}")
+        return None if r.returncode == 0 else r.stderr.strip()
+
+    benchlib.wait_ready(name, port, proc, probe, lambda: f"log in {stack.tmp}")
 
 
 PG_CONF = """
@@ -204,7 +170,7 @@ log_min_messages = warning
 
 def start_postgres(stack: Stack, extra_conf: str = "", extra_hba: str = "") -> None:
     """initdb, start, pgbench -i. The extras let the replica run add replication."""
-    port = free_port()
+    port = benchlib.free_port()
     data = stack.path("data")
     as_postgres([str(stack.pg_bin / "initdb"), "-D", str(data), "-U", USER,
                  "--auth=trust", "-E", "UTF8", "--no-sync"], quiet=True)
@@ -240,13 +206,13 @@ nodes = [{{ addr = "127.0.0.1:{pg_port}" }}]
 
 
 def start_attache(stack: Stack) -> None:
-    port = free_port()
+    port = benchlib.free_port()
     cfg = stack.path("attache.toml")
     cfg.write_text(ATTACHE_TOML.format(port=port, pool=POOL_SIZE, db=DB,
                                        pg_port=stack.ports["direct"]))
     log = open(stack.path("attache.log"), "w")
     proc = subprocess.Popen([str(ATTACHE_BIN), "-c", str(cfg)], stdout=log, stderr=log)
-    stack.procs.append(("attache", proc))
+    stack.procs["attache"] = proc
     stack.ports["attache"] = port
     wait_ready(stack, "attache", port, proc)
 
@@ -270,7 +236,7 @@ pidfile = {tmp}/pgbouncer.pid
 
 
 def start_pgbouncer(stack: Stack) -> None:
-    port = free_port()
+    port = benchlib.free_port()
     ini = stack.path("pgbouncer.ini")
     ini.write_text(PGBOUNCER_INI.format(db=DB, pg_port=stack.ports["direct"], port=port,
                                         tmp=stack.tmp, pool=POOL_SIZE))
@@ -283,7 +249,7 @@ def start_pgbouncer(stack: Stack) -> None:
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", USER, "--", *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack.procs.append(("pgbouncer", proc))
+    stack.procs["pgbouncer"] = proc
     stack.ports["pgbouncer"] = port
     wait_ready(stack, "pgbouncer", port, proc)
 
@@ -348,7 +314,7 @@ def run_pgbench(stack: Stack, target: str, wl: Workload, duration: int) -> RunRe
     except subprocess.TimeoutExpired:
         return RunResult(failure=f"pgbench still running after {limit} s; killed")
     res = parse_pgbench(r.returncode, r.stdout, r.stderr, wl.clients)
-    for name, proc in stack.procs:
+    for name, proc in stack.procs.items():
         if name == target and proc.poll() is not None:
             res.failure = f"{name} exited with status {proc.returncode} during the run"
     return res
@@ -376,28 +342,22 @@ def warm_up(stack: Stack) -> None:
 def run_matrix(stack: Stack) -> dict[tuple[str, str], list[RunResult]]:
     """Every workload against every target back to back, so drift (cache, WAL,
     table bloat) hits all three alike; later rounds rotate the target order."""
-    results: dict[tuple[str, str], list[RunResult]] = {}
-    for rnd in range(ROUNDS):
-        order = TARGETS[rnd % 3:] + TARGETS[:rnd % 3]
-        for wl in WORKLOADS:
-            for target in order:
-                if wl.tpcb:
-                    reset_tpcb_tables(stack)
-                res = run_pgbench(stack, target, wl, DURATION)
-                results.setdefault((wl.name, target), []).append(res)
-                shown = f"FAILED ({res.failure})" if res.failure else f"{res.tps:.0f} tps"
-                print(f"  round {rnd + 1}/{ROUNDS}  {wl.name:<28} {target:<10} {shown}",
-                      flush=True)
-    return results
+    def run(wl: Workload, target: str) -> RunResult:
+        if wl.tpcb:
+            reset_tpcb_tables(stack)
+        return run_pgbench(stack, target, wl, DURATION)
+
+    def shown(res: RunResult) -> str:
+        return f"FAILED ({res.failure})" if res.failure else f"{res.tps:.0f} tps"
+
+    return benchlib.run_matrix(WORKLOADS, TARGETS, ROUNDS, run, shown, (28, 10))
 
 
 def summarize(runs: list[RunResult]) -> RunResult:
     """Median over rounds; one failed round fails the point."""
-    for i, r in enumerate(runs):
-        if r.failure:
-            prefix = f"round {i + 1}: " if len(runs) > 1 else ""
-            return RunResult(failure=prefix + r.failure, error_lines=r.error_lines,
-                             failed_txns=r.failed_txns)
+    if failed := benchlib.first_failure(runs):
+        why, r = failed
+        return RunResult(failure=why, error_lines=r.error_lines, failed_txns=r.failed_txns)
     return RunResult(
         tps=statistics.median(r.tps for r in runs),
         latency_ms=statistics.median(r.latency_ms for r in runs if r.latency_ms is not None),
@@ -426,23 +386,8 @@ def table_rows(summary: Summary) -> list[list[str]]:
 
 
 HEADER = ["workload", "target", "TPS", "mean latency ms", "failed txns", "vs direct"]
-
-
-def text_table(rows: list[list[str]], header: list[str] = HEADER) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*r) for r in rows]
-    return "\n".join(lines)
-
-
-def markdown_table(rows: list[list[str]], header: list[str] = HEADER,
-                   align: str = "|---|---|--:|--:|--:|---|") -> str:
-    lines = ["| " + " | ".join(header) + " |", align]
-    for r in rows:
-        cells = [f"**{c}**" if c == "FAILED" else c for c in r]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+# "vs direct" holds a failure's reason too: left-aligned.
+ALIGN = "|---|---|--:|--:|--:|---|"
 
 
 def bar_checks(summary: Summary) -> list[tuple[bool | None, str]]:
@@ -466,29 +411,12 @@ def bar_checks(summary: Summary) -> list[tuple[bool | None, str]]:
     return checks
 
 
-def verdict(ok: bool | None) -> str:
-    return {True: "met", False: "NOT met", None: "n/a"}[ok]
-
-
-def failure_details(summary: Summary) -> list[str]:
-    out = []
-    for wl in WORKLOADS:
-        for target in TARGETS:
-            r = summary[(wl.name, target)]
-            if r.failure:
-                out.append(f"{wl.name} via {target}: {r.failure}")
-                out += [f"    {line}" for line in r.error_lines]
-    return out
-
-
 # ---------------------------------------------------------------- machine
 
 
 def sh(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
+    """benchlib.sh as this bench has always used it: stdout alone."""
+    return benchlib.sh(cmd, stdout_only=True)
 
 
 def machine_lines(stack: Stack) -> list[str]:
@@ -503,38 +431,22 @@ def machine_lines(stack: Stack) -> list[str]:
 
 def host_lines(stack: Stack, with_pgbouncer: bool) -> list[str]:
     """Date, CPU, memory, load and versions: what every results section records."""
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = next((line.split()[1] for line in sh(["free", "-h"]).splitlines()
-                if line.startswith("Mem:")), "?")
-    rev = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    if sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
-        rev += " + uncommitted changes"
     bouncer = ""
     if with_pgbouncer:
         bouncer = f"{(sh(['pgbouncer', '--version']).splitlines() or ['PgBouncer ?'])[0]}; "
     return [
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- CPU: {cpu}, `nproc` = {sh(['nproc'])}; memory (`free -h`): {mem} total; "
-        f"kernel {sh(['uname', '-r'])}; load average before the run: {LOAD_BEFORE}, "
-        f"after: {_loadavg()}",
+        benchlib.date_line(),
+        benchlib.cpu_line(LOAD_BEFORE, stdout_only=True),
         f"- {sh([str(stack.pg_bin / 'postgres'), '--version'])}; {bouncer}"
-        f"{sh([str(ATTACHE_BIN), '--version'])} (git {rev}, `cargo build --release`)",
+        f"{benchlib.attache_build(ATTACHE_BIN, stdout_only=True)}",
     ]
 
 
-def markdown_section(machine: list[str], rows: list[list[str]], checks, failures) -> str:
-    parts = ["### Machine and settings", "", *machine, "",
-             "### Results", "", markdown_table(rows), "", "### The bar", ""]
-    parts += [f"- {verdict(ok)}: {text}" for ok, text in checks]
-    overall = all(ok is not False for ok, _ in checks)
-    parts += ["", f"Overall: **{'met' if overall else 'NOT met'}**."]
-    if failures:
-        parts += ["", "### Failed runs (pgbench's error lines)", "", "```", *failures, "```"]
-    return "\n".join(parts)
+def markdown_section(machine: list[str], rows: list[list[str]],
+                     checks: list[benchlib.Check], failures: list[str]) -> str:
+    return benchlib.markdown_section(
+        machine, [benchlib.markdown_table(HEADER, rows, align=ALIGN)], checks,
+        blocks=[("Failed runs (pgbench's error lines)", failures)])
 
 
 SKELETON = f"""# Benchmarks
@@ -546,29 +458,13 @@ Produced by `benches/pgbench_compare.sh` (see `benches/README.md`).
 """
 
 
-def write_markdown(section: str, start: str = MARK_START, end: str = MARK_END) -> None:
-    """Replaces what lies between the markers; appends the markers if missing."""
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else SKELETON
-    if start not in text or end not in text:
-        text = text.rstrip("\n") + "\n\n" + start + "\n" + end + "\n"
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    BENCHMARKS_MD.write_text(f"{head}{start}\n{section}\n{end}{tail}")
-    print(f"results written to {BENCHMARKS_MD}")
-
-
 # ---------------------------------------------------------------- main
-
-
-def _raise_exit(signum, _frame):
-    raise SystemExit(128 + signum)
 
 
 def main() -> int:
     if not ATTACHE_BIN.exists():
         sys.exit(f"{ATTACHE_BIN} missing: run benches/pgbench_compare.sh (it builds it)")
-    signal.signal(signal.SIGTERM, _raise_exit)
-    signal.signal(signal.SIGHUP, _raise_exit)
+    benchlib.exit_on_signals()
     if REPLICA:
         import pgbench_replica  # only this mode needs it
         return pgbench_replica.main()
@@ -585,23 +481,16 @@ def main() -> int:
         summary = {k: summarize(v) for k, v in results.items()}
         rows = table_rows(summary)
         checks = bar_checks(summary)
-        failures = failure_details(summary)
+        failures = benchlib.failure_details(summary)
         section = markdown_section(machine, rows, checks, failures)
     finally:
         stack.close()
-    print("\n" + "\n".join(machine) + "\n\n" + text_table(rows) + "\n")
-    print("The bar (Attaché TPS ≥ PgBouncer's where PgBouncer completed; no Attaché "
-          "failure; 1-client latency ≤ PgBouncer's):")
-    for ok, text in checks:
-        print(f"  {verdict(ok):>7}  {text}")
-    met = all(ok is not False for ok, _ in checks)
-    print(f"Overall: {'met' if met else 'NOT met'}")
-    if failures:
-        print("\nFailed runs:\n" + "\n".join(failures))
-    if WRITE:
-        write_markdown(section)
-    else:
-        print("BENCHMARKS.md not touched (QUICK=1 without WRITE=1, or WRITE=0)")
+    benchlib.print_report(
+        machine, [benchlib.text_table(HEADER, rows)],
+        "The bar (Attaché TPS ≥ PgBouncer's where PgBouncer completed; no Attaché "
+        "failure; 1-client latency ≤ PgBouncer's):", checks,
+        blocks=[("Failed runs", failures)])
+    benchlib.write_results(WRITE, section, MARK_START, MARK_END, skeleton=SKELETON)
     return 0
 
 

@@ -21,10 +21,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import benchlib
 import pgbench_compare as base
 from pgbench_compare import (ATTACHE_BIN, DB, DURATION, POOL_SIZE, ROUNDS, SCALE, USER,
-                             RunResult, Stack, Workload, as_postgres, free_port, psql,
-                             run_pgbench, wait_ready)
+                             RunResult, Stack, Workload, as_postgres, psql, run_pgbench,
+                             wait_ready)
 
 MARK_START = "<!-- pgbench-replica-results:start -->"
 MARK_END = "<!-- pgbench-replica-results:end -->"
@@ -101,7 +102,7 @@ hot_standby_feedback = on
 def start_replica(stack: Stack) -> None:
     """pg_basebackup of the primary (after pgbench -i, so it has the data),
     started as a hot standby; returns once the primary sees it streaming."""
-    port, data = free_port(), stack.path("replica")
+    port, data = benchlib.free_port(), stack.path("replica")
     r = as_postgres([str(stack.pg_bin / "pg_basebackup"), "-h", "127.0.0.1",
                      "-p", str(stack.ports["direct"]), "-U", USER, "-D", str(data),
                      "-R", "-X", "stream", "-c", "fast", "--no-sync"], check=False)
@@ -147,14 +148,14 @@ interval = "1s"
 
 
 def start_attache(stack: Stack, name: str, split: str) -> None:
-    port = free_port()
+    port = benchlib.free_port()
     cfg = stack.path(f"{name}.toml")
     cfg.write_text(ATTACHE_TOML.format(port=port, pool=POOL_SIZE, db=DB, split=split,
                                        primary=stack.ports["direct"],
                                        replica=stack.ports["replica"]))
     log = open(stack.path(f"{name}.log"), "w")
     proc = subprocess.Popen([str(ATTACHE_BIN), "-c", str(cfg)], stdout=log, stderr=log)
-    stack.procs.append((name, proc))
+    stack.procs[name] = proc
     stack.ports[name] = port
     wait_ready(stack, name, port, proc)
 
@@ -225,7 +226,7 @@ def run_matrix(stack: Stack) -> dict[tuple[str, str], Point]:
     workload, order rotated per round."""
     points: dict[tuple[str, str], Point] = {}
     for rnd in range(ROUNDS):
-        order = TARGETS[rnd % 3:] + TARGETS[:rnd % 3]
+        order = benchlib.target_order(TARGETS, rnd)
         for rw in WORKLOADS:
             for target in order:
                 point = points.setdefault((rw.wl.name, target), Point())
@@ -276,17 +277,6 @@ def table_rows(summary: dict[tuple[str, str], RunResult],
     return rows
 
 
-def failure_details(summary: dict[tuple[str, str], RunResult]) -> list[str]:
-    out = []
-    for rw in WORKLOADS:
-        for target in TARGETS:
-            r = summary[(rw.wl.name, target)]
-            if r.failure:
-                out.append(f"{rw.wl.name} via {TARGET_TEXT[target]}: {r.failure}")
-                out += [f"    {line}" for line in r.error_lines]
-    return out
-
-
 def machine_lines(stack: Stack) -> list[str]:
     return base.host_lines(stack, with_pgbouncer=False) + [
         f"- pgbench: `-T {DURATION}` s per run, {ROUNDS} round(s) (median shown), "
@@ -319,12 +309,10 @@ NOTES = [
 
 def markdown_section(machine: list[str], rows: list[list[str]], failures: list[str]) -> str:
     nproc = base.sh(["nproc"])
-    parts = ["### Machine and settings", "", *machine, "", "### Results", "",
-             base.markdown_table(rows, HEADER, ALIGN), "",
-             *[n.replace("{nproc}", nproc) for n in NOTES]]
-    if failures:
-        parts += ["", "### Failed runs (pgbench's error lines)", "", "```", *failures, "```"]
-    return "\n".join(parts)
+    return benchlib.markdown_section(
+        machine, [benchlib.markdown_table(HEADER, rows, align=ALIGN), "",
+                  *[n.replace("{nproc}", nproc) for n in NOTES]],
+        blocks=[("Failed runs (pgbench's error lines)", failures)])
 
 
 # ---------------------------------------------------------------- main
@@ -344,15 +332,12 @@ def main() -> int:
         machine = machine_lines(stack)
         summary = {k: base.summarize(p.runs) for k, p in points.items()}
         rows = table_rows(summary, points)
-        failures = failure_details(summary)
+        failures = benchlib.failure_details(summary, TARGET_TEXT)
         section = markdown_section(machine, rows, failures)
     finally:
         stack.close()
-    print("\n" + "\n".join(machine) + "\n\n" + base.text_table(rows, HEADER) + "\n")
+    benchlib.print_report(machine, [benchlib.text_table(HEADER, rows)])
     if failures:
         print("Failed runs:\n" + "\n".join(failures))
-    if base.WRITE:
-        base.write_markdown(section, MARK_START, MARK_END)
-    else:
-        print("BENCHMARKS.md not touched (QUICK=1 without WRITE=1, or WRITE=0)")
+    benchlib.write_results(base.WRITE, section, MARK_START, MARK_END, skeleton=base.SKELETON)
     return 0
