@@ -4,6 +4,7 @@
 //! connection state go through [`dedicated`] connections; everything else
 //! is multiplexed over shared server connections by `core::redis`.
 
+mod batch;
 mod dedicated;
 mod local;
 mod order;

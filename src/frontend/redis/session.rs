@@ -13,12 +13,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::net::Stream;
-use attache_redis_protocol::command::{
-    self, lookup_command, Affinity, DedicatedReason, Request, RequestLimits,
-};
+use attache_redis_protocol::command::{self, Affinity, DedicatedReason, Request, RequestLimits};
 use attache_redis_protocol::frame::{encode, Limits, Version};
-use attache_redis_protocol::Command;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -374,7 +371,7 @@ impl Session {
     }
 
     /// Queues a slot, keeping [`Queued`] in step.
-    fn push_slot(&mut self, slot: Slot) {
+    pub(super) fn push_slot(&mut self, slot: Slot) {
         match &slot {
             Slot::Ready(b) => self.queued.held += b.len(),
             Slot::Wait { count, .. } => self.queued.owed += count,
@@ -414,84 +411,6 @@ impl Session {
     pub(super) fn ready(&mut self, bytes: Bytes) {
         self.flush_batch();
         self.push_slot(Slot::Ready(bytes));
-    }
-
-    /// Adds a plain command to the client's batch (see `batchable`).
-    fn batch(&mut self, raw: &[u8]) {
-        self.batch.extend_from_slice(raw);
-        self.batched += 1;
-        if self.batched >= MAX_BATCH_COMMANDS {
-            self.flush_batch();
-        }
-    }
-
-    /// Sends the batched commands as one request with one reply slot.
-    pub(super) fn flush_batch(&mut self) {
-        if self.batched == 0 {
-            return;
-        }
-        let (bytes, count) = (
-            self.batch.split().freeze(),
-            std::mem::take(&mut self.batched),
-        );
-        let rx = self.primary_mux().send_batch(self.lane, bytes, count);
-        let deadline = Some(Instant::now() + self.ctx.config.command_timeout.0);
-        self.push_slot(Slot::Wait {
-            rx,
-            deadline,
-            count,
-        });
-    }
-
-    /// Whether [`Session::take_plain`] may run: what [`Session::batchable`]
-    /// asks of the session rather than of the command, and that plain
-    /// commands may go to the shared pipes now (see [`Session::claim`]).
-    /// Only a command off the plain lane can change it.
-    fn open_plain_lane(&mut self) -> bool {
-        self.authed
-            && !self.in_transaction()
-            && self.ctx.batches_plain_commands()
-            && !self.ctx.denies_any()
-            && self.claim(Channel::Shared(self.setup()))
-    }
-
-    /// The plain lane: a complete plain command at the front of `rbuf` is
-    /// copied into the batch as it is, without being split into arguments
-    /// (no allocation, no reference counts). The same commands
-    /// [`Session::batchable`] would batch; anything else is left for the
-    /// general path.
-    fn take_plain(&mut self, rbuf: &mut BytesMut, limits: &RequestLimits) -> bool {
-        let Some(len) = command::fast::plain_len(rbuf, limits.frame.max_frame_size) else {
-            return false;
-        };
-        self.batch(&rbuf[..len]);
-        rbuf.advance(len);
-        true
-    }
-
-    /// Plain commands in `single` mode: forwarded as they are to the
-    /// primary's shared connections, so consecutive ones can travel as one
-    /// batch. Anything answered locally, gated, stateful or routed
-    /// elsewhere is not.
-    fn batchable(&self, cmd: &Command) -> bool {
-        const LOCAL: &[&str] = &["AUTH", "HELLO", "QUIT", "PING", "ECHO", "CLIENT", "SELECT"];
-        if !self.authed || self.in_transaction() || !self.ctx.batches_plain_commands() {
-            return false;
-        }
-        // One table lookup; plain commands (GET, SET, …) need nothing else.
-        let Some(info) = lookup_command(cmd) else {
-            return false;
-        };
-        if !info.special && !self.ctx.denies_any() {
-            return true;
-        }
-        let Some(upper) = cmd.name_upper() else {
-            return false;
-        };
-        let name = upper.as_str().unwrap_or_default();
-        !LOCAL.contains(&name)
-            && !self.ctx.is_denied(name)
-            && command::affinity_of(info, cmd) == Affinity::Shared
     }
 
     pub(super) fn error(&mut self, text: &str) {
@@ -597,9 +516,6 @@ fn reply_bytes(reply: Reply, count: usize) -> Bytes {
         }
     }
 }
-
-/// Most commands one batch carries.
-const MAX_BATCH_COMMANDS: usize = 128;
 
 #[cfg(test)]
 mod tests;
