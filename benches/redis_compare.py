@@ -69,6 +69,16 @@ class Workload:
 # SET before GET so the GETs find the values the prefill and SETs wrote.
 WORKLOADS = [Workload(t, c, p) for t in ("SET", "GET")
              for c, p in ((1, 1), (50, 1), (50, 16), (500, 1))]
+# ONLY="GET -c 1 -P 1,SET -c 1 -P 1": just those workloads, for a closer look
+# at a few with many rounds. Such a run never rewrites BENCHMARKS.md, whose
+# table is the whole matrix from one run.
+ONLY = [w.strip() for w in os.environ.get("ONLY", "").split(",") if w.strip()]
+if ONLY:
+    _unknown = sorted(set(ONLY) - {w.name for w in WORKLOADS})
+    if _unknown:
+        sys.exit(f"ONLY: unknown workload(s) {_unknown}; known: {[w.name for w in WORKLOADS]}")
+    WORKLOADS = [w for w in WORKLOADS if w.name in ONLY]
+    WRITE = False
 
 
 @dataclass
