@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod conn;
 pub mod login;
 pub mod pool;
+pub mod slots;
 
 pub use cancel::{CancelRegistry, CancelTarget};
 pub use cluster::{Cluster, ReadTarget};

@@ -1,22 +1,21 @@
 //! Backend (Postgres): pools of server connections keyed by (node, database,
-//! user), built on deadpool. A pool hands out authenticated connections,
-//! recycles only healthy ones, reaps idle and old ones, keeps `min_idle`
-//! warm, and counts what the metrics need.
+//! user). A pool hands out authenticated connections (its idle list and
+//! size limit are [`super::slots`]), reuses only healthy ones, reaps idle
+//! and old ones, keeps `min_idle` warm, and counts what the metrics need.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
-use deadpool::Runtime;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Waker};
 
 use tokio::io::{AsyncRead, ReadBuf};
 use tracing::{debug, warn};
 
 use super::conn::{BackendError, ServerConn, ServerSecret, ServerTarget};
+use super::slots::{Lease, Permit, Reusable, Slots};
 use crate::config::resolve::ResolvedPool;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,7 +110,7 @@ impl WaitHistogram {
     }
 }
 
-pub type PooledConn = managed::Object<Manager>;
+pub type PooledConn = Lease<ServerConn>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
@@ -123,70 +122,33 @@ pub enum CheckoutError {
     },
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("the pool for {0} is closed")]
-    Closed(String),
 }
 
-pub struct Manager {
-    target: Arc<ServerTarget>,
-    secret: Arc<RwLock<Option<ServerSecret>>>,
-    lifetime: Option<Duration>,
-    idle_timeout: Option<Duration>,
-    stats: Arc<PoolStats>,
-}
-
-impl managed::Manager for Manager {
-    type Type = ServerConn;
-    type Error = BackendError;
-
-    async fn create(&self) -> Result<ServerConn, BackendError> {
-        let secret = self.secret.read().ok().and_then(|s| s.clone());
-        let r = ServerConn::connect(&self.target, secret.as_ref()).await;
-        if r.is_err() {
-            self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        r
+impl Reusable for ServerConn {
+    fn is_broken(&self) -> bool {
+        self.broken
     }
 
-    async fn recycle(
-        &self,
-        conn: &mut ServerConn,
-        metrics: &Metrics,
-    ) -> RecycleResult<BackendError> {
-        if conn.broken {
-            return Err(RecycleError::message("connection state unknown"));
-        }
-        if self.lifetime.is_some_and(|l| conn.created.elapsed() > l) {
-            return Err(RecycleError::message("server_lifetime reached"));
-        }
-        if self.idle_timeout.is_some_and(|t| metrics.last_used() > t) {
-            return Err(RecycleError::message("server_idle_timeout reached"));
-        }
-        // An idle server connection must have nothing to say. EOF or any
-        // byte (a FATAL from an admin shutdown, say) means it is gone. One
-        // poll, no timer: a zero timeout would wait for the next timer tick.
-        if idle_stream_is_quiet(&mut conn.stream).await {
-            Ok(())
-        } else {
-            Err(RecycleError::message("server closed or spoke while idle"))
-        }
+    fn created(&self) -> Instant {
+        self.created
     }
-}
 
-/// Polls the stream's read side once: pending means nothing arrived.
-async fn idle_stream_is_quiet(stream: &mut crate::net::Stream) -> bool {
-    let mut probe = [0u8; 1];
-    std::future::poll_fn(|cx| {
+    /// An idle server connection must have nothing to say: EOF or any byte
+    /// (a FATAL from an admin shutdown, say) means it is gone. One poll with
+    /// a waker that does nothing: the session that takes the connection
+    /// registers its own on its first read.
+    fn is_quiet(&mut self) -> bool {
+        let mut probe = [0u8; 1];
         let mut buf = ReadBuf::new(&mut probe);
-        match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
-            Poll::Pending => Poll::Ready(true),
-            Poll::Ready(_) => Poll::Ready(false),
-        }
-    })
-    .await
+        let mut cx = Context::from_waker(Waker::noop());
+        self.rbuf.is_empty()
+            && Pin::new(&mut self.stream)
+                .poll_read(&mut cx, &mut buf)
+                .is_pending()
+    }
 }
 
-/// One pool: its target, settings, counters and the deadpool behind it.
+/// One pool: its target, settings, counters and its connections.
 pub struct PgPool {
     pub key: PoolKey,
     pub origin: PoolOrigin,
@@ -195,7 +157,7 @@ pub struct PgPool {
     target: Arc<ServerTarget>,
     secret: Arc<RwLock<Option<ServerSecret>>>,
     server_params: OnceLock<Vec<(String, String)>>,
-    inner: managed::Pool<Manager>,
+    slots: Arc<Slots<ServerConn>>,
     /// Passthrough auth found that the server lets this user in without a
     /// password, so clients need not be asked for one.
     pub passthrough_trust: AtomicBool,
@@ -233,36 +195,23 @@ impl PgPool {
         target: ServerTarget,
         secret: Option<ServerSecret>,
         settings: ResolvedPool,
-    ) -> Result<Arc<Self>, managed::BuildError> {
-        let target = Arc::new(target);
-        let secret = Arc::new(RwLock::new(secret));
-        let stats = Arc::new(PoolStats::default());
-        let manager = Manager {
-            target: target.clone(),
-            secret: secret.clone(),
-            lifetime: settings.server_lifetime,
-            idle_timeout: settings.server_idle_timeout,
-            stats: stats.clone(),
-        };
-        let inner = managed::Pool::builder(manager)
-            .max_size(settings.pool_size)
-            .runtime(Runtime::Tokio1)
-            .build()?;
+    ) -> Arc<Self> {
+        let slots = Slots::new(settings.pool_size, settings.server_lifetime);
         let pool = Arc::new(Self {
             key,
             origin,
             settings,
-            stats,
-            target,
-            secret,
+            stats: Arc::new(PoolStats::default()),
+            target: Arc::new(target),
+            secret: Arc::new(RwLock::new(secret)),
             server_params: OnceLock::new(),
-            inner,
+            slots,
             passthrough_trust: AtomicBool::new(false),
             login_check: tokio::sync::Mutex::new(()),
             known_statements: Mutex::new(HashSet::new()),
         });
         spawn_maintenance(Arc::downgrade(&pool));
-        Ok(pool)
+        pool
     }
 
     pub fn target(&self) -> &ServerTarget {
@@ -271,41 +220,32 @@ impl PgPool {
 
     /// Waits up to `checkout_timeout` for a connection, creating one within
     /// `connect_timeout` when the pool has room.
+    ///
+    /// An idle connection is handed out without a timer or a clock read; it
+    /// counts as a 0 µs wait in the histogram (it takes well under its first
+    /// bucket's 100 µs). Everything else is boxed, so the futures of the
+    /// sessions that await this one stay small on the common path.
     pub async fn checkout(&self) -> Result<PooledConn, CheckoutError> {
+        if let Some(permit) = self.slots.try_permit() {
+            if let Ok(conn) = self.slots.take_idle(permit) {
+                self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+                self.stats.wait_histogram.record(0);
+                return Ok(conn);
+            }
+        }
+        Box::pin(self.checkout_slow()).await
+    }
+
+    /// No idle connection was at hand: wait for a permit if the pool is
+    /// full, then take what was returned meanwhile or connect.
+    async fn checkout_slow(&self) -> Result<PooledConn, CheckoutError> {
         let started = Instant::now();
-        let waited = self.inner.status().available == 0;
-        let mut timeouts = Timeouts {
-            wait: Some(Duration::ZERO),
-            create: Some(self.settings.connect_timeout + Duration::from_millis(100)),
-            recycle: Some(Duration::from_secs(1)),
+        let permit = match self.slots.try_permit() {
+            Some(p) => Some(p),
+            None => self.slots.permit(self.settings.checkout_timeout).await,
         };
-        // Fast path without a timer: an idle connection, or room to create one.
-        let mut r = self.inner.timeout_get(&timeouts).await;
-        if let Err(PoolError::Timeout(managed::TimeoutType::Wait)) = r {
-            timeouts.wait = Some(self.settings.checkout_timeout);
-            r = self.inner.timeout_get(&timeouts).await;
-        }
-        self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
-        let us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-        self.stats.wait_histogram.record(us);
-        if waited {
-            self.stats.waits.fetch_add(1, Ordering::Relaxed);
-            self.stats.wait_micros.fetch_add(us, Ordering::Relaxed);
-        }
-        match r {
-            Ok(conn) => {
-                self.remember_params(&conn);
-                Ok(conn)
-            }
-            Err(PoolError::Backend(e)) => Err(e.into()),
-            Err(PoolError::Timeout(managed::TimeoutType::Create)) => {
-                Err(BackendError::ConnectTimeout {
-                    addr: self.target.addr.clone(),
-                    after: self.settings.connect_timeout,
-                }
-                .into())
-            }
-            Err(PoolError::Timeout(_)) => {
+        let r = match permit {
+            None => {
                 self.stats.checkout_timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(CheckoutError::Timeout {
                     pool: self.key.to_string(),
@@ -313,23 +253,58 @@ impl PgPool {
                     size: self.settings.pool_size,
                 })
             }
-            Err(_) => Err(CheckoutError::Closed(self.key.to_string())),
+            Some(permit) => match self.slots.take_idle(permit) {
+                Ok(conn) => Ok(conn),
+                Err(permit) => self.connect(permit).await.map_err(CheckoutError::from),
+            },
+        };
+        let us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+        self.stats.wait_histogram.record(us);
+        self.stats.waits.fetch_add(1, Ordering::Relaxed);
+        self.stats.wait_micros.fetch_add(us, Ordering::Relaxed);
+        let conn = r?;
+        self.remember_params(&conn);
+        Ok(conn)
+    }
+
+    /// A new server connection under `permit`, within `connect_timeout`.
+    async fn connect(&self, permit: Permit<'_, ServerConn>) -> Result<PooledConn, BackendError> {
+        let secret = self.secret();
+        // The connect itself honours connect_timeout; this is the backstop.
+        let limit = self.settings.connect_timeout + Duration::from_millis(100);
+        let r =
+            match tokio::time::timeout(limit, ServerConn::connect(&self.target, secret.as_ref()))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(BackendError::ConnectTimeout {
+                    addr: self.target.addr.clone(),
+                    after: self.settings.connect_timeout,
+                }),
+            };
+        match r {
+            Ok(conn) => Ok(self.slots.lease_new(permit, conn)),
+            Err(e) => {
+                self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
         }
     }
 
     /// Drops a connection whose state is unknown instead of returning it.
     pub fn discard(&self, conn: PooledConn) {
         self.stats.discarded.fetch_add(1, Ordering::Relaxed);
-        drop(managed::Object::take(conn));
+        conn.discard();
     }
 
     pub fn status(&self) -> PoolStatus {
-        let s = self.inner.status();
+        let s = self.slots.status();
         PoolStatus {
             size: s.size,
-            idle: s.available,
+            idle: s.idle,
             waiting: s.waiting,
-            max_size: s.max_size,
+            max_size: s.max,
         }
     }
 
@@ -386,43 +361,37 @@ fn spawn_maintenance(pool: Weak<PgPool>) {
             let Some(pool) = pool.upgrade() else { return };
             let idle = pool.settings.server_idle_timeout;
             let lifetime = pool.settings.server_lifetime;
-            let reaped = pool.inner.retain(|conn, m| {
+            // Idle timeouts are enforced here, once a second, not on
+            // every checkout: that keeps the clock off the hot path.
+            let reaped = pool.slots.retain(|conn, idle_for| {
                 !conn.broken
-                    && idle.is_none_or(|t| m.last_used() < t)
+                    && idle.is_none_or(|t| idle_for < t)
                     && lifetime.is_none_or(|l| conn.created.elapsed() < l)
             });
-            if !reaped.removed.is_empty() {
-                debug!(pool = %pool.key, removed = reaped.removed.len(), "reaped server connections");
+            if reaped > 0 {
+                debug!(pool = %pool.key, removed = reaped, "reaped server connections");
             }
             warm_min_idle(&pool).await;
         }
     });
 }
 
-/// Creates connections until `min_idle` are idle. Idle ones are held while
-/// warming, since a checkout would otherwise hand back an idle one instead
-/// of creating a new one.
+/// Creates connections until `min_idle` are idle (each new one goes
+/// straight back to the idle list).
 async fn warm_min_idle(pool: &PgPool) {
-    let status = pool.inner.status();
+    let status = pool.slots.status();
     let min_idle = pool.settings.min_idle;
-    if status.available >= min_idle || status.size >= status.max_size {
+    if status.idle >= min_idle || status.size >= status.max {
         return;
     }
-    let missing = (min_idle - status.available).min(status.max_size - status.size);
-    let mut held = Vec::with_capacity(status.available + missing);
-    for _ in 0..status.available + missing {
-        let timeouts = Timeouts {
-            wait: Some(Duration::ZERO),
-            create: Some(pool.settings.connect_timeout),
-            recycle: Some(Duration::from_secs(1)),
+    let missing = (min_idle - status.idle).min(status.max - status.size);
+    for _ in 0..missing {
+        let Some(permit) = pool.slots.try_permit() else {
+            break;
         };
-        match pool.inner.timeout_get(&timeouts).await {
-            Ok(c) => held.push(c),
-            Err(PoolError::Timeout(managed::TimeoutType::Wait)) => break,
-            Err(error) => {
-                warn!(pool = %pool.key, %error, "could not warm min_idle connection");
-                break;
-            }
+        if let Err(error) = pool.connect(permit).await {
+            warn!(pool = %pool.key, %error, "could not warm min_idle connection");
+            break;
         }
     }
 }

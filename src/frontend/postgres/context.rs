@@ -308,14 +308,13 @@ impl PgContext {
                 db_key: login.key.to_owned(),
                 client_user: login.client_user.to_owned(),
             };
-            PgPool::new(
+            Ok::<_, FrontendError>(PgPool::new(
                 pool_key.clone(),
                 origin,
                 target,
                 login.secret.clone(),
                 login.settings.clone(),
-            )
-            .map_err(|e| FrontendError::protocol(format!("cannot build pool: {e}")))
+            ))
         })
     }
 

@@ -49,7 +49,6 @@ impl FrontendError {
             Self::Refused { code, .. } => code,
             Self::Checkout(CheckoutError::Timeout { .. }) => sqlstate::TOO_MANY_CONNECTIONS,
             Self::Checkout(CheckoutError::Backend(e)) | Self::Backend(e) => backend_sqlstate(e),
-            Self::Checkout(CheckoutError::Closed(_)) => sqlstate::CANNOT_CONNECT_NOW,
             Self::Io(_) => sqlstate::CONNECTION_FAILURE,
             Self::ClientTimeout => sqlstate::IDLE_SESSION_TIMEOUT,
         }

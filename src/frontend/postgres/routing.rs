@@ -88,18 +88,19 @@ impl Session {
     pub(super) async fn connect_to(&mut self, want: Want) -> Result<(), FrontendError> {
         if self.ctx.is_paused(&self.db_key) {
             let ctx = self.ctx.clone();
-            ctx.wait_unpaused(&self.db_key).await;
+            Box::pin(ctx.wait_unpaused(&self.db_key)).await;
         }
         if self.ctx.generation() != self.generation {
             self.reroute()?;
         }
         let want = if self.splits() { want } else { Want::Primary };
-        let deadline = Instant::now() + self.cluster.topology.failover_timeout;
+        // Read the clock only if a node turns out unreachable.
+        let mut deadline = None;
         let mut attempts = 0;
         loop {
             attempts += 1;
             self.settle_unknown_lsn();
-            let (node, write) = self.pick(want, deadline).await?;
+            let (node, write) = self.pick(want, &mut deadline).await?;
             let Some(pool) = self.pools.get(node).cloned() else {
                 return Err(FrontendError::protocol("no pool for the chosen node"));
             };
@@ -121,7 +122,9 @@ impl Session {
                 }
                 Err(e) if unreachable(&e) && attempts < MAX_ATTEMPTS => {
                     self.cluster.report_unreachable(node, &e.to_string());
-                    if Instant::now() >= deadline {
+                    let failover = self.cluster.topology.failover_timeout;
+                    if Instant::now() >= *deadline.get_or_insert_with(|| Instant::now() + failover)
+                    {
                         return Err(e.into());
                     }
                     debug!(error = %e, node, "node unreachable; retrying elsewhere");
@@ -163,7 +166,11 @@ impl Session {
 
     /// The node for `want`: a replica for reads when one is eligible, else
     /// the primary, waiting for one while the cluster has none.
-    async fn pick(&self, want: Want, deadline: Instant) -> Result<(usize, bool), FrontendError> {
+    async fn pick(
+        &self,
+        want: Want,
+        deadline: &mut Option<Instant>,
+    ) -> Result<(usize, bool), FrontendError> {
         if want == Want::Read {
             let min_lsn = if self.tracks_writes() {
                 self.min_lsn
@@ -186,7 +193,13 @@ impl Session {
         }
         let primary = match self.cluster.primary() {
             Some(p) => p,
-            None => self.cluster.wait_primary(deadline).await.ok_or_else(|| {
+            None => {
+                let failover = self.cluster.topology.failover_timeout;
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + failover);
+                // Boxed: rare, and it would otherwise enlarge every pick.
+                Box::pin(self.cluster.wait_primary(deadline)).await
+            }
+            .ok_or_else(|| {
                 FrontendError::refused(
                     sqlstate::CANNOT_CONNECT_NOW,
                     format!(

@@ -21,6 +21,13 @@ const PARAMETER: &str = "attache.role";
 /// Accepted: `SET [SESSION] attache.role {= | TO} value [;]` with `value`
 /// quoted or bare, any case, and `RESET attache.role [;]`.
 pub fn session_role_command(sql: &str) -> Option<Result<Option<RoleHint>, String>> {
+    // Every query passes here: rule out all but SET and RESET before the
+    // tokenizer allocates.
+    let head = sql.trim_start();
+    let first = &head[..head.find(|c: char| !is_word_char(c)).unwrap_or(head.len())];
+    if !(is_kw(first, "set") || is_kw(first, "reset")) {
+        return None;
+    }
     let tokens = tokenize(sql)?;
     let mut rest = tokens.as_slice();
     if let Some((Tok::Semicolon, init)) = rest.split_last() {
