@@ -474,8 +474,14 @@ impl InFlight {
 
 /// Milliseconds since the first call: a compact clock for atomics.
 fn epoch_millis() -> u64 {
+    millis_at(Instant::now())
+}
+
+/// [`epoch_millis`] for an instant already read.
+fn millis_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    t.saturating_duration_since(*EPOCH.get_or_init(|| t))
+        .as_millis() as u64
 }
 
 impl Drop for InFlight {
@@ -487,16 +493,22 @@ impl Drop for InFlight {
         if self.abandoned {
             return;
         }
-        let sample = self.started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        // One clock read for the sample and the EWMA's age.
+        let now = Instant::now();
+        let now_ms = millis_at(now);
+        let sample = now
+            .saturating_duration_since(self.started)
+            .as_micros()
+            .min(u64::MAX as u128) as u64;
         n.latency.record(sample);
-        let old = n.load().1;
+        let old = n.ewma_as_of(now_ms);
         let new = if old == 0 {
             sample
         } else {
             (old * 4 + sample) / 5
         };
         n.ewma_micros.store(new, Ordering::Relaxed);
-        n.ewma_at.store(epoch_millis(), Ordering::Relaxed);
+        n.ewma_at.store(now_ms, Ordering::Relaxed);
     }
 }
 
@@ -524,9 +536,14 @@ impl Node {
     /// each second without a sample: a node that was slow once (or failed)
     /// and so stopped being picked must not be shunned forever.
     fn load(&self) -> (usize, u64) {
-        let age_secs = epoch_millis().saturating_sub(self.ewma_at.load(Ordering::Relaxed)) / 1000;
-        let ewma = self.ewma_micros.load(Ordering::Relaxed) >> age_secs.min(63);
+        let ewma = self.ewma_as_of(epoch_millis());
         (self.outstanding.load(Ordering::Relaxed), ewma)
+    }
+
+    /// The latency EWMA as of `now_ms` (see [`Node::load`]).
+    fn ewma_as_of(&self, now_ms: u64) -> u64 {
+        let age_secs = now_ms.saturating_sub(self.ewma_at.load(Ordering::Relaxed)) / 1000;
+        self.ewma_micros.load(Ordering::Relaxed) >> age_secs.min(63)
     }
 
     /// A probe answered: role and position as the server says.

@@ -242,7 +242,10 @@ impl PgPool {
         let started = Instant::now();
         let permit = match self.slots.try_permit() {
             Some(p) => Some(p),
-            None => self.slots.permit(self.settings.checkout_timeout).await,
+            None => {
+                let deadline = started + self.settings.checkout_timeout;
+                self.slots.permit(deadline).await
+            }
         };
         let r = match permit {
             None => {

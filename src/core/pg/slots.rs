@@ -91,10 +91,11 @@ impl<T: Reusable> Slots<T> {
         Some(Permit { slots: self })
     }
 
-    /// A permit within `wait`, in arrival order; `None` when it passed.
-    pub async fn permit(&self, wait: Duration) -> Option<Permit<'_, T>> {
+    /// A permit by `deadline`, in arrival order; `None` when it passed.
+    pub async fn permit(&self, deadline: Instant) -> Option<Permit<'_, T>> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let r = tokio::time::timeout(wait, self.permits.acquire()).await;
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let r = tokio::time::timeout_at(deadline, self.permits.acquire()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         let p = r.ok()?.ok()?;
         p.forget();

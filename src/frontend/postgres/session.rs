@@ -356,7 +356,10 @@ impl Session {
                 None => std::future::pending().await,
             }
         };
+        // Biased, reads first: the branch that woke the session is found
+        // without polling the shutdown signal and the idle timer as well.
         tokio::select! {
+            biased;
             r = server_read => Event::Server(r),
             r = client.read_buf(cbuf) => Event::Client(r),
             _ = shutdown.fired(), if !closing => Event::Shutdown,
