@@ -19,7 +19,7 @@ use tracing::debug;
 pub struct CancelTarget {
     pub addr: Arc<str>,
     pub pid: i32,
-    pub secret: Vec<u8>,
+    pub secret: Arc<[u8]>,
 }
 
 pub type CancelSlot = Arc<Mutex<Option<CancelTarget>>>;

@@ -114,7 +114,7 @@ pub struct ServerConn {
     pub addr: Arc<str>,
     /// The server's own BackendKeyData, for cancel requests.
     pub pid: i32,
-    pub secret: Vec<u8>,
+    pub secret: Arc<[u8]>,
     /// ParameterStatus values reported at login.
     pub params: Vec<(String, String)>,
     /// Session settings Attaché applied on top of the login defaults
@@ -174,7 +174,7 @@ impl ServerConn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr: Arc::from(target.addr.as_str()),
             pid: 0,
-            secret: Vec::new(),
+            secret: Arc::from(&[][..]),
             params: Vec::new(),
             settings: BTreeMap::new(),
             prepared: HashMap::new(),

@@ -33,7 +33,7 @@ pub(super) async fn login(
                 let (pid, secret) = messages::read_backend_key(m.body())
                     .map_err(|e| BackendError::Protocol(e.to_string()))?;
                 conn.pid = pid;
-                conn.secret = secret;
+                conn.secret = secret.into();
             }
             b'E' => return Err(refused(target, m.body())),
             b'Z' => return Ok(()),

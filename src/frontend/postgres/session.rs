@@ -312,7 +312,14 @@ impl Session {
                 }
                 Event::Client(Err(e)) => return Err(e.into()),
                 Event::Server(Ok(0)) => self.server_lost("server closed the connection").await?,
-                Event::Server(Ok(_)) => self.on_server_bytes().await?,
+                Event::Server(Ok(_)) => {
+                    self.on_server_bytes().await?;
+                    // The client's answer first, the pool's bookkeeping
+                    // after: the release (clock read, locks, waking the
+                    // next waiter) is off the reply's path.
+                    self.flush_client().await?;
+                    self.maybe_release();
+                }
                 Event::Server(Err(e)) => self.server_lost(&e.to_string()).await?,
                 Event::Shutdown => self.closing = true,
                 Event::Idle => {
@@ -406,7 +413,6 @@ impl Session {
             };
             self.on_server_message(m);
         }
-        self.maybe_release();
         Ok(())
     }
 

@@ -46,7 +46,7 @@ fn the_attached_server_is_read_from_the_cancel_slot() {
     *slot.lock().unwrap() = Some(CancelTarget {
         addr: "127.0.0.1:5432".into(),
         pid: 4242,
-        secret: vec![1, 2, 3, 4],
+        secret: vec![1, 2, 3, 4].into(),
     });
     assert_eq!(registry.all()[0].server().map(|s| s.pid), Some(4242));
 }
