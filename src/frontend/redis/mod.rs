@@ -10,6 +10,7 @@ mod local;
 mod order;
 mod route;
 mod session;
+mod timer;
 mod txn;
 
 use std::collections::HashSet;

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::local::{self, Local};
 use super::order::Channel;
+use super::timer::ReplyTimer;
 use super::{dedicated, route, txn, RedisContext};
 use crate::core::redis::{Reply, Setup};
 use crate::server::Shutdown;
@@ -55,6 +56,8 @@ pub(super) struct Session {
     pub authed: bool,
     pub name: Option<Bytes>,
     pub slots: VecDeque<Slot>,
+    /// Guards the oldest reply's deadline.
+    pub reply_timer: ReplyTimer,
     /// A MULTI/WATCH transaction, while one is open.
     pub txn: Option<txn::Txn>,
     /// The command that switched the session to a dedicated relay, and
@@ -136,6 +139,7 @@ pub(super) async fn run(
         db: 0,
         name: None,
         slots: VecDeque::new(),
+        reply_timer: ReplyTimer::default(),
         txn: None,
         pending_relay: None,
         quit: false,
@@ -393,9 +397,12 @@ impl Session {
         };
         let count = *count;
         let reply = match deadline {
-            Some(d) => match tokio::time::timeout_at(*d, &mut *rx).await {
-                Ok(r) => r.unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
-                Err(_) => Err(crate::core::redis::RedisBackendError::Timeout(timeout)),
+            Some(d) => tokio::select! {
+                biased;
+                r = &mut *rx => r.unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
+                () = self.reply_timer.until(*d) => {
+                    Err(crate::core::redis::RedisBackendError::Timeout(timeout))
+                }
             },
             None => (&mut *rx)
                 .await

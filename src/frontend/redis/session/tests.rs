@@ -27,6 +27,7 @@ fn session(max_queued_bytes: u64) -> Session {
         authed: true,
         name: None,
         slots: VecDeque::new(),
+        reply_timer: Default::default(),
         txn: None,
         pending_relay: None,
         quit: false,
