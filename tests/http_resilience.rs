@@ -1,7 +1,8 @@
 //! HTTP egress resilience end to end, at the backend → respond steps of
 //! accept → parse → route → backend → respond: outlier ejection and
 //! readmission, retries around dead or resetting endpoints (and not for
-//! POST unless allowed), the retry budget under a full outage, per-try and
+//! POST unless allowed; a POST never rides a connection the upstream just
+//! closed), the retry budget under a full outage, per-try and
 //! overall timeouts, circuit breaking and active health checks, all against
 //! real in-process upstream servers switched into failure modes.
 
@@ -512,5 +513,79 @@ async fn active_health_checks_take_endpoints_out_and_back() {
     let r = get(&c, addr, "/x", &[]).await;
     assert_local(&r, 503, "unhealthy");
     assert_eq!(a.requests() + b.requests(), before, "nothing was sent");
+    attache.shutdown().await;
+}
+
+/// An upstream that answers one request per connection and then closes it
+/// without saying so (no `Connection: close`), as a server restarting or
+/// enforcing a per-connection limit might. Counts connections.
+async fn one_answer_per_connection() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The head, then as much body as Content-Length says.
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Dropped here: closed right after the answer.
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_never_lands_on_a_connection_the_upstream_just_closed() {
+    use std::sync::atomic::Ordering;
+    let (up, accepted) = one_answer_per_connection().await;
+    let toml = config(&[up], NO_OUTLIER, &[("/", "")]);
+    let (attache, addr) = attache_addr(&toml).await;
+    let c = h1_client();
+    for round in 0..3 {
+        // A GET leaves its connection idle in the pool; the upstream then
+        // closes it. Well under a second later, a POST, which may not be
+        // repeated, must not be sent on it.
+        let r = get(&c, addr, "/a", &[]).await;
+        assert_eq!(r.status, 200, "round {round}: {:?} {}", r.headers, r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = send(&c, "POST", addr, "/pay", &[], Bytes::from_static(b"pay 5")).await;
+        assert_eq!(r.status, 200, "round {round}: {:?} {}", r.headers, r.body);
+        assert_eq!(r.body, "ok");
+    }
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        6,
+        "one connection per request: none was reused after its close"
+    );
     attache.shutdown().await;
 }

@@ -172,16 +172,21 @@ impl Pool {
     }
 
     /// A fast-path connection to `ep` (live idle or new) and whether it
-    /// served before.
-    pub async fn checkout_raw(&self, ep: &Endpoint) -> Result<(RawConn, bool), ConnectError> {
-        if let Some(conn) = self.take_raw(ep.addr) {
+    /// served before. `probe`: check even a connection idle for a moment
+    /// (for a request that cannot be repeated if the reuse fails).
+    pub async fn checkout_raw(
+        &self,
+        ep: &Endpoint,
+        probe: bool,
+    ) -> Result<(RawConn, bool), ConnectError> {
+        if let Some(conn) = self.take_raw(ep.addr, probe) {
             return Ok((conn, true));
         }
         let (stream, _, permit) = self.open_conn(ep).await?;
         Ok((RawConn::new(stream, permit), false))
     }
 
-    fn take_raw(&self, addr: SocketAddr) -> Option<RawConn> {
+    fn take_raw(&self, addr: SocketAddr, probe: bool) -> Option<RawConn> {
         let mut slots = lock(&self.slots);
         let slot = slots.get_mut(&addr)?;
         let now = Instant::now();
@@ -189,8 +194,12 @@ impl Pool {
             let idle = now.duration_since(since);
             // A connection idle for a moment is not probed (a syscall per
             // request); the rare one closed meanwhile fails before any
-            // answer and is replaced by the caller when that is safe.
-            if idle < self.settings.idle_timeout && (idle < PROBE_AFTER || conn.is_idle_alive()) {
+            // answer and is replaced by the caller when that is safe. When
+            // it is not (a POST, say), the probe is worth its syscall: a
+            // server that closed right after its last answer would
+            // otherwise cost the request a 502.
+            let skip_probe = idle < PROBE_AFTER && !probe;
+            if idle < self.settings.idle_timeout && (skip_probe || conn.is_idle_alive()) {
                 return Some(conn);
             }
         }

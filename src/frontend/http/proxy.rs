@@ -360,7 +360,7 @@ impl Attempt<'_> {
         for _ in 0..MAX_STALE {
             let (conn, reused) = cluster
                 .pool
-                .checkout_raw(ep)
+                .checkout_raw(ep, !self.repeatable)
                 .await
                 .map_err(TryError::Connect)?;
             let out = Outgoing {
