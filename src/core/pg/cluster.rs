@@ -7,7 +7,10 @@
 //! old one fails.
 
 mod balance;
+mod inflight;
 pub mod monitor;
+
+pub use inflight::InFlight;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -426,12 +429,7 @@ impl Cluster {
             let c = if write { &n.writes } else { &n.reads };
             c.fetch_add(1, Ordering::Relaxed);
         }
-        InFlight {
-            cluster: self.clone(),
-            node: i,
-            started: Instant::now(),
-            abandoned: false,
-        }
+        InFlight::new(self.clone(), i)
     }
 
     pub fn status(&self) -> Vec<NodeStatus> {
@@ -446,70 +444,6 @@ pub enum ReadTarget {
     Primary,
     /// `primary_reads = "never"` and no replica is eligible.
     None,
-}
-
-/// One transaction's hold on a node; dropping it records the latency.
-#[derive(Debug)]
-pub struct InFlight {
-    cluster: Arc<Cluster>,
-    node: usize,
-    started: Instant,
-    abandoned: bool,
-}
-
-impl InFlight {
-    pub fn node(&self) -> usize {
-        self.node
-    }
-}
-
-impl InFlight {
-    /// Ends the hold without a latency sample: the transaction failed with
-    /// its server, and its duration says nothing about the node's speed.
-    pub fn abandon(mut self) -> usize {
-        self.abandoned = true;
-        self.node
-    }
-}
-
-/// Milliseconds since the first call: a compact clock for atomics.
-fn epoch_millis() -> u64 {
-    millis_at(Instant::now())
-}
-
-/// [`epoch_millis`] for an instant already read.
-fn millis_at(t: Instant) -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    t.saturating_duration_since(*EPOCH.get_or_init(|| t))
-        .as_millis() as u64
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let Some(n) = self.cluster.nodes.get(self.node) else {
-            return;
-        };
-        n.outstanding.fetch_sub(1, Ordering::Relaxed);
-        if self.abandoned {
-            return;
-        }
-        // One clock read for the sample and the EWMA's age.
-        let now = Instant::now();
-        let now_ms = millis_at(now);
-        let sample = now
-            .saturating_duration_since(self.started)
-            .as_micros()
-            .min(u64::MAX as u128) as u64;
-        n.latency.record(sample);
-        let old = n.ewma_as_of(now_ms);
-        let new = if old == 0 {
-            sample
-        } else {
-            (old * 4 + sample) / 5
-        };
-        n.ewma_micros.store(new, Ordering::Relaxed);
-        n.ewma_at.store(now_ms, Ordering::Relaxed);
-    }
 }
 
 impl Node {
@@ -530,20 +464,6 @@ impl Node {
 
     pub fn lsn(&self) -> u64 {
         self.lsn.load(Ordering::Relaxed)
-    }
-
-    /// Outstanding transactions and the latency EWMA, which halves for
-    /// each second without a sample: a node that was slow once (or failed)
-    /// and so stopped being picked must not be shunned forever.
-    fn load(&self) -> (usize, u64) {
-        let ewma = self.ewma_as_of(epoch_millis());
-        (self.outstanding.load(Ordering::Relaxed), ewma)
-    }
-
-    /// The latency EWMA as of `now_ms` (see [`Node::load`]).
-    fn ewma_as_of(&self, now_ms: u64) -> u64 {
-        let age_secs = now_ms.saturating_sub(self.ewma_at.load(Ordering::Relaxed)) / 1000;
-        self.ewma_micros.load(Ordering::Relaxed) >> age_secs.min(63)
     }
 
     /// A probe answered: role and position as the server says.
