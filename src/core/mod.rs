@@ -6,6 +6,7 @@
 //! - [`http`]: HTTP upstream clusters: balancing, ejection, retry budgets.
 
 pub mod error;
+pub mod gauge;
 pub mod http;
 pub mod pg;
 pub mod redis;

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use crate::core::gauge::Held;
+
 /// What the pool needs to know of a connection.
 pub trait Reusable {
     /// Its protocol state is unknown: it must not be handed out again.
@@ -93,10 +95,11 @@ impl<T: Reusable> Slots<T> {
 
     /// A permit by `deadline`, in arrival order; `None` when it passed.
     pub async fn permit(&self, deadline: Instant) -> Option<Permit<'_, T>> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        // Counted down on drop too: a waiter whose session goes away
+        // mid-wait must not stay counted.
+        let _waiting = Held::new(&self.waiting);
         let deadline = tokio::time::Instant::from_std(deadline);
         let r = tokio::time::timeout_at(deadline, self.permits.acquire()).await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
         let p = r.ok()?.ok()?;
         p.forget();
         Some(Permit { slots: self })

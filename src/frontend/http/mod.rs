@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info_span, Instrument};
 
 use crate::config::http::{HttpConfig, RouteConfig};
+use crate::core::gauge::Held;
 use crate::core::http::route::Router;
 use crate::core::http::stats::Stats;
 use crate::core::http::{Cluster, ClusterError};
@@ -143,21 +144,6 @@ impl HttpContext {
     }
 }
 
-struct Connected<'a>(&'a AtomicUsize);
-
-impl<'a> Connected<'a> {
-    fn new(n: &'a AtomicUsize) -> Self {
-        n.fetch_add(1, Ordering::Relaxed);
-        Self(n)
-    }
-}
-
-impl Drop for Connected<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl App for HttpContext {
     fn protocol(&self) -> &'static str {
         "http"
@@ -167,7 +153,7 @@ impl App for HttpContext {
         let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("client", protocol = "http", listener, client.addr = %peer);
         async move {
-            let _connected = Connected::new(&self.clients);
+            let _connected = Held::new(&self.clients);
             let _ = tcp.set_nodelay(true);
             let ctx = self.clone();
             // Made once per connection, cloned (a refcount) per request.

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info_span, Instrument};
 
 use crate::config::redis::RedisConfig;
+use crate::core::gauge::Held;
 use crate::core::redis::{Mux, Setup, Topology, TopologyError};
 use crate::server::{App, Shutdown};
 
@@ -37,23 +38,6 @@ pub struct RedisContext {
     denied: HashSet<String>,
     /// Clients connected right now (see [`RedisContext::clients`]).
     clients: AtomicUsize,
-}
-
-/// Counts one connected client for as long as its `serve` runs, however
-/// that ends.
-struct Connected(Arc<RedisContext>);
-
-impl Connected {
-    fn new(ctx: Arc<RedisContext>) -> Self {
-        ctx.clients.fetch_add(1, Ordering::Relaxed);
-        Self(ctx)
-    }
-}
-
-impl Drop for Connected {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl RedisContext {
@@ -113,7 +97,10 @@ impl App for RedisContext {
     async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
         let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("client", protocol = "redis", listener, client.addr = %peer);
-        let _connected = Connected::new(self.clone());
+        // Counts the client for as long as this runs, however it ends (the
+        // session takes `self`, so the count holds its own reference).
+        let ctx = self.clone();
+        let _connected = Held::new(&ctx.clients);
         async move {
             let _ = tcp.set_nodelay(true);
             let stream = match &self.local_tls {

@@ -205,3 +205,14 @@ async fn a_waiter_gives_up_after_its_wait() {
     assert!(started.elapsed() >= Duration::from_millis(50));
     assert_eq!(slots.status().waiting, 0);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiter_that_gives_up_early_is_no_longer_counted() {
+    let slots = Slots::<Fake>::new(1, None);
+    let _a = slots.lease_new(slots.try_permit().unwrap(), Fake::new(1));
+    let wait = slots.permit(Instant::now() + Duration::from_secs(30));
+    // Dropped mid-wait, as when the session waiting is cancelled.
+    let r = tokio::time::timeout(Duration::from_millis(20), wait).await;
+    assert!(r.is_err());
+    assert_eq!(slots.status().waiting, 0);
+}
