@@ -363,14 +363,12 @@ fn spawn_maintenance(pool: Weak<PgPool>) {
             tick.tick().await;
             let Some(pool) = pool.upgrade() else { return };
             let idle = pool.settings.server_idle_timeout;
-            let lifetime = pool.settings.server_lifetime;
             // Idle timeouts are enforced here, once a second, not on
-            // every checkout: that keeps the clock off the hot path.
-            let reaped = pool.slots.retain(|conn, idle_for| {
-                !conn.broken
-                    && idle.is_none_or(|t| idle_for < t)
-                    && lifetime.is_none_or(|l| conn.created.elapsed() < l)
-            });
+            // every checkout: that keeps the clock off the hot path. (The
+            // slots close connections past server_lifetime themselves.)
+            let reaped = pool
+                .slots
+                .retain(|conn, idle_for| !conn.broken && idle.is_none_or(|t| idle_for < t));
             if reaped > 0 {
                 debug!(pool = %pool.key, removed = reaped, "reaped server connections");
             }

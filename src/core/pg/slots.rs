@@ -137,13 +137,16 @@ impl<T: Reusable> Slots<T> {
         }
     }
 
-    /// Closes the idle connections `keep` rejects (given each one and how
-    /// long it has been idle); returns how many.
+    /// Closes the idle connections past their lifetime and those `keep`
+    /// rejects (given each one and how long it has been idle); returns how
+    /// many.
     pub fn retain(&self, mut keep: impl FnMut(&T, Duration) -> bool) -> usize {
         let now = Instant::now();
         let mut idle = self.lock();
         let before = idle.len();
-        idle.retain(|i| keep(&i.conn, now.saturating_duration_since(i.since)));
+        idle.retain(|i| {
+            !self.expired(&i.conn, now) && keep(&i.conn, now.saturating_duration_since(i.since))
+        });
         let removed = before - idle.len();
         drop(idle);
         self.size.fetch_sub(removed, Ordering::Relaxed);
@@ -162,15 +165,18 @@ impl<T: Reusable> Slots<T> {
     /// A returned connection: kept idle if it may be reused.
     fn put(&self, conn: T) {
         let now = Instant::now();
-        let expired = self
-            .lifetime
-            .is_some_and(|l| now.saturating_duration_since(conn.created()) > l);
-        if conn.is_broken() || expired {
+        if conn.is_broken() || self.expired(&conn, now) {
             self.size.fetch_sub(1, Ordering::Relaxed);
         } else {
             self.lock().push(Idle { conn, since: now });
         }
         self.permits.add_permits(1);
+    }
+
+    /// Older than the pool's connection lifetime.
+    fn expired(&self, conn: &T, now: Instant) -> bool {
+        self.lifetime
+            .is_some_and(|l| now.saturating_duration_since(conn.created()) > l)
     }
 
     /// A panic while the lock was held cannot leave the list half-changed

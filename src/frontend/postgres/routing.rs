@@ -94,13 +94,12 @@ impl Session {
             self.reroute()?;
         }
         let want = if self.splits() { want } else { Want::Primary };
-        // Read the clock only if a node turns out unreachable.
-        let mut deadline = None;
+        let deadline = Instant::now() + self.cluster.topology.failover_timeout;
         let mut attempts = 0;
         loop {
             attempts += 1;
             self.settle_unknown_lsn();
-            let (node, write) = self.pick(want, &mut deadline).await?;
+            let (node, write) = self.pick(want, deadline).await?;
             let Some(pool) = self.pools.get(node).cloned() else {
                 return Err(FrontendError::protocol("no pool for the chosen node"));
             };
@@ -122,9 +121,7 @@ impl Session {
                 }
                 Err(e) if unreachable(&e) && attempts < MAX_ATTEMPTS => {
                     self.cluster.report_unreachable(node, &e.to_string());
-                    let failover = self.cluster.topology.failover_timeout;
-                    if Instant::now() >= *deadline.get_or_insert_with(|| Instant::now() + failover)
-                    {
+                    if Instant::now() >= deadline {
                         return Err(e.into());
                     }
                     debug!(error = %e, node, "node unreachable; retrying elsewhere");
@@ -166,11 +163,7 @@ impl Session {
 
     /// The node for `want`: a replica for reads when one is eligible, else
     /// the primary, waiting for one while the cluster has none.
-    async fn pick(
-        &self,
-        want: Want,
-        deadline: &mut Option<Instant>,
-    ) -> Result<(usize, bool), FrontendError> {
+    async fn pick(&self, want: Want, deadline: Instant) -> Result<(usize, bool), FrontendError> {
         if want == Want::Read {
             let min_lsn = if self.tracks_writes() {
                 self.min_lsn
@@ -193,21 +186,18 @@ impl Session {
         }
         let primary = match self.cluster.primary() {
             Some(p) => p,
-            None => {
-                let failover = self.cluster.topology.failover_timeout;
-                let deadline = *deadline.get_or_insert_with(|| Instant::now() + failover);
-                // Boxed: rare, and it would otherwise enlarge every pick.
-                Box::pin(self.cluster.wait_primary(deadline)).await
-            }
-            .ok_or_else(|| {
-                FrontendError::refused(
-                    sqlstate::CANNOT_CONNECT_NOW,
-                    format!(
-                        "no primary for database \"{}\" within failover_timeout ({:?})",
-                        self.cluster.name, self.cluster.topology.failover_timeout
-                    ),
-                )
-            })?,
+            // Boxed: rare, and it would otherwise enlarge every pick.
+            None => Box::pin(self.cluster.wait_primary(deadline))
+                .await
+                .ok_or_else(|| {
+                    FrontendError::refused(
+                        sqlstate::CANNOT_CONNECT_NOW,
+                        format!(
+                            "no primary for database \"{}\" within failover_timeout ({:?})",
+                            self.cluster.name, self.cluster.topology.failover_timeout
+                        ),
+                    )
+                })?,
         };
         Ok((primary, want == Want::Primary))
     }

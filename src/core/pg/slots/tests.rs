@@ -216,3 +216,24 @@ async fn a_waiter_that_gives_up_early_is_no_longer_counted() {
     assert!(r.is_err());
     assert_eq!(slots.status().waiting, 0);
 }
+
+#[test]
+fn retain_also_closes_idle_connections_that_outlived_their_lifetime() {
+    let slots = Slots::<Fake>::new(2, Some(Duration::from_secs(60)));
+    let mut aging = Fake::new(1);
+    aging.created = Instant::now() - Duration::from_millis(59_990);
+    drop(slots.lease_new(slots.try_permit().unwrap(), aging));
+    drop(slots.lease_new(slots.try_permit().unwrap(), Fake::new(2)));
+    assert_eq!(
+        slots.status(),
+        status(2, 2, 0, 2),
+        "both young enough when returned"
+    );
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        slots.retain(|_, _| true),
+        1,
+        "the keep-all predicate cannot save it"
+    );
+    assert_eq!(slots.status(), status(1, 1, 0, 2));
+}
