@@ -41,7 +41,7 @@ ROUNDS = int(os.environ.get("ROUNDS", "1"))
 WRITE = os.environ.get("WRITE", "0" if QUICK else "1") == "1"
 KEEP_TMP = os.environ.get("KEEP_TMP") == "1"
 PERF = os.environ.get("PERF") == "1"
-CONNS = int(os.environ.get("CONNS", "8"))
+CONNS = int(os.environ.get("CONNS", "16"))
 # redis-benchmark --threads for the 500-client workloads only.
 THREADS_C500 = int(os.environ.get("THREADS", "1"))
 KEYSPACE = 100_000

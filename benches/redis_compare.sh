@@ -13,7 +13,7 @@
 #   ROUNDS=1      how many times the whole interleaved matrix is repeated
 #   QUICK=1       short runs; does not touch BENCHMARKS.md unless WRITE=1
 #   WRITE=0|1     whether to rewrite the Redis section of BENCHMARKS.md
-#   CONNS=2       Attaché's connections_per_node
+#   CONNS=16      Attaché's connections_per_node
 #   THREADS=1     redis-benchmark --threads for the 500-client workloads
 #   PERF=1        afterwards, profile Attaché with perf during GET -c 50 -P 16
 #   KEEP_TMP=1    keep the temporary directory (configs, server logs)

@@ -156,7 +156,7 @@ fn check_redis_single() {
     let cfg = load("redis-single.toml");
     let r = cfg.redis.expect("[redis]");
     assert_eq!(r.nodes, vec!["127.0.0.1:6379".to_string()]);
-    assert_eq!(r.connections_per_node, 8);
+    assert_eq!(r.connections_per_node, 16);
     assert!(r.deny_commands.iter().any(|c| c == "FLUSHALL"));
     assert!(cfg.postgres.is_none());
 }

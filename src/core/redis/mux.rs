@@ -270,11 +270,10 @@ async fn run(
                 r = &mut reader => return r,
             },
         };
-        let mut commands = 0;
         let started = std::time::Instant::now();
         let mut queue = |r: Request, wbuf: &mut BytesMut| {
             wbuf.extend_from_slice(&r.bytes);
-            commands += r.replies;
+            let replies = r.replies;
             outstanding.fetch_add(1, Ordering::AcqRel);
             let _ = slots_tx.send(Waiting {
                 replies: r.replies,
@@ -282,17 +281,20 @@ async fn run(
                 reply: r.reply,
                 sent: started,
             });
+            replies
         };
-        queue(req, &mut wbuf);
-        let drained = 1 + drain(rx, &mut wbuf, &mut queue);
+        let mut commands = queue(req, &mut wbuf);
+        commands += drain(rx, &mut wbuf, &mut queue);
         // Few commands so far: give other clients' tasks one turn to add
         // theirs, so they share this write (a syscall per command is what a
-        // proxy without pipelining pays for most). A lone client gains
-        // nothing from the turn and pays two syscalls for it, so `coalesce`
-        // stops offering it while it keeps coming back empty.
-        if drained < 8 && coalesce.try_now() {
+        // proxy without pipelining pays for most). A pipelined batch already
+        // shares its write and would only wait. A lone client gains nothing
+        // from the turn and pays two syscalls for it, so `coalesce` stops
+        // offering it while it keeps coming back empty.
+        if commands < 8 && coalesce.try_now() {
             tokio::task::yield_now().await;
             let more = drain(rx, &mut wbuf, &mut queue);
+            commands += more;
             coalesce.record(more > 0);
         }
         NodeStats::add(&pipe.stats.requests, commands);
@@ -310,19 +312,16 @@ async fn run(
 }
 
 /// Takes queued requests until the batch is full or the queue is empty;
-/// returns how many it took.
+/// returns how many commands they hold.
 fn drain(
     rx: &mut mpsc::UnboundedReceiver<Request>,
     wbuf: &mut BytesMut,
-    queue: &mut impl FnMut(Request, &mut BytesMut),
+    queue: &mut impl FnMut(Request, &mut BytesMut) -> usize,
 ) -> usize {
     let mut n = 0;
     while wbuf.len() < MAX_BATCH {
         match rx.try_recv() {
-            Ok(r) => {
-                queue(r, wbuf);
-                n += 1;
-            }
+            Ok(r) => n += queue(r, wbuf),
             Err(_) => break,
         }
     }
