@@ -112,3 +112,63 @@ async fn commands_before_auth_in_the_same_write_are_refused() {
     assert_eq!(direct.trim(), "after");
     attache.shutdown().await;
 }
+
+/// A client with nothing unanswered may be moved to another shared server
+/// connection for its next batch (the least busy, or the one gathering a
+/// write). Many clients alternating single commands and pipelined ones
+/// must still read their own writes every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_moved_between_shared_connections_read_their_own_writes() {
+    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
+    let attache = start(&server, "connections_per_node = 4").await;
+    let addr = attache.redis_addr.expect("redis listener");
+
+    let clients = (0..40).map(|c| {
+        tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.expect("connect");
+            let key = format!("moved:{c}");
+            for round in 0..40u32 {
+                let n = 301 * round;
+                // One command, waited for…
+                let incr: &[&[&str]] = &[&["INCR", &key]];
+                let want = format!(":{}\r\n", n + 1);
+                assert_eq!(exchange(&mut tcp, incr, &want).await, want, "client {c}");
+                // …then a pipeline longer than one batch (so later parts
+                // leave while earlier ones are unanswered) that writes and
+                // reads back.
+                let (incr, get) = (["INCR", key.as_str()], ["GET", key.as_str()]);
+                let mut cmds: Vec<&[&str]> = vec![&incr; 300];
+                cmds.push(&get);
+                let mut want: String = (2..=301).map(|i| format!(":{}\r\n", n + i)).collect();
+                let v = (n + 301).to_string();
+                want.push_str(&format!("${}\r\n{v}\r\n", v.len()));
+                assert_eq!(exchange(&mut tcp, &cmds, &want).await, want, "client {c}");
+            }
+        })
+    });
+    for c in futures_util::future::join_all(clients).await {
+        c.expect("client task");
+    }
+    // The load did spread over more than one shared connection.
+    let list = tokio::task::block_in_place(|| server.cli(&["CLIENT", "LIST"])).expect("redis-cli");
+    let conns = list.lines().filter(|l| !l.contains("cmd=client")).count();
+    assert!(
+        conns > 1,
+        "one server connection carried everything:\n{list}"
+    );
+}
+
+async fn exchange(tcp: &mut TcpStream, cmds: &[&[&str]], expected: &str) -> String {
+    tcp.write_all(&encode(cmds)).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while got.len() < expected.len() {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("reply within 5s")
+            .expect("read");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}

@@ -5,7 +5,7 @@
 //! queued); the reader hands each reply to the oldest slot. A pipe whose
 //! connection fails fails its outstanding slots and reconnects with backoff.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::conn::{self, RedisBackendError, RedisTarget, Setup};
+use load::{Loads, PipeLoad};
+
+mod load;
 
 /// A reply: its raw bytes, in the connection's protocol version.
 pub type Reply = Result<Bytes, RedisBackendError>;
@@ -36,6 +39,8 @@ struct Request {
 /// A reply slot in a pipe's FIFO.
 struct Waiting {
     replies: usize,
+    /// The commands it answers, as counted in its pipe's load.
+    commands: usize,
     collect: Option<BytesMut>,
     reply: oneshot::Sender<Reply>,
     /// When the batch it went out in started filling (latency metric).
@@ -94,6 +99,7 @@ const MAX_BATCH: usize = 256 * 1024;
 /// so sending never waits and routing stays synchronous.
 pub struct Mux {
     pipes: Vec<mpsc::UnboundedSender<Request>>,
+    loads: Loads,
     stats: Arc<NodeStats>,
 }
 
@@ -111,14 +117,28 @@ impl Mux {
         n: usize,
         stats: Arc<NodeStats>,
     ) -> Self {
-        let pipes = (0..n.max(1))
-            .map(|_| {
+        let loads = Loads::new(n);
+        let pipes = loads
+            .pipes
+            .iter()
+            .map(|load| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(supervise(target.clone(), setup, rx, stats.clone()));
+                let pipe = supervise(target.clone(), setup, rx, stats.clone(), load.clone());
+                tokio::spawn(pipe);
                 tx
             })
             .collect();
-        Self { pipes, stats }
+        Self {
+            pipes,
+            loads,
+            stats,
+        }
+    }
+
+    /// The lane for a batch of `commands` from a client that has nothing
+    /// unanswered on these pipes, so may take any of them: see [`load`].
+    pub fn pick_lane(&self, commands: usize) -> usize {
+        self.loads.pick(commands)
     }
 
     /// Queues a raw command on pipe `lane % pipes`; the receiver yields
@@ -161,7 +181,10 @@ impl Mux {
             collect,
             reply: tx,
         };
+        let unsent = &self.loads.pipes[i].unsent;
+        unsent.fetch_add(req.replies, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(req)) = self.pipes[i].send(req) {
+            unsent.fetch_sub(req.replies, Ordering::Relaxed);
             NodeStats::add(&self.stats.failed_requests, req.replies);
             let _ = req.reply.send(Err(RedisBackendError::Lost));
         }
@@ -175,6 +198,7 @@ async fn supervise(
     setup: Setup,
     mut rx: mpsc::UnboundedReceiver<Request>,
     stats: Arc<NodeStats>,
+    load: Arc<PipeLoad>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -189,8 +213,11 @@ async fn supervise(
                     target: &target,
                     version: setup.version,
                     stats: &stats,
+                    load: &load,
                 };
                 let ended = run(rd, wr, leftover, first, &mut rx, pipe).await;
+                // Every slot of the connection is answered or failed now.
+                load.unanswered.store(0, Ordering::Relaxed);
                 stats.open.fetch_sub(1, Ordering::Relaxed);
                 if let Err(e) = ended {
                     NodeStats::add(&stats.backend_errors, 1);
@@ -201,6 +228,7 @@ async fn supervise(
                 warn!(server.addr = %target.addr, error = %e, "redis connect failed");
                 NodeStats::add(&stats.backend_errors, 1);
                 NodeStats::add(&stats.failed_requests, first.replies);
+                load.unsent.fetch_sub(first.replies, Ordering::Relaxed);
                 let _ = first.reply.send(Err(e.clone()));
                 // While backing off, fail new requests at once with the
                 // reason instead of letting them wait for the next attempt.
@@ -210,6 +238,7 @@ async fn supervise(
                         r = rx.recv() => match r {
                             Some(r) => {
                                 NodeStats::add(&stats.failed_requests, r.replies);
+                                load.unsent.fetch_sub(r.replies, Ordering::Relaxed);
                                 let _ = r.reply.send(Err(e.clone()));
                             }
                             None => return,
@@ -229,6 +258,7 @@ struct Pipe<'a> {
     target: &'a RedisTarget,
     version: Version,
     stats: &'a NodeStats,
+    load: &'a PipeLoad,
 }
 
 async fn run(
@@ -241,14 +271,8 @@ async fn run(
 ) -> Result<(), RedisBackendError> {
     let target = pipe.target;
     let (slots_tx, slots_rx) = mpsc::unbounded_channel::<Waiting>();
-    let outstanding = Arc::new(AtomicUsize::new(0));
-    let mut reader = Box::pin(read_replies(
-        rd,
-        leftover,
-        slots_rx,
-        pipe,
-        outstanding.clone(),
-    ));
+    let outstanding = &pipe.load.unanswered;
+    let mut reader = Box::pin(read_replies(rd, leftover, slots_rx, pipe));
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     let mut pending = Some(first);
     let mut coalesce = Coalesce::default();
@@ -274,9 +298,10 @@ async fn run(
         let mut queue = |r: Request, wbuf: &mut BytesMut| {
             wbuf.extend_from_slice(&r.bytes);
             let replies = r.replies;
-            outstanding.fetch_add(1, Ordering::AcqRel);
+            outstanding.fetch_add(replies, Ordering::AcqRel);
             let _ = slots_tx.send(Waiting {
                 replies: r.replies,
+                commands: replies,
                 collect: r.collect.then(BytesMut::new),
                 reply: r.reply,
                 sent: started,
@@ -297,6 +322,7 @@ async fn run(
             commands += more;
             coalesce.record(more > 0);
         }
+        pipe.load.unsent.fetch_sub(commands, Ordering::Relaxed);
         NodeStats::add(&pipe.stats.requests, commands);
         NodeStats::add(&pipe.stats.bytes_sent, wbuf.len());
         if let Err(e) = wr.write_all(&wbuf).await {
@@ -379,8 +405,8 @@ async fn read_replies(
     mut buf: BytesMut,
     mut slots: mpsc::UnboundedReceiver<Waiting>,
     pipe: Pipe<'_>,
-    outstanding: Arc<AtomicUsize>,
 ) -> Result<(), RedisBackendError> {
+    let outstanding = &pipe.load.unanswered;
     let (target, version) = (pipe.target, pipe.version);
     let mut current: Option<Waiting> = None;
     // Error replies seen since the last read, added to the node's counter
@@ -397,7 +423,7 @@ async fn read_replies(
                 if let Some((len, errs)) = replies_len(&buf, w.replies, version, &target.limits) {
                     errors += errs;
                     if let Some(w) = current.take() {
-                        outstanding.fetch_sub(1, Ordering::AcqRel);
+                        outstanding.fetch_sub(w.commands, Ordering::AcqRel);
                         pipe.stats.latency.record(micros_since(w.sent));
                         let _ = w.reply.send(Ok(buf.split_to(len).freeze()));
                     }
@@ -451,7 +477,7 @@ async fn read_replies(
             };
             if slot.replies == 0 {
                 if let Some(mut w) = current.take() {
-                    outstanding.fetch_sub(1, Ordering::AcqRel);
+                    outstanding.fetch_sub(w.commands, Ordering::AcqRel);
                     let answer = match (raw, w.collect.take()) {
                         (Some(last), _) => last,
                         (None, Some(all)) => all.freeze(),

@@ -34,7 +34,14 @@ impl Session {
             self.batch.split().freeze(),
             std::mem::take(&mut self.batched),
         );
-        let rx = self.primary_mux().send_batch(self.lane, bytes, count);
+        let mux = self.primary_mux();
+        // With nothing of its own unanswered, the client's commands may go
+        // out on any of the shared connections without losing their order:
+        // the one that suits the batch best (see `Mux::pick_lane`).
+        if self.queued.owed == 0 {
+            self.lane = mux.pick_lane(count);
+        }
+        let rx = mux.send_batch(self.lane, bytes, count);
         let deadline = Some(Instant::now() + self.ctx.config.command_timeout.0);
         self.push_slot(Slot::Wait {
             rx,
