@@ -25,18 +25,7 @@ fn encode(cmds: &[&[&str]]) -> Vec<u8> {
 /// Sends `cmds` in one write, reads until `expected.len()` bytes arrived.
 async fn pipeline(addr: std::net::SocketAddr, cmds: &[&[&str]], expected: &str) -> String {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(&encode(cmds)).await.expect("write");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while got.len() < expected.len() {
-        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
-            .await
-            .expect("reply within 5s")
-            .expect("read");
-        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
+    exchange(&mut tcp, cmds, expected).await
 }
 
 async fn start(server: &RedisServer, extra: &str) -> Attache {
@@ -158,6 +147,7 @@ async fn clients_moved_between_shared_connections_read_their_own_writes() {
     );
 }
 
+/// Like [`pipeline`], on an open connection.
 async fn exchange(tcp: &mut TcpStream, cmds: &[&[&str]], expected: &str) -> String {
     tcp.write_all(&encode(cmds)).await.expect("write");
     let mut got = Vec::new();
