@@ -316,7 +316,7 @@ async fn run(
         // shares its write and would only wait. A lone client gains nothing
         // from the turn and pays two syscalls for it, so `coalesce` stops
         // offering it while it keeps coming back empty.
-        if commands < 8 && coalesce.try_now() {
+        if commands < load::PIPELINED && coalesce.try_now() {
             tokio::task::yield_now().await;
             let more = drain(rx, &mut wbuf, &mut queue);
             commands += more;

@@ -18,7 +18,8 @@ pub(super) const JOIN_MAX: usize = 32;
 
 /// Batches of this many commands or more never join another's write:
 /// they already share one among themselves, and joining would only make
-/// their step larger.
+/// their step larger. (Nor does a pipe holding this many wait a turn for
+/// company before writing.)
 pub(super) const PIPELINED: usize = 8;
 
 /// What one pipe carries, kept by the senders and the pipe's task with
