@@ -226,6 +226,7 @@ async fn supervise(
             }
             Err(e) => {
                 warn!(server.addr = %target.addr, error = %e, "redis connect failed");
+                load.down.store(true, Ordering::Relaxed);
                 NodeStats::add(&stats.backend_errors, 1);
                 NodeStats::add(&stats.failed_requests, first.replies);
                 load.unsent.fetch_sub(first.replies, Ordering::Relaxed);
@@ -246,6 +247,8 @@ async fn supervise(
                         _ = tokio::time::sleep_until(until) => break,
                     }
                 }
+                // Chosen again, so that a request tries to connect anew.
+                load.down.store(false, Ordering::Relaxed);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }

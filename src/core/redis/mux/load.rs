@@ -10,7 +10,7 @@
 //! fewest commands are in flight and comes back in a small step of its
 //! own. A fixed client-to-pipe mapping can only favour one of the two.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Most commands a pipe gathers from clients joining its next write; a
 /// batch that would take it past this goes to the least busy pipe.
@@ -30,10 +30,17 @@ pub(super) struct PipeLoad {
     pub(super) unsent: AtomicUsize,
     /// Commands written whose replies have not all arrived.
     pub(super) unanswered: AtomicUsize,
+    /// Backing off after a failed connect: it fails whatever it is given
+    /// at once, so a client free to choose goes elsewhere (other
+    /// connections to the same server may be fine).
+    pub(super) down: AtomicBool,
 }
 
 impl PipeLoad {
     fn total(&self) -> usize {
+        if self.down.load(Ordering::Relaxed) {
+            return usize::MAX;
+        }
         self.unsent.load(Ordering::Relaxed) + self.unanswered.load(Ordering::Relaxed)
     }
 }
@@ -55,7 +62,8 @@ impl Loads {
 
     /// The pipe for a batch of `commands`: the one gathering a write if
     /// the batch fits in it, else the one with the fewest commands queued
-    /// or in flight (the first of equals, so a lone client keeps one).
+    /// or in flight (the first of equals, so a lone client keeps one) that
+    /// is not backing off.
     pub(super) fn pick(&self, commands: usize) -> usize {
         let g = self.gathering.load(Ordering::Relaxed) % self.pipes.len();
         let unsent = self.pipes[g].unsent.load(Ordering::Relaxed);

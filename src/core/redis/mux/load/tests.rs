@@ -69,3 +69,19 @@ fn a_pipelined_batch_never_joins_another_write() {
     assert_eq!(l.pick(PIPELINED - 1), 0);
     assert_eq!(l.pick(PIPELINED), 1);
 }
+
+#[test]
+fn a_pipe_backing_off_is_passed_over_while_another_is_up() {
+    let l = Loads::new(3);
+    l.pipes[0].down.store(true, Ordering::Relaxed);
+    set(&l, 1, 0, 40);
+    set(&l, 2, 0, 9);
+    assert_eq!(l.pick(1), 2);
+    // With every pipe down, one is still chosen: it answers with the reason.
+    l.pipes[1].down.store(true, Ordering::Relaxed);
+    l.pipes[2].down.store(true, Ordering::Relaxed);
+    assert!(l.pick(1) < 3);
+    // Back from backing off, the idle first pipe is preferred again.
+    l.pipes[0].down.store(false, Ordering::Relaxed);
+    assert_eq!(l.pick(1), 0);
+}
