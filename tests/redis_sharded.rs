@@ -741,6 +741,38 @@ async fn concurrent_pipelines_keep_order_across_shards() {
     assert_eq!(sizes.iter().sum::<i64>(), 20 * 250);
 }
 
+/// A client with nothing unanswered may move to another of its key's
+/// node's shared connections; a pipeline after a lone command must still
+/// run in order on one connection and read its own writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_moved_between_a_nodes_connections_read_their_own_writes() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "connections_per_node = 4").await;
+    let tasks: Vec<_> = (0..30)
+        .map(|c| {
+            let addr = sh.addr;
+            tokio::spawn(async move {
+                let mut conn = Conn::connect(addr).await;
+                let key = format!("moved:{c}");
+                for round in 0..20i64 {
+                    let n = 101 * round;
+                    assert_eq!(conn.cmd(&["INCR", &key]).await, Resp::Int(n + 1));
+                    let mut cmds = vec![strings(&["INCR", &key]); 100];
+                    cmds.push(strings(&["GET", &key]));
+                    let got = conn.pipeline(&cmds).await;
+                    let want: Vec<Resp> = (2..=101)
+                        .map(|i| Resp::Int(n + i))
+                        .chain([Resp::bulk(&(n + 101).to_string())])
+                        .collect();
+                    assert_eq!(got, want, "client {c}, round {round}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("client task");
+    }
+}
+
 // ---------------------------------------------------------------- 8. node failure
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

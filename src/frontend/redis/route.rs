@@ -53,7 +53,10 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     let topo = &s.ctx.topology;
     if let Some(split) = split::split(cmd, |k| topo.shard_of(k)) {
         let rx = match split {
-            Split::Single(shard) => send_to_shard(s, Some(shard), raw, read),
+            Split::Single(shard) => {
+                move_lane(s, shard);
+                send_to_shard(s, Some(shard), raw, read)
+            }
             Split::Multi { parts, merge } => {
                 let rxs = parts
                     .into_iter()
@@ -67,10 +70,24 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     match s.node_for(cmd) {
         Err(()) => s.error(CROSS),
         Ok(Some(shard)) => {
+            move_lane(s, shard);
             let rx = send_to_shard(s, Some(shard), raw, read);
             s.wait_reply(rx);
         }
         Ok(None) => keyless(s, cmd, raw),
+    }
+}
+
+/// On a ketama ring, a client with nothing unanswered may move to the
+/// shared connection of `shard`'s node that suits one command best (see
+/// `Mux::pick_lane`); with anything unanswered it keeps its lane, so its
+/// commands to a node stay on one connection. (A command split over
+/// several nodes keeps the lane it has: moving per part would leave the
+/// earlier parts on another connection than the lane.)
+fn move_lane(s: &mut Session, shard: usize) {
+    if s.queued.owed == 0 && s.ctx.topology.cluster().is_none() {
+        let node = s.ctx.topology.node_for_shard(shard);
+        s.lane = node.mux(s.setup()).pick_lane(1);
     }
 }
 
