@@ -38,7 +38,7 @@ impl Session {
         // With nothing of its own unanswered, the client's commands may go
         // out on any of the shared connections without losing their order:
         // the one that suits the batch best (see `Mux::pick_lane`).
-        if self.queued.owed == 0 {
+        if !self.unanswered() {
             self.lane = mux.pick_lane(count);
         }
         let rx = mux.send_batch(self.lane, bytes, count);

@@ -53,14 +53,11 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     let topo = &s.ctx.topology;
     if let Some(split) = split::split(cmd, |k| topo.shard_of(k)) {
         let rx = match split {
-            Split::Single(shard) => {
-                move_lane(s, shard);
-                send_to_shard(s, Some(shard), raw, read)
-            }
+            Split::Single(shard) => send_to_shard(s, Some(shard), raw, read, true),
             Split::Multi { parts, merge } => {
                 let rxs = parts
                     .into_iter()
-                    .map(|(sh, c)| send_to_shard(s, Some(sh), c.to_bytes(), read))
+                    .map(|(sh, c)| send_to_shard(s, Some(sh), c.to_bytes(), read, false))
                     .collect();
                 gather(s, rxs, move |replies| merge.merge(replies))
             }
@@ -70,24 +67,10 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     match s.node_for(cmd) {
         Err(()) => s.error(CROSS),
         Ok(Some(shard)) => {
-            move_lane(s, shard);
-            let rx = send_to_shard(s, Some(shard), raw, read);
+            let rx = send_to_shard(s, Some(shard), raw, read, true);
             s.wait_reply(rx);
         }
         Ok(None) => keyless(s, cmd, raw),
-    }
-}
-
-/// On a ketama ring, a client with nothing unanswered may move to the
-/// shared connection of `shard`'s node that suits one command best (see
-/// `Mux::pick_lane`); with anything unanswered it keeps its lane, so its
-/// commands to a node stay on one connection. (A command split over
-/// several nodes keeps the lane it has: moving per part would leave the
-/// earlier parts on another connection than the lane.)
-fn move_lane(s: &mut Session, shard: usize) {
-    if s.queued.owed == 0 && s.ctx.topology.cluster().is_none() {
-        let node = s.ctx.topology.node_for_shard(shard);
-        s.lane = node.mux(s.setup()).pick_lane(1);
     }
 }
 
@@ -114,11 +97,19 @@ fn read_with_fallback(s: &Session, replica: Arc<Node>, raw: Bytes) -> oneshot::R
 
 /// Sends to the node of a shard (any node for `None`); in a cluster,
 /// through the redirect-following request.
+///
+/// `may_move`: on a ketama ring, a client with nothing unanswered may move
+/// to the shared connection of the node that suits one command best (see
+/// `Mux::pick_lane`); with anything unanswered it keeps its lane, so its
+/// commands to a node stay on one connection. The parts of a command split
+/// over several nodes do not move: moving per part would leave the earlier
+/// parts on another connection than the lane.
 fn send_to_shard(
-    s: &Session,
+    s: &mut Session,
     shard: Option<usize>,
     raw: Bytes,
     read: bool,
+    may_move: bool,
 ) -> oneshot::Receiver<Reply> {
     let setup = s.setup();
     if let Some(cluster) = s.ctx.topology.cluster() {
@@ -137,7 +128,11 @@ fn send_to_shard(
         Some(sh) => s.ctx.topology.node_for_shard(sh),
         None => s.ctx.topology.first(),
     };
-    node.mux(setup).send(s.lane, raw)
+    let mux = node.mux(setup);
+    if may_move && !s.unanswered() {
+        s.lane = mux.pick_lane(1);
+    }
+    mux.send(s.lane, raw)
 }
 
 fn send_to_node(s: &Session, node: &Arc<Node>, raw: Bytes) -> oneshot::Receiver<Reply> {
@@ -208,7 +203,7 @@ fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
             None => return s.error("ERR invalid cursor"),
         }
     } else {
-        send_to_shard(s, None, raw, false)
+        send_to_shard(s, None, raw, false, false)
     };
     s.wait_reply(rx);
 }
