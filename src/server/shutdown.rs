@@ -4,6 +4,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::{mpsc, watch};
 
@@ -12,6 +15,8 @@ use tokio::sync::{mpsc, watch};
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     rx: watch::Receiver<bool>,
+    /// Set by the trigger just before it sends on `rx`'s channel.
+    begun: Arc<AtomicBool>,
     _alive: mpsc::Sender<()>,
 }
 
@@ -27,25 +32,57 @@ impl Shutdown {
     /// turn, which a pipelined session pays per read; this registers once.
     pub fn signal(&self) -> Signal {
         let mut rx = self.rx.clone();
-        Signal(Some(Box::pin(async move {
-            let _ = rx.wait_for(|v| *v).await;
-        })))
+        Signal {
+            wait: Some(Box::pin(async move {
+                let _ = rx.wait_for(|v| *v).await;
+            })),
+            begun: self.begun.clone(),
+            registered: None,
+        }
     }
 }
 
 /// See [`Shutdown::signal`]. Once fired it stays pending, so a loop that
 /// keeps polling it after reacting does not fire twice.
-pub struct Signal(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+pub struct Signal {
+    wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    begun: Arc<AtomicBool>,
+    /// The waker the channel holds for us. Polled again with the same
+    /// waker and before the trigger's flag is set, the channel has nothing
+    /// new to say: the poll is answered without taking its waiter lock,
+    /// which a session loop would otherwise pay on every turn.
+    registered: Option<Waker>,
+}
 
 impl Signal {
     /// Resolves once, when shutdown begins.
     pub async fn fired(&mut self) {
-        match self.0.as_mut() {
-            Some(f) => {
-                f.await;
-                self.0 = None;
+        std::future::poll_fn(|cx| self.poll_fired(cx)).await
+    }
+
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(wait) = self.wait.as_mut() else {
+            return Poll::Pending;
+        };
+        let same_waker = self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if same_waker && !self.begun.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        match wait.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.wait = None;
+                self.registered = None;
+                Poll::Ready(())
             }
-            None => std::future::pending().await,
+            Poll::Pending => {
+                if !same_waker {
+                    self.registered = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
         }
     }
 }
@@ -54,6 +91,7 @@ impl Signal {
 #[derive(Debug)]
 pub struct ShutdownTrigger {
     tx: watch::Sender<bool>,
+    begun: Arc<AtomicBool>,
     alive_tx: Option<mpsc::Sender<()>>,
     alive_rx: mpsc::Receiver<()>,
 }
@@ -70,6 +108,7 @@ impl ShutdownTrigger {
         let (alive_tx, alive_rx) = mpsc::channel(1);
         Self {
             tx,
+            begun: Arc::new(AtomicBool::new(false)),
             alive_tx: Some(alive_tx),
             alive_rx,
         }
@@ -78,11 +117,15 @@ impl ShutdownTrigger {
     pub fn subscribe(&self) -> Shutdown {
         Shutdown {
             rx: self.tx.subscribe(),
+            begun: self.begun.clone(),
             _alive: self.alive_tx.clone().unwrap_or_else(|| mpsc::channel(1).0),
         }
     }
 
     pub fn trigger(&self) {
+        // The flag first: a session polled between the two steps finds
+        // the flag set and asks the channel, whose send then wakes it.
+        self.begun.store(true, Ordering::Release);
         let _ = self.tx.send(true);
     }
 
@@ -96,3 +139,6 @@ impl ShutdownTrigger {
             .is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -281,31 +281,27 @@ impl Session {
         idle: Option<Duration>,
     ) -> Result<(), FrontendError> {
         let mut last_request = Instant::now();
+        let mut last_event = last_request;
         let mut stop = shutdown.signal();
+        // One timer for the whole session, moved only when it goes off
+        // early: a fresh timer per turn would be a timer-wheel insert and
+        // removal on every request. It may lag (fire, find recent activity,
+        // re-arm); it never fires late.
+        let timer = tokio::time::sleep(idle.unwrap_or(DRAIN_GRACE));
+        tokio::pin!(timer);
         loop {
             self.flush().await?;
-            // Draining: a client at rest that has been quiet for DRAIN_GRACE
-            // is told and closed; one that just connected gets served first.
-            // (The clock is read only while draining.)
-            if self.closing && self.at_rest() && last_request.elapsed() >= DRAIN_GRACE {
-                send_fatal(
-                    &mut self.client,
-                    sqlstate::ADMIN_SHUTDOWN,
-                    "Attaché is shutting down",
-                )
-                .await;
-                return Ok(());
-            }
-            let idle = match self.closing {
-                true => Some(DRAIN_GRACE.saturating_sub(last_request.elapsed())),
-                false => idle,
+            let limit = if self.closing {
+                Some(DRAIN_GRACE)
+            } else {
+                idle
             };
-            let idle = idle.filter(|_| self.at_rest());
-            match self.next_event(&mut stop, idle).await {
+            let armed = limit.is_some() && self.at_rest();
+            match self.next_event(&mut stop, timer.as_mut(), armed).await {
                 Event::Client(Ok(0)) => return Ok(()),
-                Event::Idle if self.closing => {}
                 Event::Client(Ok(_)) => {
                     last_request = Instant::now();
+                    last_event = last_request;
                     if let Flow::Exit = self.on_client_bytes().await? {
                         return Ok(());
                     }
@@ -313,6 +309,7 @@ impl Session {
                 Event::Client(Err(e)) => return Err(e.into()),
                 Event::Server(Ok(0)) => self.server_lost("server closed the connection").await?,
                 Event::Server(Ok(_)) => {
+                    last_event = Instant::now();
                     self.on_server_bytes().await?;
                     // The client's answer first, the pool's bookkeeping
                     // after: the release (clock read, locks, waking the
@@ -321,22 +318,56 @@ impl Session {
                     self.maybe_release();
                 }
                 Event::Server(Err(e)) => self.server_lost(&e.to_string()).await?,
-                Event::Shutdown => self.closing = true,
+                Event::Shutdown => {
+                    self.closing = true;
+                    timer.as_mut().reset((last_request + DRAIN_GRACE).into());
+                }
                 Event::Idle => {
-                    let e = FrontendError::ClientTimeout;
-                    send_fatal(
-                        &mut self.client,
-                        e.sqlstate(),
-                        "terminating connection due to client_idle_timeout",
-                    )
-                    .await;
-                    return Err(e);
+                    // Draining: a client at rest that has been quiet for
+                    // DRAIN_GRACE is told and closed; one that just
+                    // connected gets served first.
+                    let (since, limit) = match self.closing {
+                        true => (last_request, DRAIN_GRACE),
+                        false => (last_event, idle.unwrap_or(DRAIN_GRACE)),
+                    };
+                    if since.elapsed() < limit {
+                        timer.as_mut().reset((since + limit).into());
+                        continue;
+                    }
+                    return self.close_idle().await;
                 }
             }
         }
     }
 
-    async fn next_event(&mut self, shutdown: &mut Signal, idle: Option<Duration>) -> Event {
+    /// The idle timer went off with the session at rest: a draining
+    /// session is closed as shutting down, any other one as idle.
+    async fn close_idle(&mut self) -> Result<(), FrontendError> {
+        if self.closing {
+            send_fatal(
+                &mut self.client,
+                sqlstate::ADMIN_SHUTDOWN,
+                "Attaché is shutting down",
+            )
+            .await;
+            return Ok(());
+        }
+        let e = FrontendError::ClientTimeout;
+        send_fatal(
+            &mut self.client,
+            e.sqlstate(),
+            "terminating connection due to client_idle_timeout",
+        )
+        .await;
+        Err(e)
+    }
+
+    async fn next_event(
+        &mut self,
+        shutdown: &mut Signal,
+        timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        timer_armed: bool,
+    ) -> Event {
         let client = &mut self.client;
         let cbuf = &mut self.cbuf;
         let server = &mut self.server;
@@ -357,12 +388,6 @@ impl Session {
                 None => std::future::pending().await,
             }
         };
-        let idle_sleep = async move {
-            match idle {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
         // Biased, reads first: the branch that woke the session is found
         // without polling the shutdown signal and the idle timer as well.
         tokio::select! {
@@ -370,7 +395,7 @@ impl Session {
             r = server_read => Event::Server(r),
             r = client.read_buf(cbuf) => Event::Client(r),
             _ = shutdown.fired(), if !closing => Event::Shutdown,
-            _ = idle_sleep => Event::Idle,
+            _ = timer, if timer_armed => Event::Idle,
         }
     }
 
