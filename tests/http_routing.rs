@@ -159,6 +159,43 @@ protocol = "http2"
 }
 
 #[tokio::test]
+async fn concurrent_first_requests_share_one_h2_upstream_connection() {
+    let h2 = Upstream::builder()
+        .name("h2")
+        .http2_only()
+        .start()
+        .await
+        .unwrap();
+    let toml = format!(
+        r#"
+[http]
+[[http.routes]]
+prefix = "/"
+cluster = "two"
+[http.clusters.two]
+endpoints = ["{}"]
+protocol = "http2"
+"#,
+        h2.addr()
+    );
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.unwrap();
+    // Twenty apps' connections ask at once, before any upstream connection
+    // exists: one HTTP/2 connection carries them all.
+    let asks = (0..20).map(|i| async move {
+        let client = h1_client();
+        get(&client, addr, &format!("/first/{i}"), &[]).await
+    });
+    for r in futures_util::future::join_all(asks).await {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-seen-version"), Some("HTTP/2.0"));
+    }
+    assert_eq!(h2.requests(), 20);
+    assert_eq!(h2.connections(), 1, "one shared h2 connection");
+    attache.shutdown().await;
+}
+
+#[tokio::test]
 async fn reload_changes_routes_for_connected_keep_alive_clients() {
     let (payments, users, attache) = two_services().await;
     let addr = attache.http_addr.unwrap();

@@ -181,6 +181,66 @@ protocol = "http1"
     .await;
 }
 
+/// First requests arriving together over TLS: where ALPN picks h2 they
+/// share the one connection opened for the first of them; where it picks
+/// HTTP/1.1, each still gets a connection of its own after that first one.
+#[tokio::test]
+async fn concurrent_first_requests_over_tls_open_one_h2_connection() {
+    let _gate = RSS_GATE.read().await;
+    bounded(60, async {
+        let certs = certs();
+        let h2 = tls_upstream(&certs).await;
+        let h1 = Upstream::builder()
+            .name("secure-h1")
+            .tls(&certs.server_cert, &certs.server_key)
+            .http1_only()
+            .start()
+            .await
+            .expect("tls h1 upstream");
+        let tls = tls_line(&certs.ca_cert, ", server_name = \"localhost\"");
+        let toml = format!(
+            r#"
+[http]
+[[http.routes]]
+prefix = "/two/"
+cluster = "two"
+[[http.routes]]
+prefix = "/one/"
+cluster = "one"
+
+[http.clusters.two]
+endpoints = ["{two}"]
+{tls}
+
+[http.clusters.one]
+endpoints = ["{one}"]
+{tls}
+"#,
+            two = h2.addr(),
+            one = h1.addr(),
+        );
+        let attache = start_attache(&toml).await;
+        let addr = attache.http_addr.unwrap();
+        for (path, version) in [("/two/", "HTTP/2.0"), ("/one/", "HTTP/1.1")] {
+            let asks = (0..12)
+                .map(|i| async move { get(&h1_client(), addr, &format!("{path}{i}"), &[]).await });
+            for r in futures_util::future::join_all(asks).await {
+                assert_eq!(r.status, 200, "{path}: {}", r.body);
+                assert_eq!(r.header("x-seen-version"), Some(version), "{path}");
+            }
+        }
+        assert_eq!(h2.requests(), 12);
+        assert_eq!(h2.connections(), 1, "one shared h2 connection");
+        assert_eq!(h1.requests(), 12);
+        assert!(
+            h1.connections() >= 2,
+            "HTTP/1.1 requests did not queue on one connection"
+        );
+        attache.shutdown().await;
+    })
+    .await;
+}
+
 /// Starts Attaché in front of `up` with cluster lines `extra` and GETs `/x`.
 async fn get_through(up: &Upstream, extra: &str) -> support::http::Reply {
     let attache = start_attache(&one_cluster(up.addr(), extra)).await;

@@ -35,6 +35,8 @@ use crate::config::types::{SslMode, UpstreamTls};
 use crate::net::tls::{self, TlsError};
 use crate::net::Stream;
 
+mod h2open;
+
 /// Idle fast-path connections younger than this are reused without a
 /// liveness probe: upstreams close idle keep-alive connections after
 /// seconds, not milliseconds.
@@ -96,6 +98,10 @@ pub struct Pool {
 struct Slot {
     idle: Vec<Idle>,
     h2: Option<http2::SendRequest<Body>>,
+    /// A connection that may speak HTTP/2 is being opened ([`h2open`]).
+    opening: Option<tokio::sync::watch::Receiver<bool>>,
+    /// What the last connection opened to this endpoint agreed on.
+    speaks_h2: Option<bool>,
     /// Idle connections of the HTTP/1.1 fast path ([`super::h1`]).
     raw: Vec<(RawConn, Instant)>,
 }
@@ -221,8 +227,38 @@ impl Pool {
     }
 
     /// A ready connection to `ep`: a live idle one, the shared HTTP/2 one,
-    /// or a new one.
+    /// or a new one (opened once for every request waiting on it when it
+    /// may speak HTTP/2).
     pub async fn checkout(self: &Arc<Self>, ep: &Endpoint) -> Result<Conn, ConnectError> {
+        let mut waited = false;
+        loop {
+            if let Some(conn) = self.take_ready(ep).await {
+                return Ok(conn);
+            }
+            // Waiting once is enough: if that open failed or spoke
+            // HTTP/1.1, this request opens its own rather than queueing
+            // behind one failing connect after another.
+            let turn = match waited {
+                true => h2open::Turn::Alone,
+                false => h2open::turn(&self.slots, ep.addr, !self.settings.raw_ok),
+            };
+            let _guard = match turn {
+                h2open::Turn::Wait(mut done) => {
+                    waited = true;
+                    let wait = done.wait_for(|done| *done);
+                    let _ = tokio::time::timeout(self.settings.connect_timeout, wait).await;
+                    continue;
+                }
+                h2open::Turn::Lead(guard) => Some(guard),
+                h2open::Turn::Alone => None,
+            };
+            let sender = self.connect(ep).await?;
+            return Ok(self.conn(sender, ep.addr, false));
+        }
+    }
+
+    /// A live idle connection or the shared HTTP/2 one, made ready.
+    async fn take_ready(self: &Arc<Self>, ep: &Endpoint) -> Option<Conn> {
         while let Some(mut sender) = self.take_idle(ep.addr) {
             let ready = match &mut sender {
                 Sender::H1(tx) => tx.ready().await.is_ok(),
@@ -239,11 +275,10 @@ impl Pool {
                 }
             };
             if ready {
-                return Ok(self.conn(sender, ep.addr, true));
+                return Some(self.conn(sender, ep.addr, true));
             }
         }
-        let sender = self.connect(ep).await?;
-        Ok(self.conn(sender, ep.addr, false))
+        None
     }
 
     /// Closes idle connections past `idle_timeout` (called periodically, so
@@ -261,7 +296,9 @@ impl Pool {
                 slot.h2 = None;
             }
         }
-        slots.retain(|_, s| !s.idle.is_empty() || s.h2.is_some() || !s.raw.is_empty());
+        slots.retain(|_, s| {
+            !s.idle.is_empty() || s.h2.is_some() || !s.raw.is_empty() || s.opening.is_some()
+        });
     }
 
     /// Drops the pooled connections of endpoints no longer in the cluster.
@@ -345,9 +382,15 @@ impl Pool {
                 }
                 drop(permit);
             });
-            lock(&self.slots).entry(addr).or_default().h2 = Some(tx.clone());
+            let mut slots = lock(&self.slots);
+            let slot = slots.entry(addr).or_default();
+            slot.h2 = Some(tx.clone());
+            slot.speaks_h2 = Some(true);
             Ok(Sender::H2(tx))
         } else {
+            if let Some(slot) = lock(&self.slots).get_mut(&addr) {
+                slot.speaks_h2 = Some(false);
+            }
             let (tx, conn) = http1::handshake(io)
                 .await
                 .map_err(ConnectError::Handshake)?;
