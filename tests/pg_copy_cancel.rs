@@ -170,7 +170,6 @@ async fn cancel_reaches_the_running_query_only() {
     for extended in [false, true] {
         let c = a.take().unwrap();
         let token = c.cancel_token();
-        let t0 = Instant::now();
         let task = tokio::spawn(async move {
             let r = if extended {
                 c.query("select pg_sleep(10)", &[]).await.map(|_| ())
@@ -179,15 +178,18 @@ async fn cancel_reaches_the_running_query_only() {
             };
             (c, r)
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Cancel once the server runs it: a cancel that arrives before
+        // the query would find nothing to cancel, on a server too.
+        wait_running(&pg, "select pg_sleep(10)").await;
+        let t0 = Instant::now();
         token.cancel_query(NoTls).await.unwrap();
-        let (c, r) = tokio::time::timeout(Duration::from_secs(2), task)
+        let (c, r) = tokio::time::timeout(Duration::from_secs(5), task)
             .await
-            .expect("cancelled query still running after 2 s")
+            .expect("cancelled query still running 5 s after the cancel")
             .unwrap();
         let e = r.unwrap_err();
         assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e}");
-        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(t0.elapsed() < Duration::from_secs(5));
         assert_eq!(
             one(&c, "select 5").await,
             5,
@@ -201,8 +203,8 @@ async fn cancel_reaches_the_running_query_only() {
     // connection B used before.
     assert_eq!(one(&b, "select 1").await, 1);
     let idle_token = b.cancel_token();
-    let task = tokio::spawn(async move { a.simple_query("select pg_sleep(0.5)").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let task = tokio::spawn(async move { a.simple_query("select pg_sleep(1.5)").await });
+    wait_running(&pg, "select pg_sleep(1.5)").await;
     idle_token.cancel_query(NoTls).await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(3), task)
         .await
@@ -214,6 +216,25 @@ async fn cancel_reaches_the_running_query_only() {
     );
     assert_eq!(one(&b, "select 2").await, 2);
     attache.shutdown().await;
+}
+
+/// Waits until the server is running a query that starts with `prefix`.
+async fn wait_running(pg: &PgServer, prefix: &str) {
+    let sql = format!(
+        "select count(*) from pg_stat_activity where state = 'active' and query like '{prefix}%'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = tokio::task::block_in_place(|| pg.psql("postgres", &sql)).unwrap_or_default();
+        if n.parse::<u32>().is_ok_and(|n| n > 0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{prefix:?} never ran on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Sends `bytes` as a connection opening and returns what came back before

@@ -172,9 +172,12 @@ async fn clients_ride_through_a_primary_failover() {
         waited_after_kill > 0,
         "no write was issued during the outage"
     );
+    // Attaché's part is noticing the new primary, not pg_ctl's promotion
+    // (seconds on a loaded machine): measured from when that returned.
+    let noticed = first_write.saturating_sub(promoted.duration_since(promote_issued));
     assert!(
-        first_write < Duration::from_secs(3),
-        "first write took {first_write:?}"
+        noticed < Duration::from_secs(3),
+        "first write {noticed:?} after the promotion completed"
     );
     let status = attache.pg_cluster_status("app").expect("status");
     assert_eq!(status[1].role, attache::core::pg::cluster::Role::Primary);
