@@ -840,3 +840,87 @@ async fn dead_primary_fails_its_slots_only() {
         }
     }
 }
+
+// ------------------------------------------------------------- shared connections
+
+/// Attaché's connections open on `node` now (`connected_clients`, less
+/// the probe's own).
+async fn attache_connections(node: &RedisServer) -> i64 {
+    let info = Client::connect(node.addr())
+        .await
+        .cmd(&["INFO", "clients"])
+        .await
+        .text();
+    let n: i64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("connected_clients");
+    n - 1
+}
+
+/// Clients taking turns, none with a command of its own unanswered, share
+/// one connection per node instead of each using its own lane's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_taking_turns_share_one_connection_per_node() {
+    let cluster = start_cluster(RedisBuilder::new()).await;
+    let (attache, addr) = start_attache(&cluster.addrs(), "connections_per_node = 4").await;
+    let keys = numbered("turns", 30);
+    let mut owners: Vec<usize> = keys
+        .iter()
+        .map(|k| owner_index(&cluster, key_slot(k.as_bytes())))
+        .collect();
+    owners.dedup();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(Client::connect(addr).await);
+    }
+    for round in 0..3 {
+        for client in clients.iter_mut() {
+            for key in &keys {
+                let reply = client.cmd(&["SET", key, &format!("{round}")]).await;
+                assert_eq!(reply, Resp::ok(), "SET {key}");
+            }
+        }
+    }
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let open = attache_connections(node).await;
+        // One shared connection; a slot-map refresh may hold a second
+        // for a moment. Fixed lanes would have opened four.
+        assert!(open <= 2, "node {i}: {open} connections from Attaché");
+    }
+    assert!(owners.len() > 1, "the keys touched several nodes");
+    drop(attache);
+}
+
+/// Clients free to choose move between a node's shared connections; a
+/// pipeline after a lone command must still run in order on one
+/// connection and read its own writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_moved_between_connections_read_their_own_writes() {
+    let cluster = start_cluster(RedisBuilder::new()).await;
+    let (_attache, addr) = start_attache(&cluster.addrs(), "connections_per_node = 4").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            tokio::spawn(async move {
+                let mut client = Client::connect(addr).await;
+                let key = format!("moved:{n}");
+                for round in 0..10i64 {
+                    let base = 51 * round;
+                    assert_eq!(client.cmd(&["INCR", &key]).await, Resp::Int(base + 1));
+                    let mut cmds = vec![c(&["INCR", &key]); 50];
+                    cmds.push(c(&["GET", &key]));
+                    let got = client.pipeline(&cmds).await;
+                    let want: Vec<Resp> = (2..=51)
+                        .map(|i| Resp::Int(base + i))
+                        .chain([Resp::bulk(&(base + 51).to_string())])
+                        .collect();
+                    assert_eq!(got, want, "client {n}, round {round}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("client task");
+    }
+}

@@ -123,6 +123,30 @@ impl Client {
         }
     }
 
+    /// Sends every command in one write, then reads all the replies.
+    async fn pipeline(&mut self, cmds: &[Vec<String>]) -> Vec<Resp> {
+        let mut out = Vec::new();
+        for cmd in cmds {
+            let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            out.extend_from_slice(&encode(&args));
+        }
+        self.tcp.write_all(&out).await.expect("write to attache");
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let mut replies = Vec::with_capacity(cmds.len());
+        while replies.len() < cmds.len() {
+            if let Some((r, used)) = parse(&self.buf) {
+                let _ = self.buf.split_to(used);
+                replies.push(r);
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.tcp.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                other => panic!("pipeline: {} replies, then {other:?}", replies.len()),
+            }
+        }
+        replies
+    }
+
     /// Like [`Client::call`] but any failure panics.
     async fn cmd(&mut self, args: &[&str]) -> Resp {
         match self.call(args).await {
@@ -370,6 +394,41 @@ async fn discovers_the_primary_through_sentinels() {
     );
     assert_eq!(c.cmd(&["INCR", "disc:n"]).await, Resp::Int(1));
     assert_eq!(cli(&g.primary, &["GET", "disc:n"]), "1");
+    attache.shutdown().await;
+}
+
+/// Pipelines keep their order: each command is queued on the primary's
+/// connection as the client sent it (a task per command sending it would
+/// let a later GET overtake earlier INCRs on a multi-threaded runtime),
+/// while clients with nothing unanswered move between the connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_keep_their_order_across_shared_connections() {
+    let g = start_group(false);
+    let (attache, addr) = start_attache(&g.toml("connections_per_node = 4")).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|n| {
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                let key = format!("order:{n}");
+                for round in 0..10i64 {
+                    let base = 51 * round;
+                    assert_eq!(c.cmd(&["INCR", &key]).await, Resp::Int(base + 1));
+                    let incr = vec!["INCR".to_string(), key.clone()];
+                    let mut cmds = vec![incr; 50];
+                    cmds.push(vec!["GET".to_string(), key.clone()]);
+                    let got = c.pipeline(&cmds).await;
+                    let want: Vec<Resp> = (2..=51)
+                        .map(|i| Resp::Int(base + i))
+                        .chain([Resp::Bulk((base + 51).to_string())])
+                        .collect();
+                    assert_eq!(got, want, "client {n}, round {round}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("client task");
+    }
     attache.shutdown().await;
 }
 

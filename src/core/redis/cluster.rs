@@ -46,6 +46,16 @@ pub struct Cluster {
     turn: std::sync::atomic::AtomicUsize,
 }
 
+/// A request queued by [`Cluster::send`], awaiting [`Cluster::follow`].
+pub struct Sent {
+    rx: tokio::sync::oneshot::Receiver<Reply>,
+    /// The slot's owner when it was sent.
+    primary: Arc<Node>,
+    /// Where it went (the owner, or one of its replicas).
+    node: Arc<Node>,
+    on_replica: bool,
+}
+
 enum Redirect {
     Moved(String),
     Ask(String),
@@ -169,40 +179,57 @@ impl Cluster {
         let _ = self.nudge.try_send(());
     }
 
-    /// Sends `raw` to the owner of `slot` (any node without one) and
-    /// follows redirects. Connection failures are reported, not retried:
-    /// the command may have run.
-    pub async fn request(
-        self: Arc<Self>,
+    /// Queues `raw` now for the owner of `slot` (any node without one; a
+    /// replica for a read when `read_from` says so). Queued here, in the
+    /// session's own order, a client's commands reach a connection in the
+    /// order it sent them; [`Cluster::follow`] then waits for the reply
+    /// and follows redirects.
+    pub fn send(
+        &self,
         lane: usize,
         slot: Option<u16>,
-        raw: Bytes,
+        raw: &Bytes,
         setup: Setup,
         read: bool,
-    ) -> Reply {
+    ) -> Sent {
         let primary = match slot {
             Some(s) => self.node_for_slot(s),
             None => self.any_node(),
         };
-        let replica = if read {
-            slot.and_then(|s| self.replica_for_slot(s, lane))
-        } else {
-            None
-        };
-        let mut on_replica = replica.is_some();
-        let mut node = replica.unwrap_or_else(|| primary.clone());
-        let mut asking = false;
+        let replica = slot
+            .filter(|_| read)
+            .and_then(|s| self.replica_for_slot(s, lane));
+        let on_replica = replica.is_some();
+        let node = replica.unwrap_or_else(|| primary.clone());
+        let rx = node.mux(setup).send(lane, raw.clone());
+        Sent {
+            rx,
+            primary,
+            node,
+            on_replica,
+        }
+    }
+
+    /// The reply to what [`Cluster::send`] queued, following MOVED, ASK and
+    /// TRYAGAIN. Connection failures are reported, not retried: the
+    /// command may have run. (A command sent again after a redirect is
+    /// no longer ordered with the client's later ones: that happens only
+    /// while its slot moves.)
+    pub async fn follow(
+        self: Arc<Self>,
+        sent: Sent,
+        lane: usize,
+        raw: Bytes,
+        setup: Setup,
+    ) -> Reply {
+        let Sent {
+            mut rx,
+            primary,
+            mut node,
+            mut on_replica,
+        } = sent;
         let mut last = None;
         for attempt in 0..=MAX_REDIRECTS {
-            let mux = node.mux(setup);
-            let rx = if asking {
-                let mut b = BytesMut::new();
-                conn::encode_command(&mut b, &[b"ASKING"]);
-                b.extend_from_slice(&raw);
-                mux.send_n(lane, b.freeze(), 2)
-            } else {
-                mux.send(lane, raw.clone())
-            };
             let reply = match rx.await.unwrap_or(Err(RedisBackendError::Lost)) {
                 Ok(r) => r,
                 // A replica that cannot be reached: the read never ran, so
@@ -211,6 +238,7 @@ impl Cluster {
                     on_replica = false;
                     node = primary.clone();
                     self.nudge();
+                    rx = node.mux(setup).send(lane, raw.clone());
                     continue;
                 }
                 Err(e) => {
@@ -218,7 +246,7 @@ impl Cluster {
                     return Err(e);
                 }
             };
-            match redirect(&reply) {
+            let asking = match redirect(&reply) {
                 None => return Ok(reply),
                 Some(Redirect::Moved(addr)) => {
                     on_replica = false;
@@ -228,18 +256,30 @@ impl Cluster {
                     debug!(to = %addr, "MOVED: following and refreshing the slot map");
                     self.nudge();
                     node = self.node_by_addr(&addr);
-                    asking = false;
+                    false
                 }
                 Some(Redirect::Ask(addr)) => {
                     node = self.node_by_addr(&addr);
-                    asking = true;
+                    true
                 }
                 Some(Redirect::TryAgain) => {
                     tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1))).await;
-                    asking = false;
+                    false
                 }
-            }
+            };
             last = Some(reply);
+            if attempt == MAX_REDIRECTS {
+                break;
+            }
+            let mux = node.mux(setup);
+            rx = if asking {
+                let mut b = BytesMut::new();
+                conn::encode_command(&mut b, &[b"ASKING"]);
+                b.extend_from_slice(&raw);
+                mux.send_n(lane, b.freeze(), 2)
+            } else {
+                mux.send(lane, raw.clone())
+            };
         }
         last.ok_or(RedisBackendError::Lost)
     }

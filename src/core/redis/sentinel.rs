@@ -18,13 +18,20 @@ use std::time::Duration;
 use attache_redis_protocol::frame::{Frame, Version};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::conn::{self, RedisBackendError, Setup};
 use super::mux::Reply;
 use super::topology::{Node, Replicas, TargetTemplate};
 use crate::config::redis::ReadFrom;
+
+/// A request queued by [`Sentinel::send`], awaiting [`Sentinel::finish`].
+pub struct Sent {
+    rx: oneshot::Receiver<Reply>,
+    /// The replica it went to, for a read.
+    replica: Option<String>,
+}
 
 pub struct Sentinel {
     template: TargetTemplate,
@@ -106,26 +113,46 @@ impl Sentinel {
         }
     }
 
-    /// A read-only command: on a replica when `read_from` says so, else
-    /// (or when the replica cannot answer) on the primary. Resending a
-    /// read is harmless, so a replica that fails, even mid-request, or is
-    /// loading or cut off from its primary sends the read to the primary.
-    pub async fn read(self: Arc<Self>, lane: usize, raw: Bytes, setup: Setup) -> Reply {
-        if let Some(replica) = self.replica_for_read(lane) {
-            let reply = replica
-                .mux(setup)
-                .send(lane, raw.clone())
-                .await
-                .unwrap_or(Err(RedisBackendError::Lost));
-            match &reply {
-                Ok(b) if !b.starts_with(b"-LOADING") && !b.starts_with(b"-MASTERDOWN") => {
-                    return reply
-                }
-                Ok(_) => debug!(replica = %replica.addr, "replica not serving reads"),
-                Err(error) => debug!(replica = %replica.addr, %error, "replica read failed"),
-            }
+    /// Queues `raw` now: a read-only command (`read`) on a replica when
+    /// `read_from` says so, anything else on the primary. Queued here, in
+    /// the session's own order, a client's commands reach a connection in
+    /// the order it sent them; [`Sentinel::finish`] then waits for the
+    /// reply and handles what went wrong.
+    pub fn send(&self, lane: usize, raw: &Bytes, setup: Setup, read: bool) -> Sent {
+        if let Some(replica) = read.then(|| self.replica_for_read(lane)).flatten() {
+            let rx = replica.mux(setup).send(lane, raw.clone());
+            return Sent {
+                rx,
+                replica: Some(replica.addr.clone()),
+            };
         }
-        self.request(lane, raw, setup).await
+        let rx = self.primary().mux(setup).send(lane, raw.clone());
+        Sent { rx, replica: None }
+    }
+
+    /// The reply to what [`Sentinel::send`] queued. Resending a read is
+    /// harmless, so a replica that fails, even mid-request, or is loading
+    /// or cut off from its primary sends the read to the primary; on the
+    /// primary, a request that did not run waits out a failover.
+    pub async fn finish(
+        self: Arc<Self>,
+        sent: Sent,
+        lane: usize,
+        raw: Bytes,
+        setup: Setup,
+    ) -> Reply {
+        let Sent { rx, replica } = sent;
+        let Some(replica) = replica else {
+            return self.settle(rx, lane, raw, setup).await;
+        };
+        let reply = rx.await.unwrap_or(Err(RedisBackendError::Lost));
+        match &reply {
+            Ok(b) if !b.starts_with(b"-LOADING") && !b.starts_with(b"-MASTERDOWN") => return reply,
+            Ok(_) => debug!(%replica, "replica not serving reads"),
+            Err(error) => debug!(%replica, %error, "replica read failed"),
+        }
+        let rx = self.primary().mux(setup).send(lane, raw.clone());
+        self.settle(rx, lane, raw, setup).await
     }
 
     /// The current primary; before the first answer, a node nobody
@@ -158,13 +185,20 @@ impl Sentinel {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    /// Sends to the primary, waiting out a failover for requests that did
-    /// not run.
-    pub async fn request(self: Arc<Self>, lane: usize, raw: Bytes, setup: Setup) -> Reply {
+    /// Waits for the primary's reply on `rx`; a request that did not run
+    /// (no primary reachable, or one that is read-only, loading or cut
+    /// off) is sent again once the sentinels name a primary, until
+    /// `failover_timeout`.
+    async fn settle(
+        self: Arc<Self>,
+        mut rx: oneshot::Receiver<Reply>,
+        lane: usize,
+        raw: Bytes,
+        setup: Setup,
+    ) -> Reply {
         let deadline = tokio::time::Instant::now() + self.template.cfg.failover_timeout.0;
         let mut changes = self.changed.subscribe();
         loop {
-            let rx = self.primary().mux(setup).send(lane, raw.clone());
             let reply = rx.await.unwrap_or(Err(RedisBackendError::Lost));
             let retry = match &reply {
                 Err(RedisBackendError::Unavailable { .. }) => true,
@@ -184,6 +218,7 @@ impl Sentinel {
                 changes.changed(),
             )
             .await;
+            rx = self.primary().mux(setup).send(lane, raw.clone());
         }
     }
 

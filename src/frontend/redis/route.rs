@@ -30,13 +30,17 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
         // Reads may go to a replica the sentinels list (falling back to
         // the primary); everything else waits out failovers on the primary.
         let (tx, rx) = oneshot::channel();
-        let (sentinel, setup, lane) = (sentinel.clone(), s.setup(), s.lane);
+        let setup = s.setup();
+        if !read && !s.unanswered() {
+            // As in single mode: free to choose, the client takes the
+            // primary's connection that suits one command best.
+            s.lane = sentinel.primary().mux(setup).pick_lane(1);
+        }
+        // Queued now, in the client's order; only the wait is a task.
+        let sent = sentinel.send(s.lane, &raw, setup, read);
+        let (sentinel, lane) = (sentinel.clone(), s.lane);
         tokio::spawn(async move {
-            let reply = match read {
-                true => sentinel.read(lane, raw, setup).await,
-                false => sentinel.request(lane, raw, setup).await,
-            };
-            let _ = tx.send(reply);
+            let _ = tx.send(sentinel.finish(sent, lane, raw, setup).await);
         });
         return s.wait_reply(rx);
     }
@@ -98,12 +102,15 @@ fn read_with_fallback(s: &Session, replica: Arc<Node>, raw: Bytes) -> oneshot::R
 /// Sends to the node of a shard (any node for `None`); in a cluster,
 /// through the redirect-following request.
 ///
-/// `may_move`: on a ketama ring, a client with nothing unanswered may move
-/// to the shared connection of the node that suits one command best (see
+/// `may_move`: a client with nothing unanswered may move to the shared
+/// connection of the node that suits one command best (see
 /// `Mux::pick_lane`); with anything unanswered it keeps its lane, so its
 /// commands to a node stay on one connection. The parts of a command split
 /// over several nodes do not move: moving per part would leave the earlier
-/// parts on another connection than the lane.
+/// parts on another connection than the lane. In a cluster the choice is
+/// made on the slot owner as the map has it (a redirected command keeps
+/// the lane on the node it is sent to); reads spread over replicas keep
+/// the lane, which also picks their replica.
 fn send_to_shard(
     s: &mut Session,
     shard: Option<usize>,
@@ -113,14 +120,17 @@ fn send_to_shard(
 ) -> oneshot::Receiver<Reply> {
     let setup = s.setup();
     if let Some(cluster) = s.ctx.topology.cluster() {
+        if let Some(slot) = shard.filter(|_| may_move && !read && !s.unanswered()) {
+            let owner = cluster.node_for_slot(slot as u16);
+            s.lane = owner.mux(setup).pick_lane(1);
+        }
+        // Queued now, in the client's order; only the wait (and any
+        // redirect) is a task.
+        let sent = cluster.send(s.lane, shard.map(|sh| sh as u16), &raw, setup, read);
         let (tx, rx) = oneshot::channel();
         let (cluster, lane) = (cluster.clone(), s.lane);
         tokio::spawn(async move {
-            let _ = tx.send(
-                cluster
-                    .request(lane, shard.map(|sh| sh as u16), raw, setup, read)
-                    .await,
-            );
+            let _ = tx.send(cluster.follow(sent, lane, raw, setup).await);
         });
         return rx;
     }
