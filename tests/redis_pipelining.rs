@@ -74,6 +74,29 @@ async fn transaction_and_select_inside_one_write_keep_their_meaning() {
     let expected = "*-1\r\n:1\r\n$1\r\nx\r\n";
     let cmds: &[&[&str]] = &[&["BLPOP", "q", "1"], &["LPUSH", "q", "x"], &["RPOP", "q"]];
     assert_eq!(pipeline(addr, cmds, expected).await, expected);
+
+    // Two transactions in one write: each has a private connection of its
+    // own, and the second must still run after the first.
+    let expected = "+OK\r\n+QUEUED\r\n*1\r\n:1\r\n+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n$1\r\n0\r\n";
+    let cmds: &[&[&str]] = &[
+        &["MULTI"],
+        &["INCR", "t"],
+        &["EXEC"],
+        &["MULTI"],
+        &["SET", "t", "0"],
+        &["EXEC"],
+        &["GET", "t"],
+    ];
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    for round in 0..20 {
+        let got = exchange(&mut tcp, &[&["DEL", "t"]], ":0\r\n").await;
+        assert!(got == ":0\r\n" || got == ":1\r\n", "{got}");
+        assert_eq!(
+            exchange(&mut tcp, cmds, expected).await,
+            expected,
+            "round {round}"
+        );
+    }
     attache.shutdown().await;
 }
 

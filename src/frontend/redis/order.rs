@@ -22,8 +22,10 @@ use crate::core::redis::Setup;
 pub(super) enum Channel {
     /// The shared pipes for one protocol version and database.
     Shared(Setup),
-    /// The transaction's private connection (MULTI/WATCH … EXEC).
-    Private,
+    /// A transaction's private connection (MULTI/WATCH … EXEC), by the
+    /// session's count of transactions: each transaction opens its own
+    /// connection, so the next one waits for the last one's replies.
+    Private(u32),
     /// A blocking command's own connection: nothing may overtake it.
     Blocking,
 }
@@ -36,12 +38,14 @@ impl Session {
     /// [`command::connection_affinity`].
     pub(super) fn channel_of(&self, cmd: &Command) -> Channel {
         if self.in_transaction() {
-            return Channel::Private;
+            return Channel::Private(self.transactions);
         }
         let shared = Channel::Shared(self.setup());
         match command::lookup_command(cmd) {
             Some(info) if info.special => match () {
-                _ if cmd.is("MULTI") || cmd.is("WATCH") => Channel::Private,
+                _ if cmd.is("MULTI") || cmd.is("WATCH") => {
+                    Channel::Private(self.transactions.wrapping_add(1))
+                }
                 _ if command::is_blocking(info, cmd) => Channel::Blocking,
                 _ => shared,
             },

@@ -60,6 +60,8 @@ pub(super) struct Session {
     pub reply_timer: ReplyTimer,
     /// A MULTI/WATCH transaction, while one is open.
     pub txn: Option<txn::Txn>,
+    /// Transactions opened so far (see `Channel::Private`).
+    pub transactions: u32,
     /// The command that switched the session to a dedicated relay, and
     /// the shard its keys or shard channels belong to.
     pub pending_relay: Option<(Bytes, Option<usize>)>,
@@ -141,6 +143,7 @@ pub(super) async fn run(
         slots: VecDeque::new(),
         reply_timer: ReplyTimer::default(),
         txn: None,
+        transactions: 0,
         pending_relay: None,
         quit: false,
         lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

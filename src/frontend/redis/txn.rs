@@ -39,6 +39,10 @@ impl Session {
     /// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
     pub(super) fn transaction(&mut self, cmd: &Command, raw: Bytes) {
         let Some(txn) = self.txn.as_mut() else {
+            if cmd.is("MULTI") || cmd.is("WATCH") {
+                // A new private connection: see `Channel::Private`.
+                self.transactions = self.transactions.wrapping_add(1);
+            }
             if cmd.is("MULTI") {
                 self.txn = Some(Txn {
                     conn: None,

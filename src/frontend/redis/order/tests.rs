@@ -10,7 +10,7 @@ fn shared(db: u32) -> Channel {
 
 #[test]
 fn same_ordered_connection_goes_at_once() {
-    for ch in [shared(0), shared(3), Channel::Private] {
+    for ch in [shared(0), shared(3), Channel::Private(1)] {
         assert!(may_go(ch, ch, || true), "{ch:?}");
     }
 }
@@ -18,13 +18,14 @@ fn same_ordered_connection_goes_at_once() {
 #[test]
 fn another_connection_waits_for_the_unanswered() {
     let pairs = [
-        (shared(0), Channel::Private),
-        (Channel::Private, shared(0)),
+        (shared(0), Channel::Private(1)),
+        (Channel::Private(1), Channel::Private(2)),
+        (Channel::Private(1), shared(0)),
         (shared(0), shared(1)),
         (shared(0), Channel::Blocking),
         (Channel::Blocking, shared(0)),
         (Channel::Blocking, Channel::Blocking),
-        (Channel::Private, Channel::Blocking),
+        (Channel::Private(1), Channel::Blocking),
     ];
     for (last, next) in pairs {
         assert!(!may_go(last, next, || true), "{last:?} -> {next:?}");

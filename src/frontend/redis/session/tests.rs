@@ -29,6 +29,7 @@ fn session(max_queued_bytes: u64) -> Session {
         slots: VecDeque::new(),
         reply_timer: Default::default(),
         txn: None,
+        transactions: 0,
         pending_relay: None,
         quit: false,
         lane: 0,
