@@ -185,3 +185,52 @@ async fn exchange(tcp: &mut TcpStream, cmds: &[&[&str]], expected: &str) -> Stri
     }
     String::from_utf8_lossy(&got).into_owned()
 }
+
+/// RESET resets the client's own connection to Attaché: forwarded, it
+/// would switch a shared server connection (here database 2's) back to
+/// database 0 under every other client on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_is_the_clients_own_not_a_shared_connections() {
+    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
+    let attache = start(&server, "").await;
+    let addr = attache.redis_addr.expect("redis listener");
+    let mut a = TcpStream::connect(addr).await.expect("connect");
+    let mut b = TcpStream::connect(addr).await.expect("connect");
+
+    let got = exchange(
+        &mut a,
+        &[&["SELECT", "2"], &["SET", "r", "a2"]],
+        "+OK\r\n+OK\r\n",
+    )
+    .await;
+    assert_eq!(got, "+OK\r\n+OK\r\n");
+    // After RESET the client is on database 0 again, where r is unset.
+    let got = exchange(&mut a, &[&["RESET"], &["GET", "r"]], "+RESET\r\n$-1\r\n").await;
+    assert_eq!(got, "+RESET\r\n$-1\r\n");
+    // Another client on database 2 still reads and writes database 2.
+    let cmds: &[&[&str]] = &[&["SELECT", "2"], &["GET", "r"], &["SET", "r", "b2"]];
+    let expected = "+OK\r\n$2\r\na2\r\n+OK\r\n";
+    assert_eq!(exchange(&mut b, cmds, expected).await, expected);
+
+    // Inside MULTI, RESET runs at once and drops the transaction.
+    let cmds: &[&[&str]] = &[
+        &["MULTI"],
+        &["SET", "x", "1"],
+        &["RESET"],
+        &["EXEC"],
+        &["GET", "x"],
+    ];
+    let expected = "+OK\r\n+QUEUED\r\n+RESET\r\n-ERR EXEC without MULTI\r\n$-1\r\n";
+    assert_eq!(exchange(&mut a, cmds, expected).await, expected);
+
+    let mut direct = TcpStream::connect(server.addr()).await.expect("connect");
+    let cmds: &[&[&str]] = &[
+        &["SELECT", "2"],
+        &["GET", "r"],
+        &["SELECT", "0"],
+        &["GET", "r"],
+    ];
+    let expected = "+OK\r\n$2\r\nb2\r\n+OK\r\n$-1\r\n";
+    assert_eq!(exchange(&mut direct, cmds, expected).await, expected);
+    attache.shutdown().await;
+}

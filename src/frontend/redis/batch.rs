@@ -81,7 +81,9 @@ impl Session {
     /// batch. Anything answered locally, gated, stateful or routed
     /// elsewhere is not.
     pub(super) fn batchable(&self, cmd: &Command) -> bool {
-        const LOCAL: &[&str] = &["AUTH", "HELLO", "QUIT", "PING", "ECHO", "CLIENT", "SELECT"];
+        const LOCAL: &[&str] = &[
+            "AUTH", "HELLO", "QUIT", "PING", "ECHO", "CLIENT", "SELECT", "RESET",
+        ];
         if !self.authed || self.in_transaction() || !self.ctx.batches_plain_commands() {
             return false;
         }

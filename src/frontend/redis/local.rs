@@ -1,6 +1,6 @@
 //! Route → respond (Redis): what Attaché answers itself. Connection-level
-//! commands (PING, ECHO, QUIT, AUTH, HELLO, CLIENT SETNAME/GETNAME/ID,
-//! SELECT) describe the client's connection to Attaché, not a server's, so
+//! commands (PING, ECHO, QUIT, AUTH, HELLO, RESET, CLIENT
+//! SETNAME/GETNAME/ID, SELECT) describe the client's connection to Attaché, not a server's, so
 //! they never reach a shared connection. Also the gates: authentication,
 //! the deny-list and unknown commands.
 
@@ -32,6 +32,8 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
             s.ready(bytes::Bytes::from_static(b"+OK\r\n"));
             s.quit = true;
         }
+        // Allowed before AUTH and run at once even inside MULTI, as by Redis.
+        "RESET" => reset(s),
         _ if !s.authed => s.error("NOAUTH Authentication required."),
         _ if s.ctx.is_denied(name) => s.error(&format!(
             "ERR command '{name}' is disabled by Attaché's configuration"
@@ -51,6 +53,20 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
         _ => return Local::Forward,
     }
     Local::Answered
+}
+
+/// RESET: the client's connection to Attaché goes back to a new one's
+/// state (database 0, RESP2, no name, no transaction; authenticated only
+/// when Attaché asks for no password). Forwarded, it would reset a shared
+/// server connection (its database, protocol and login) under every other
+/// client on it.
+fn reset(s: &mut Session) {
+    s.end_transaction();
+    s.db = 0;
+    s.version = Version::Resp2;
+    s.name = None;
+    s.authed = s.ctx.config.client_password.is_none() && s.ctx.config.client_users.is_empty();
+    s.ready(bytes::Bytes::from_static(b"+RESET\r\n"));
 }
 
 fn bulk(s: &mut Session, data: &[u8]) {

@@ -102,6 +102,20 @@ impl Session {
         }
     }
 
+    /// Ends an open transaction without running it (RESET): its private
+    /// connection is told to drop what it queued and watched. Nobody waits
+    /// for that reply.
+    pub(super) fn end_transaction(&mut self) {
+        let Some(txn) = self.txn.take() else { return };
+        if let Some((_, mux)) = &txn.conn {
+            let end = match txn.in_multi && !txn.multi_pending {
+                true => discard(),
+                false => unwatch(),
+            };
+            drop(mux.send(0, Bytes::from(end)));
+        }
+    }
+
     /// A command inside a transaction: onto its node's private connection.
     pub(super) fn in_txn(&mut self, cmd: &Command, raw: Bytes) {
         let node = self.node_for(cmd);
@@ -154,5 +168,11 @@ fn multi() -> Vec<u8> {
 fn discard() -> Vec<u8> {
     let mut b = BytesMut::new();
     encode_command(&mut b, &[b"DISCARD"]);
+    b.to_vec()
+}
+
+fn unwatch() -> Vec<u8> {
+    let mut b = BytesMut::new();
+    encode_command(&mut b, &[b"UNWATCH"]);
     b.to_vec()
 }

@@ -60,7 +60,7 @@ pub fn is_special(info: &CommandInfo) -> bool {
         || named(PUBSUB)
         || named(&["MONITOR", "SELECT", "CLIENT", "XREAD", "XREADGROUP", "WAIT"])
         // Answered by the proxy itself rather than any server connection.
-        || named(&["AUTH", "HELLO", "QUIT", "PING", "ECHO"])
+        || named(&["AUTH", "HELLO", "QUIT", "PING", "ECHO", "RESET"])
         || info.has(Flags::BLOCKING)
 }
 
