@@ -83,9 +83,12 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
 fn read_with_fallback(s: &Session, replica: Arc<Node>, raw: Bytes) -> oneshot::Receiver<Reply> {
     let (setup, lane) = (s.setup(), s.lane);
     let primary = s.ctx.topology.first();
+    // Queued now, so the client's reads reach the replica in its order;
+    // only the wait (and the fallback) is a task.
+    let first = replica.mux(setup).send(lane, raw.clone());
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let first = replica.mux(setup).send(lane, raw.clone()).await;
+        let first = first.await;
         let reply = match first.unwrap_or(Err(RedisBackendError::Lost)) {
             Err(RedisBackendError::Unavailable { .. }) => primary
                 .mux(setup)
@@ -264,15 +267,20 @@ fn gather(
     let limits = s.ctx.topology.first().target.limits;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
+        // Every part is awaited, even after one failed: the client's
+        // answer ends its wait, and a part still queued must not be
+        // overtaken by the client's next command.
         let mut frames = Vec::with_capacity(rxs.len());
+        let mut failed = None;
         for r in rxs {
             match r.await.unwrap_or(Err(RedisBackendError::Lost)) {
                 Ok(raw) => frames.push(decode(raw, version, &limits)),
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
+                Err(e) => failed = failed.or(Some(e)),
             }
+        }
+        if let Some(e) = failed {
+            let _ = tx.send(Err(e));
+            return;
         }
         let mut out = BytesMut::new();
         encode::encode(&merge(frames), version, &mut out);
