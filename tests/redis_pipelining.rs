@@ -234,3 +234,58 @@ async fn reset_is_the_clients_own_not_a_shared_connections() {
     assert_eq!(exchange(&mut direct, cmds, expected).await, expected);
     attache.shutdown().await;
 }
+
+/// Sends one command and returns what one read brings back (replies here
+/// are a few bytes, written at once).
+async fn one_reply(tcp: &mut TcpStream, args: &[&str]) -> String {
+    tcp.write_all(&encode(&[args])).await.expect("write");
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("reply within 5s")
+        .expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// A transaction's private connection is never silently replaced: a new
+/// one would not carry the client's WATCH, and its EXEC would overwrite a
+/// change the WATCH was there to catch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_transaction_connection_fails_the_transaction() {
+    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
+    let attache = start(&server, "").await;
+    let addr = attache.redis_addr.expect("redis listener");
+    let mut a = TcpStream::connect(addr).await.expect("connect");
+    let mut direct = TcpStream::connect(server.addr()).await.expect("connect");
+
+    assert_eq!(one_reply(&mut a, &["SET", "w", "start"]).await, "+OK\r\n");
+    assert_eq!(one_reply(&mut a, &["WATCH", "w"]).await, "+OK\r\n");
+    // The server drops every client connection but this one, the WATCH's
+    // included; then someone else changes the watched key.
+    let killed = one_reply(
+        &mut direct,
+        &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+    )
+    .await;
+    assert!(killed.starts_with(':'), "{killed}");
+    assert_eq!(
+        one_reply(&mut direct, &["SET", "w", "other"]).await,
+        "+OK\r\n"
+    );
+
+    // MULTI goes to the WATCH's connection, so it may fail already.
+    let multi = one_reply(&mut a, &["MULTI"]).await;
+    let queued = one_reply(&mut a, &["SET", "w", "mine"]).await;
+    let exec = one_reply(&mut a, &["EXEC"]).await;
+    assert!(
+        exec.starts_with('-') || exec == "*-1\r\n",
+        "the transaction ran without its WATCH: {multi:?} {queued:?} {exec:?}"
+    );
+    assert_eq!(
+        one_reply(&mut direct, &["GET", "w"]).await,
+        "$5\r\nother\r\n"
+    );
+    // The client goes on normally afterwards.
+    assert_eq!(one_reply(&mut a, &["GET", "w"]).await, "$5\r\nother\r\n");
+    attache.shutdown().await;
+}

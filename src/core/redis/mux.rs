@@ -117,13 +117,31 @@ impl Mux {
         n: usize,
         stats: Arc<NodeStats>,
     ) -> Self {
+        Self::start(target, setup, n, stats, false)
+    }
+
+    /// One connection that is never replaced: once it ends (or cannot be
+    /// made), every later request fails. For a connection whose state the
+    /// client builds up (a transaction's WATCH and MULTI): a fresh one
+    /// would silently run the rest of the transaction without it.
+    pub fn single_use(target: Arc<RedisTarget>, setup: Setup, stats: Arc<NodeStats>) -> Self {
+        Self::start(target, setup, 1, stats, true)
+    }
+
+    fn start(
+        target: Arc<RedisTarget>,
+        setup: Setup,
+        n: usize,
+        stats: Arc<NodeStats>,
+        once: bool,
+    ) -> Self {
         let loads = Loads::new(n);
         let pipes = loads
             .pipes
             .iter()
             .map(|load| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let pipe = supervise(target.clone(), setup, rx, stats.clone(), load.clone());
+                let pipe = supervise(target.clone(), setup, rx, stats.clone(), load.clone(), once);
                 tokio::spawn(pipe);
                 tx
             })
@@ -192,13 +210,15 @@ impl Mux {
     }
 }
 
-/// Owns one pipe: connects lazily, runs it, reconnects after failures.
+/// Owns one pipe: connects lazily, runs it, reconnects after failures
+/// (`once`: never; requests after the first connection fail).
 async fn supervise(
     target: Arc<RedisTarget>,
     setup: Setup,
     mut rx: mpsc::UnboundedReceiver<Request>,
     stats: Arc<NodeStats>,
     load: Arc<PipeLoad>,
+    once: bool,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -223,6 +243,10 @@ async fn supervise(
                     NodeStats::add(&stats.backend_errors, 1);
                     debug!(server.addr = %target.addr, error = %e, "redis pipe closed");
                 }
+                if once {
+                    // Dropping the queue fails what is still in it.
+                    return;
+                }
             }
             Err(e) => {
                 warn!(server.addr = %target.addr, error = %e, "redis connect failed");
@@ -231,6 +255,9 @@ async fn supervise(
                 NodeStats::add(&stats.failed_requests, first.replies);
                 load.unsent.fetch_sub(first.replies, Ordering::Relaxed);
                 let _ = first.reply.send(Err(e.clone()));
+                if once {
+                    return;
+                }
                 // While backing off, fail new requests at once with the
                 // reason instead of letting them wait for the next attempt.
                 let until = tokio::time::Instant::now() + backoff;

@@ -137,7 +137,7 @@ impl Session {
         };
         if txn.conn.is_none() {
             let n = ctx.topology.node_for_shard(node);
-            let mux = Arc::new(Mux::with_stats(n.target.clone(), setup, 1, n.stats.clone()));
+            let mux = Arc::new(Mux::single_use(n.target.clone(), setup, n.stats.clone()));
             txn.conn = Some((node, mux));
         }
         let prefix = std::mem::take(&mut txn.multi_pending).then(multi);
