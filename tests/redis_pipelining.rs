@@ -289,3 +289,43 @@ async fn a_lost_transaction_connection_fails_the_transaction() {
     assert_eq!(one_reply(&mut a, &["GET", "w"]).await, "$5\r\nother\r\n");
     attache.shutdown().await;
 }
+
+/// A command answered with a timeout error may still run: the client's
+/// next command must not overtake it on another shared connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_command_is_not_overtaken() {
+    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
+    let attache = start(
+        &server,
+        "command_timeout = \"400ms\"\nconnections_per_node = 4",
+    )
+    .await;
+    let addr = attache.redis_addr.expect("redis listener");
+    let mut a = TcpStream::connect(addr).await.expect("connect");
+    let mut direct = TcpStream::connect(server.addr()).await.expect("connect");
+    assert_eq!(
+        one_reply(&mut a, &["DEL", "late"]).await.chars().next(),
+        Some(':')
+    );
+
+    // Writes wait 700 ms on the server; reads do not, unless queued on a
+    // connection behind a waiting write.
+    let paused = one_reply(&mut direct, &["CLIENT", "PAUSE", "700", "WRITE"]).await;
+    assert_eq!(paused, "+OK\r\n");
+    let set = one_reply(&mut a, &["SET", "late", "1"]).await;
+    assert!(set.starts_with("-ERR attache"), "{set}");
+    // Sent after the timeout, answered after the SET ran.
+    let get = one_reply(&mut a, &["GET", "late"]).await;
+    assert_eq!(get, "$1\r\n1\r\n", "the GET overtook the timed-out SET");
+
+    // A command for another connection (a transaction's) waits for the
+    // timed-out one too, then goes.
+    let paused = one_reply(&mut direct, &["CLIENT", "PAUSE", "700", "WRITE"]).await;
+    assert_eq!(paused, "+OK\r\n");
+    let set = one_reply(&mut a, &["SET", "late", "2"]).await;
+    assert!(set.starts_with("-ERR attache"), "{set}");
+    assert_eq!(one_reply(&mut a, &["MULTI"]).await, "+OK\r\n");
+    assert_eq!(one_reply(&mut a, &["INCR", "late"]).await, "+QUEUED\r\n");
+    assert_eq!(one_reply(&mut a, &["EXEC"]).await, "*1\r\n:3\r\n");
+    attache.shutdown().await;
+}

@@ -38,6 +38,7 @@ impl Session {
         // With nothing of its own unanswered, the client's commands may go
         // out on any of the shared connections without losing their order:
         // the one that suits the batch best (see `Mux::pick_lane`).
+        self.prune_orphans();
         if !self.unanswered() {
             self.lane = mux.pick_lane(count);
         }

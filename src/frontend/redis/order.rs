@@ -53,14 +53,16 @@ impl Session {
         }
     }
 
-    /// Commands sent (or batched) whose replies have not arrived yet.
+    /// Commands sent (or batched) whose replies have not arrived yet,
+    /// timed-out ones included (they may still run).
     pub(super) fn unanswered(&self) -> bool {
-        self.batched > 0 || self.queued.owed > 0
+        self.batched > 0 || self.queued.owed > 0 || !self.orphans.is_empty()
     }
 
     /// Whether a command for `ch` may go now; if so, `ch` becomes the
     /// channel the unanswered commands are on.
     pub(super) fn claim(&mut self, ch: Channel) -> bool {
+        self.prune_orphans();
         let go = may_go(self.last_channel, ch, || self.unanswered());
         if go {
             self.last_channel = ch;

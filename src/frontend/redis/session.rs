@@ -80,6 +80,11 @@ pub(super) struct Session {
     /// for their replies before it goes elsewhere (see `order`).
     pub last_channel: Channel,
     pub held: Option<Request>,
+    /// Commands answered with a timeout error whose server replies have
+    /// not come: they may still run, so they count as unanswered until
+    /// they do, and the client's later commands keep their connection
+    /// (see `order`).
+    pub orphans: Vec<oneshot::Receiver<Reply>>,
 }
 
 /// The reply bytes a session holds for its client, kept up to date as
@@ -153,6 +158,7 @@ pub(super) async fn run(
         queued: Queued::new(),
         last_channel: Channel::Blocking,
         held: None,
+        orphans: Vec::new(),
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -168,6 +174,7 @@ pub(super) async fn run(
         let reading = !s.quit
             && !closing
             && s.slots.len() < max_pipeline
+            && s.orphans.len() < max_pipeline
             && !s.queue_full()
             && !s.at_barrier();
         if reading && buffered {
@@ -387,7 +394,8 @@ impl Session {
     }
 
     /// Resolves when the oldest reply is ready (or timed out, which turns
-    /// it into an error reply).
+    /// it into an error reply); with no reply to wait for, when a timed-out
+    /// command a held request waits behind has its reply.
     pub(super) async fn wait_front(&mut self) {
         let timeout = self.ctx.config.command_timeout.0;
         let Some(Slot::Wait {
@@ -396,26 +404,50 @@ impl Session {
             count,
         }) = self.slots.front_mut()
         else {
-            return std::future::pending().await;
+            return self.wait_orphans().await;
         };
         let count = *count;
-        let reply = match deadline {
+        let lost = || Err(crate::core::redis::RedisBackendError::Lost);
+        let (reply, timed_out) = match deadline {
             Some(d) => tokio::select! {
                 biased;
-                r = &mut *rx => r.unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
+                r = &mut *rx => (r.unwrap_or_else(|_| lost()), false),
                 () = self.reply_timer.until(*d) => {
-                    Err(crate::core::redis::RedisBackendError::Timeout(timeout))
+                    (Err(crate::core::redis::RedisBackendError::Timeout(timeout)), true)
                 }
             },
-            None => (&mut *rx)
-                .await
-                .unwrap_or(Err(crate::core::redis::RedisBackendError::Lost)),
+            None => ((&mut *rx).await.unwrap_or_else(|_| lost()), false),
         };
         let bytes = self.settle(reply, count);
         self.queued.held += bytes.len();
-        if let Some(front) = self.slots.front_mut() {
+        if timed_out {
+            if let Some(Slot::Wait { rx, .. }) = self.slots.pop_front() {
+                self.orphans.push(rx);
+            }
+            self.slots.push_front(Slot::Ready(bytes));
+        } else if let Some(front) = self.slots.front_mut() {
             *front = Slot::Ready(bytes);
         }
+    }
+
+    /// Waits for the oldest timed-out command's reply when something waits
+    /// on it: a held request, or reading paused by too many of them.
+    async fn wait_orphans(&mut self) {
+        let max = self.ctx.config.max_pipeline;
+        let waiting = self.held.is_some() || self.orphans.len() >= max;
+        let Some(first) = self.orphans.first_mut().filter(|_| waiting) else {
+            return std::future::pending().await;
+        };
+        let _ = first.await;
+        self.orphans.remove(0);
+        self.prune_orphans();
+    }
+
+    /// Forgets the timed-out commands whose replies have come.
+    pub(super) fn prune_orphans(&mut self) {
+        use tokio::sync::oneshot::error::TryRecvError;
+        self.orphans
+            .retain_mut(|rx| matches!(rx.try_recv(), Err(TryRecvError::Empty)));
     }
 
     pub(super) fn ready(&mut self, bytes: Bytes) {

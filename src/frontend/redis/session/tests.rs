@@ -39,6 +39,7 @@ fn session(max_queued_bytes: u64) -> Session {
         queued: Queued::new(),
         last_channel: crate::frontend::redis::order::Channel::Blocking,
         held: None,
+        orphans: Vec::new(),
     }
 }
 
