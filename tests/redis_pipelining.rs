@@ -327,5 +327,19 @@ async fn a_timed_out_command_is_not_overtaken() {
     assert_eq!(one_reply(&mut a, &["MULTI"]).await, "+OK\r\n");
     assert_eq!(one_reply(&mut a, &["INCR", "late"]).await, "+QUEUED\r\n");
     assert_eq!(one_reply(&mut a, &["EXEC"]).await, "*1\r\n:3\r\n");
+
+    // A server that does not answer holds them for another timeout only.
+    let paused = one_reply(&mut direct, &["CLIENT", "PAUSE", "5000", "WRITE"]).await;
+    assert_eq!(paused, "+OK\r\n");
+    let set = one_reply(&mut a, &["SET", "late", "4"]).await;
+    assert!(set.starts_with("-ERR attache"), "{set}");
+    let t0 = std::time::Instant::now();
+    assert_eq!(one_reply(&mut a, &["MULTI"]).await, "+OK\r\n");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(one_reply(&mut a, &["DISCARD"]).await, "+OK\r\n");
+    assert_eq!(
+        one_reply(&mut direct, &["CLIENT", "UNPAUSE"]).await,
+        "+OK\r\n"
+    );
     attache.shutdown().await;
 }

@@ -83,8 +83,10 @@ pub(super) struct Session {
     /// Commands answered with a timeout error whose server replies have
     /// not come: they may still run, so they count as unanswered until
     /// they do, and the client's later commands keep their connection
-    /// (see `order`).
-    pub orphans: Vec<oneshot::Receiver<Reply>>,
+    /// (see `order`). Each is given up at its instant (another
+    /// `command_timeout`), so a server that never answers cannot hold the
+    /// client's other commands for good.
+    pub orphans: Vec<(oneshot::Receiver<Reply>, Instant)>,
 }
 
 /// The reply bytes a session holds for its client, kept up to date as
@@ -422,7 +424,7 @@ impl Session {
         self.queued.held += bytes.len();
         if timed_out {
             if let Some(Slot::Wait { rx, .. }) = self.slots.pop_front() {
-                self.orphans.push(rx);
+                self.orphans.push((rx, Instant::now() + timeout));
             }
             self.slots.push_front(Slot::Ready(bytes));
         } else if let Some(front) = self.slots.front_mut() {
@@ -435,19 +437,25 @@ impl Session {
     async fn wait_orphans(&mut self) {
         let max = self.ctx.config.max_pipeline;
         let waiting = self.held.is_some() || self.orphans.len() >= max;
-        let Some(first) = self.orphans.first_mut().filter(|_| waiting) else {
+        let Some((first, give_up)) = self.orphans.first_mut().filter(|_| waiting) else {
             return std::future::pending().await;
         };
-        let _ = first.await;
+        let _ = tokio::time::timeout_at(*give_up, first).await;
         self.orphans.remove(0);
         self.prune_orphans();
     }
 
-    /// Forgets the timed-out commands whose replies have come.
+    /// Forgets the timed-out commands whose replies have come, or that
+    /// were given up.
     pub(super) fn prune_orphans(&mut self) {
         use tokio::sync::oneshot::error::TryRecvError;
-        self.orphans
-            .retain_mut(|rx| matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        if self.orphans.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.orphans.retain_mut(|(rx, give_up)| {
+            *give_up > now && matches!(rx.try_recv(), Err(TryRecvError::Empty))
+        });
     }
 
     pub(super) fn ready(&mut self, bytes: Bytes) {
