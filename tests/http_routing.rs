@@ -195,6 +195,57 @@ protocol = "http2"
     attache.shutdown().await;
 }
 
+/// An endpoint whose connects hang: the requests waiting for the one
+/// HTTP/2 connection being opened fail with it, after one
+/// `connect_timeout`, instead of each then waiting out its own.
+#[tokio::test]
+async fn waiters_on_a_failed_h2_connect_fail_with_it() {
+    // A listener that never accepts, its backlog full: SYNs are dropped.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let dead = listener.local_addr().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        let connect = tokio::net::TcpStream::connect(dead);
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), connect).await
+        {
+            fill.push(s);
+        }
+    }
+    let toml = format!(
+        r#"
+[http]
+[[http.routes]]
+prefix = "/"
+cluster = "dead"
+retries = 0
+[http.clusters.dead]
+endpoints = ["{dead}"]
+protocol = "http2"
+connect_timeout = "600ms"
+"#
+    );
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.unwrap();
+    let t0 = std::time::Instant::now();
+    let asks = (0..8).map(|i| async move {
+        let client = h1_client();
+        get(&client, addr, &format!("/x/{i}"), &[]).await
+    });
+    for r in futures_util::future::join_all(asks).await {
+        assert!(r.status.is_server_error(), "{} {}", r.status, r.body);
+        assert!(r.header("x-attache-error").is_some(), "{:?}", r.headers);
+    }
+    let took = t0.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(1100),
+        "waiters each waited out a connect of their own: {took:?}"
+    );
+    attache.shutdown().await;
+}
+
 #[tokio::test]
 async fn reload_changes_routes_for_connected_keep_alive_clients() {
     let (payments, users, attache) = two_services().await;

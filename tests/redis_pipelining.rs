@@ -343,3 +343,46 @@ async fn a_timed_out_command_is_not_overtaken() {
     );
     attache.shutdown().await;
 }
+
+/// A connection that stops answering does not keep its clients: once the
+/// oldest timed-out command is given up, the next ones may move to
+/// another shared connection, even though each command sent meanwhile
+/// timed out there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaves_a_connection_that_stopped_answering() {
+    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
+    let attache = start(
+        &server,
+        "command_timeout = \"300ms\"\nconnections_per_node = 4",
+    )
+    .await;
+    let addr = attache.redis_addr.expect("redis listener");
+    let mut a = TcpStream::connect(addr).await.expect("connect");
+    let mut direct = TcpStream::connect(server.addr()).await.expect("connect");
+    assert_eq!(one_reply(&mut a, &["SET", "stuck", "0"]).await, "+OK\r\n");
+
+    // Writes stall for 10 s: the SET, and the reads queued behind it on
+    // its connection, get no answer.
+    let paused = one_reply(&mut direct, &["CLIENT", "PAUSE", "10000", "WRITE"]).await;
+    assert_eq!(paused, "+OK\r\n");
+    let set = one_reply(&mut a, &["SET", "stuck", "1"]).await;
+    assert!(set.starts_with("-ERR attache"), "{set}");
+    let t0 = std::time::Instant::now();
+    let answered = loop {
+        let got = one_reply(&mut a, &["GET", "stuck"]).await;
+        if got.starts_with('$') {
+            break got;
+        }
+        assert!(got.starts_with("-ERR attache"), "{got}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(4),
+            "the client stayed on the stalled connection"
+        );
+    };
+    assert_eq!(answered, "$1\r\n0\r\n");
+    assert_eq!(
+        one_reply(&mut direct, &["CLIENT", "UNPAUSE"]).await,
+        "+OK\r\n"
+    );
+    attache.shutdown().await;
+}

@@ -33,9 +33,12 @@ impl Shutdown {
     pub fn signal(&self) -> Signal {
         let mut rx = self.rx.clone();
         Signal {
-            wait: Some(Box::pin(async move {
+            // Unconstrained: with the task's budget spent, a cooperative
+            // `wait_for` would return Pending without joining the waiter
+            // list, and the fast path below would never ask it again.
+            wait: Some(Box::pin(tokio::task::unconstrained(async move {
                 let _ = rx.wait_for(|v| *v).await;
-            })),
+            }))),
             begun: self.begun.clone(),
             registered: None,
         }
@@ -99,6 +102,14 @@ pub struct ShutdownTrigger {
 impl Default for ShutdownTrigger {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Drop for ShutdownTrigger {
+    /// Dropped without a trigger, the channel closes, which ends every
+    /// wait; the flag lets [`Signal`]'s fast path see that too.
+    fn drop(&mut self) {
+        self.begun.store(true, Ordering::Release);
     }
 }
 

@@ -57,6 +57,10 @@ pub enum ConnectError {
     Overflow,
     #[error("connect timed out after {0:?}")]
     Timeout(Duration),
+    /// The HTTP/2 connection this request waited for failed (reported
+    /// once, by the request that opened it).
+    #[error("{0} (shared HTTP/2 connection)")]
+    Shared(String),
     #[error("connect failed: {0}")]
     Io(#[source] io::Error),
     #[error(transparent)]
@@ -99,7 +103,7 @@ struct Slot {
     idle: Vec<Idle>,
     h2: Option<http2::SendRequest<Body>>,
     /// A connection that may speak HTTP/2 is being opened ([`h2open`]).
-    opening: Option<tokio::sync::watch::Receiver<bool>>,
+    opening: Option<tokio::sync::watch::Receiver<h2open::Outcome>>,
     /// What the last connection opened to this endpoint agreed on.
     speaks_h2: Option<bool>,
     /// Idle connections of the HTTP/1.1 fast path ([`super::h1`]).
@@ -242,18 +246,22 @@ impl Pool {
                 true => h2open::Turn::Alone,
                 false => h2open::turn(&self.slots, ep.addr, !self.settings.raw_ok),
             };
-            let _guard = match turn {
-                h2open::Turn::Wait(mut done) => {
+            let mut guard = match turn {
+                h2open::Turn::Wait(done) => {
                     waited = true;
-                    let wait = done.wait_for(|done| *done);
-                    let _ = tokio::time::timeout(self.settings.connect_timeout, wait).await;
+                    if let Some(why) = h2open::wait(done, self.settings.connect_timeout).await {
+                        return Err(ConnectError::Shared(why));
+                    }
                     continue;
                 }
                 h2open::Turn::Lead(guard) => Some(guard),
                 h2open::Turn::Alone => None,
             };
-            let sender = self.connect(ep).await?;
-            return Ok(self.conn(sender, ep.addr, false));
+            let result = self.connect(ep).await;
+            if let Some(g) = guard.as_mut() {
+                g.finish(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            }
+            return Ok(self.conn(result?, ep.addr, false));
         }
     }
 

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 use super::conn::{self, RedisBackendError, Setup};
 use super::mux::Reply;
 use super::topology::{Node, TargetTemplate};
+use super::LaneChoice;
 use crate::config::redis::ReadFrom;
 
 const SLOTS: usize = 16384;
@@ -49,6 +50,8 @@ pub struct Cluster {
 /// A request queued by [`Cluster::send`], awaiting [`Cluster::follow`].
 pub struct Sent {
     rx: tokio::sync::oneshot::Receiver<Reply>,
+    /// The lane it went out on (and redirects keep).
+    pub lane: usize,
     /// The slot's owner when it was sent.
     primary: Arc<Node>,
     /// Where it went (the owner, or one of its replicas).
@@ -184,9 +187,11 @@ impl Cluster {
     /// session's own order, a client's commands reach a connection in the
     /// order it sent them; [`Cluster::follow`] then waits for the reply
     /// and follows redirects.
+    /// A client free to move (see [`LaneChoice`]) takes the slot owner's
+    /// connection that suits the command best; [`Sent::lane`] says which.
     pub fn send(
         &self,
-        lane: usize,
+        choice: LaneChoice,
         slot: Option<u16>,
         raw: &Bytes,
         setup: Setup,
@@ -198,12 +203,18 @@ impl Cluster {
         };
         let replica = slot
             .filter(|_| read)
-            .and_then(|s| self.replica_for_slot(s, lane));
+            .and_then(|s| self.replica_for_slot(s, choice.spread));
         let on_replica = replica.is_some();
         let node = replica.unwrap_or_else(|| primary.clone());
-        let rx = node.mux(setup).send(lane, raw.clone());
+        let mux = node.mux(setup);
+        let lane = match choice.may_move && !on_replica && slot.is_some() {
+            true => mux.pick_lane(1),
+            false => choice.lane,
+        };
+        let rx = mux.send(lane, raw.clone());
         Sent {
             rx,
+            lane,
             primary,
             node,
             on_replica,
@@ -215,15 +226,10 @@ impl Cluster {
     /// command may have run. (A command sent again after a redirect is
     /// no longer ordered with the client's later ones: that happens only
     /// while its slot moves.)
-    pub async fn follow(
-        self: Arc<Self>,
-        sent: Sent,
-        lane: usize,
-        raw: Bytes,
-        setup: Setup,
-    ) -> Reply {
+    pub async fn follow(self: Arc<Self>, sent: Sent, raw: Bytes, setup: Setup) -> Reply {
         let Sent {
             mut rx,
+            lane,
             primary,
             mut node,
             mut on_replica,
@@ -238,6 +244,9 @@ impl Cluster {
                     on_replica = false;
                     node = primary.clone();
                     self.nudge();
+                    if attempt == MAX_REDIRECTS {
+                        break;
+                    }
                     rx = node.mux(setup).send(lane, raw.clone());
                     continue;
                 }

@@ -10,5 +10,18 @@ pub mod sentinel;
 pub mod topology;
 
 pub use conn::{RedisBackendError, RedisTarget, Setup};
+
+/// How one command of a client picks its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneChoice {
+    /// The client's lane: which of a node's shared connections it uses.
+    pub lane: usize,
+    /// The client has nothing unanswered, so may move to the connection
+    /// that suits one command best (`Mux::pick_lane`).
+    pub may_move: bool,
+    /// Fixed for the client's life: spreads clients' reads over replicas
+    /// (the lane cannot: free clients mostly choose the same one).
+    pub spread: usize,
+}
 pub use mux::{Mux, Reply};
 pub use topology::{Node, Topology, TopologyError};

@@ -24,13 +24,18 @@ use tracing::{debug, info, warn};
 use super::conn::{self, RedisBackendError, Setup};
 use super::mux::Reply;
 use super::topology::{Node, Replicas, TargetTemplate};
+use super::LaneChoice;
 use crate::config::redis::ReadFrom;
 
 /// A request queued by [`Sentinel::send`], awaiting [`Sentinel::finish`].
 pub struct Sent {
     rx: oneshot::Receiver<Reply>,
+    /// The lane it went out on.
+    pub lane: usize,
     /// The replica it went to, for a read.
     replica: Option<String>,
+    /// Primary changes since it was sent.
+    changes: watch::Receiver<u64>,
 }
 
 pub struct Sentinel {
@@ -114,36 +119,51 @@ impl Sentinel {
     }
 
     /// Queues `raw` now: a read-only command (`read`) on a replica when
-    /// `read_from` says so, anything else on the primary. Queued here, in
-    /// the session's own order, a client's commands reach a connection in
-    /// the order it sent them; [`Sentinel::finish`] then waits for the
-    /// reply and handles what went wrong.
-    pub fn send(&self, lane: usize, raw: &Bytes, setup: Setup, read: bool) -> Sent {
-        if let Some(replica) = read.then(|| self.replica_for_read(lane)).flatten() {
-            let rx = replica.mux(setup).send(lane, raw.clone());
+    /// `read_from` says so, anything else on the primary (on the
+    /// connection that suits it best when the client is free to move, see
+    /// [`LaneChoice`]). Queued here, in the session's own order, a
+    /// client's commands reach a connection in the order it sent them;
+    /// [`Sentinel::finish`] then waits for the reply and handles what went
+    /// wrong.
+    pub fn send(&self, choice: LaneChoice, raw: &Bytes, setup: Setup, read: bool) -> Sent {
+        // Subscribed before sending: a primary named meanwhile is news.
+        let changes = self.changed.subscribe();
+        if let Some(replica) = read.then(|| self.replica_for_read(choice.spread)).flatten() {
+            let rx = replica.mux(setup).send(choice.lane, raw.clone());
             return Sent {
                 rx,
+                lane: choice.lane,
                 replica: Some(replica.addr.clone()),
+                changes,
             };
         }
-        let rx = self.primary().mux(setup).send(lane, raw.clone());
-        Sent { rx, replica: None }
+        let mux = self.primary().mux(setup);
+        let lane = match choice.may_move {
+            true => mux.pick_lane(1),
+            false => choice.lane,
+        };
+        let rx = mux.send(lane, raw.clone());
+        Sent {
+            rx,
+            lane,
+            replica: None,
+            changes,
+        }
     }
 
     /// The reply to what [`Sentinel::send`] queued. Resending a read is
     /// harmless, so a replica that fails, even mid-request, or is loading
     /// or cut off from its primary sends the read to the primary; on the
     /// primary, a request that did not run waits out a failover.
-    pub async fn finish(
-        self: Arc<Self>,
-        sent: Sent,
-        lane: usize,
-        raw: Bytes,
-        setup: Setup,
-    ) -> Reply {
-        let Sent { rx, replica } = sent;
+    pub async fn finish(self: Arc<Self>, sent: Sent, raw: Bytes, setup: Setup) -> Reply {
+        let Sent {
+            rx,
+            lane,
+            replica,
+            changes,
+        } = sent;
         let Some(replica) = replica else {
-            return self.settle(rx, lane, raw, setup).await;
+            return self.settle(rx, changes, lane, raw, setup).await;
         };
         let reply = rx.await.unwrap_or(Err(RedisBackendError::Lost));
         match &reply {
@@ -152,7 +172,7 @@ impl Sentinel {
             Err(error) => debug!(%replica, %error, "replica read failed"),
         }
         let rx = self.primary().mux(setup).send(lane, raw.clone());
-        self.settle(rx, lane, raw, setup).await
+        self.settle(rx, changes, lane, raw, setup).await
     }
 
     /// The current primary; before the first answer, a node nobody
@@ -192,12 +212,12 @@ impl Sentinel {
     async fn settle(
         self: Arc<Self>,
         mut rx: oneshot::Receiver<Reply>,
+        mut changes: watch::Receiver<u64>,
         lane: usize,
         raw: Bytes,
         setup: Setup,
     ) -> Reply {
         let deadline = tokio::time::Instant::now() + self.template.cfg.failover_timeout.0;
-        let mut changes = self.changed.subscribe();
         loop {
             let reply = rx.await.unwrap_or(Err(RedisBackendError::Lost));
             let retry = match &reply {

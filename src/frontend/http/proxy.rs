@@ -286,7 +286,10 @@ impl Attempt<'_> {
             cluster.stats.overflowed();
             return fail(LocalError::Overflow(cluster.name.clone()), false);
         }
-        cluster.report(ep, Outcome::ConnectFailure);
+        // Waiters on a shared connection's open share its one failure.
+        if !matches!(e, ConnectError::Shared(_)) {
+            cluster.report(ep, Outcome::ConnectFailure);
+        }
         if e.is_certificate() {
             return fail(LocalError::TlsVerify(ep.authority(), e.to_string()), false);
         }

@@ -307,7 +307,10 @@ impl Session {
                     }
                 }
                 Event::Client(Err(e)) => return Err(e.into()),
-                Event::Server(Ok(0)) => self.server_lost("server closed the connection").await?,
+                Event::Server(Ok(0)) => {
+                    last_event = Instant::now();
+                    self.server_lost("server closed the connection").await?
+                }
                 Event::Server(Ok(_)) => {
                     last_event = Instant::now();
                     self.on_server_bytes().await?;
@@ -317,7 +320,10 @@ impl Session {
                     self.flush_client().await?;
                     self.maybe_release();
                 }
-                Event::Server(Err(e)) => self.server_lost(&e.to_string()).await?,
+                Event::Server(Err(e)) => {
+                    last_event = Instant::now();
+                    self.server_lost(&e.to_string()).await?
+                }
                 Event::Shutdown => {
                     self.closing = true;
                     timer.as_mut().reset((last_request + DRAIN_GRACE).into());

@@ -33,7 +33,7 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
             s.quit = true;
         }
         // Allowed before AUTH and run at once even inside MULTI, as by Redis.
-        "RESET" => reset(s),
+        "RESET" if !s.ctx.is_denied("RESET") => reset(s),
         _ if !s.authed => s.error("NOAUTH Authentication required."),
         _ if s.ctx.is_denied(name) => s.error(&format!(
             "ERR command '{name}' is disabled by Attaché's configuration"

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::session::Session;
-use crate::core::redis::{Node, RedisBackendError, Reply};
+use crate::core::redis::{LaneChoice, Node, RedisBackendError, Reply};
 
 const CROSS: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
@@ -31,22 +31,18 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
         // the primary); everything else waits out failovers on the primary.
         let (tx, rx) = oneshot::channel();
         let setup = s.setup();
-        if !read && !s.unanswered() {
-            // As in single mode: free to choose, the client takes the
-            // primary's connection that suits one command best.
-            s.lane = sentinel.primary().mux(setup).pick_lane(1);
-        }
         // Queued now, in the client's order; only the wait is a task.
-        let sent = sentinel.send(s.lane, &raw, setup, read);
-        let (sentinel, lane) = (sentinel.clone(), s.lane);
+        let sent = sentinel.send(s.lane_choice(true), &raw, setup, read);
+        s.lane = sent.lane;
+        let sentinel = sentinel.clone();
         tokio::spawn(async move {
-            let _ = tx.send(sentinel.finish(sent, lane, raw, setup).await);
+            let _ = tx.send(sentinel.finish(sent, raw, setup).await);
         });
         return s.wait_reply(rx);
     }
     if !s.ctx.topology.is_sharded() {
         let rx = match read
-            .then(|| s.ctx.topology.replica_for_read(s.lane, None))
+            .then(|| s.ctx.topology.replica_for_read(s.spread, None))
             .flatten()
         {
             Some(replica) => read_with_fallback(s, replica, raw),
@@ -112,8 +108,8 @@ fn read_with_fallback(s: &Session, replica: Arc<Node>, raw: Bytes) -> oneshot::R
 /// over several nodes do not move: moving per part would leave the earlier
 /// parts on another connection than the lane. In a cluster the choice is
 /// made on the slot owner as the map has it (a redirected command keeps
-/// the lane on the node it is sent to); reads spread over replicas keep
-/// the lane, which also picks their replica.
+/// the lane on the node it is sent to); reads sent to a replica keep the
+/// lane.
 fn send_to_shard(
     s: &mut Session,
     shard: Option<usize>,
@@ -123,17 +119,15 @@ fn send_to_shard(
 ) -> oneshot::Receiver<Reply> {
     let setup = s.setup();
     if let Some(cluster) = s.ctx.topology.cluster() {
-        if let Some(slot) = shard.filter(|_| may_move && !read && !s.unanswered()) {
-            let owner = cluster.node_for_slot(slot as u16);
-            s.lane = owner.mux(setup).pick_lane(1);
-        }
         // Queued now, in the client's order; only the wait (and any
         // redirect) is a task.
-        let sent = cluster.send(s.lane, shard.map(|sh| sh as u16), &raw, setup, read);
+        let choice = s.lane_choice(may_move);
+        let sent = cluster.send(choice, shard.map(|sh| sh as u16), &raw, setup, read);
+        s.lane = sent.lane;
         let (tx, rx) = oneshot::channel();
-        let (cluster, lane) = (cluster.clone(), s.lane);
+        let cluster = cluster.clone();
         tokio::spawn(async move {
-            let _ = tx.send(cluster.follow(sent, lane, raw, setup).await);
+            let _ = tx.send(cluster.follow(sent, raw, setup).await);
         });
         return rx;
     }
@@ -153,6 +147,16 @@ fn send_to_node(s: &Session, node: &Arc<Node>, raw: Bytes) -> oneshot::Receiver<
 }
 
 impl Session {
+    /// The client's lane, whether it may move now (`may_move` and nothing
+    /// unanswered), and its replica spread.
+    fn lane_choice(&self, may_move: bool) -> LaneChoice {
+        LaneChoice {
+            lane: self.lane,
+            may_move: may_move && !self.unanswered(),
+            spread: self.spread,
+        }
+    }
+
     /// The shard of `cmd`'s keys: `Ok(None)` without keys, `Err` when they
     /// are in different shards.
     pub(super) fn node_for(&self, cmd: &Command) -> Result<Option<usize>, ()> {

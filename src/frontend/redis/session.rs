@@ -68,6 +68,9 @@ pub(super) struct Session {
     pub quit: bool,
     /// Which shared pipe of each node this client uses (see `Mux::send`).
     pub lane: usize,
+    /// Fixed for the session: which replica its reads prefer (see
+    /// `LaneChoice::spread`).
+    pub spread: usize,
     /// Plain commands read but not yet sent (see `batchable`).
     pub batch: BytesMut,
     pub batched: usize,
@@ -86,7 +89,7 @@ pub(super) struct Session {
     /// (see `order`). Each is given up at its instant (another
     /// `command_timeout`), so a server that never answers cannot hold the
     /// client's other commands for good.
-    pub orphans: Vec<(oneshot::Receiver<Reply>, Instant)>,
+    pub orphans: VecDeque<(oneshot::Receiver<Reply>, Instant)>,
 }
 
 /// The reply bytes a session holds for its client, kept up to date as
@@ -141,6 +144,7 @@ pub(super) async fn run(
         ..RequestLimits::default()
     };
     let max_pipeline = ctx.config.max_pipeline;
+    let spread = NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut s = Session {
         authed: ctx.config.client_password.is_none() && ctx.config.client_users.is_empty(),
         ctx,
@@ -153,14 +157,15 @@ pub(super) async fn run(
         transactions: 0,
         pending_relay: None,
         quit: false,
-        lane: NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        lane: spread,
+        spread,
         primary_mux: None,
         batch: BytesMut::new(),
         batched: 0,
         queued: Queued::new(),
         last_channel: Channel::Blocking,
         held: None,
-        orphans: Vec::new(),
+        orphans: VecDeque::new(),
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -424,7 +429,7 @@ impl Session {
         self.queued.held += bytes.len();
         if timed_out {
             if let Some(Slot::Wait { rx, .. }) = self.slots.pop_front() {
-                self.orphans.push((rx, Instant::now() + timeout));
+                self.orphans.push_back((rx, Instant::now() + timeout));
             }
             self.slots.push_front(Slot::Ready(bytes));
         } else if let Some(front) = self.slots.front_mut() {
@@ -437,25 +442,31 @@ impl Session {
     async fn wait_orphans(&mut self) {
         let max = self.ctx.config.max_pipeline;
         let waiting = self.held.is_some() || self.orphans.len() >= max;
-        let Some((first, give_up)) = self.orphans.first_mut().filter(|_| waiting) else {
+        let Some((first, give_up)) = self.orphans.front_mut().filter(|_| waiting) else {
             return std::future::pending().await;
         };
         let _ = tokio::time::timeout_at(*give_up, first).await;
-        self.orphans.remove(0);
         self.prune_orphans();
     }
 
-    /// Forgets the timed-out commands whose replies have come, or that
-    /// were given up.
+    /// Forgets the oldest timed-out commands whose replies have come (a
+    /// connection answers in order, so the front is the one to check).
+    /// Once the oldest is given up, all are: the connection behind them
+    /// looks dead, and the client must be free to leave it, not held on it
+    /// by each new command that times out there.
     pub(super) fn prune_orphans(&mut self) {
         use tokio::sync::oneshot::error::TryRecvError;
-        if self.orphans.is_empty() {
-            return;
-        }
         let now = Instant::now();
-        self.orphans.retain_mut(|(rx, give_up)| {
-            *give_up > now && matches!(rx.try_recv(), Err(TryRecvError::Empty))
-        });
+        while let Some((rx, give_up)) = self.orphans.front_mut() {
+            if *give_up <= now {
+                self.orphans.clear();
+                return;
+            }
+            if matches!(rx.try_recv(), Err(TryRecvError::Empty)) {
+                return;
+            }
+            self.orphans.pop_front();
+        }
     }
 
     pub(super) fn ready(&mut self, bytes: Bytes) {

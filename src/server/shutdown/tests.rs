@@ -75,3 +75,24 @@ fn a_signal_made_after_the_trigger_fires_at_once() {
     let mut signal = shutdown.signal();
     assert!(poll_once(&mut signal, Waker::noop()).is_ready());
 }
+
+#[tokio::test]
+async fn a_signal_polled_every_turn_fires_when_the_trigger_is_dropped() {
+    let trigger = ShutdownTrigger::new();
+    let shutdown = trigger.subscribe();
+    let looping = tokio::spawn(async move {
+        let mut stop = shutdown.signal();
+        loop {
+            tokio::select! {
+                _ = stop.fired() => return,
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(trigger);
+    tokio::time::timeout(Duration::from_secs(5), looping)
+        .await
+        .expect("the loop saw the trigger go")
+        .expect("no panic");
+}

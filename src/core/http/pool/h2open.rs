@@ -7,28 +7,54 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::{lock, Slot};
+
+/// How the open the waiters wait for ended.
+#[derive(Debug, Clone)]
+pub(super) enum Outcome {
+    Pending,
+    Opened,
+    /// It failed, for this reason: the waiters fail with it rather than
+    /// each trying (and, for an endpoint that does not answer, each
+    /// waiting out `connect_timeout`) again.
+    Failed(Arc<str>),
+    /// The request opening it went away first: the waiters try themselves.
+    Cancelled,
+}
 
 /// What a request that found no usable connection does next.
 pub(super) enum Turn<'a> {
     /// Open the connection; the others wait until the guard drops.
     Lead(OpenGuard<'a>),
     /// Wait for the open under way, then look again.
-    Wait(watch::Receiver<bool>),
+    Wait(watch::Receiver<Outcome>),
     /// Open a connection of its own (HTTP/1.1: one per request).
     Alone,
 }
 
-/// Held by the request opening the shared connection. Dropping it (done,
-/// failed or cancelled) wakes the waiters.
+/// Held by the request opening the shared connection. Dropping it wakes
+/// the waiters with the outcome set by [`OpenGuard::finish`] (cancelled
+/// if none was).
 pub(super) struct OpenGuard<'a> {
     slots: &'a Mutex<HashMap<SocketAddr, Slot>>,
     addr: SocketAddr,
-    done: watch::Sender<bool>,
+    done: watch::Sender<Outcome>,
+    outcome: Outcome,
+}
+
+impl OpenGuard<'_> {
+    /// Records how the open went: `Err` carries the reason.
+    pub(super) fn finish(&mut self, result: Result<(), String>) {
+        self.outcome = match result {
+            Ok(()) => Outcome::Opened,
+            Err(why) => Outcome::Failed(why.into()),
+        };
+    }
 }
 
 impl Drop for OpenGuard<'_> {
@@ -36,7 +62,8 @@ impl Drop for OpenGuard<'_> {
         if let Some(slot) = lock(self.slots).get_mut(&self.addr) {
             slot.opening = None;
         }
-        let _ = self.done.send(true);
+        let outcome = std::mem::replace(&mut self.outcome, Outcome::Cancelled);
+        let _ = self.done.send(outcome);
     }
 }
 
@@ -60,7 +87,25 @@ pub(super) fn turn(
     if let Some(rx) = &slot.opening {
         return Turn::Wait(rx.clone());
     }
-    let (done, rx) = watch::channel(false);
+    let (done, rx) = watch::channel(Outcome::Pending);
     slot.opening = Some(rx);
-    Turn::Lead(OpenGuard { slots, addr, done })
+    Turn::Lead(OpenGuard {
+        slots,
+        addr,
+        done,
+        outcome: Outcome::Cancelled,
+    })
+}
+
+/// Waits (up to `limit`) for the open under way; the reason it failed, if
+/// it did.
+pub(super) async fn wait(mut done: watch::Receiver<Outcome>, limit: Duration) -> Option<String> {
+    let ended = done.wait_for(|o| !matches!(o, Outcome::Pending));
+    match tokio::time::timeout(limit, ended).await {
+        Ok(Ok(o)) => match &*o {
+            Outcome::Failed(why) => Some(why.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
 }

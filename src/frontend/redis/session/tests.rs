@@ -33,13 +33,14 @@ fn session(max_queued_bytes: u64) -> Session {
         pending_relay: None,
         quit: false,
         lane: 0,
+        spread: 0,
         batch: BytesMut::new(),
         batched: 0,
         primary_mux: None,
         queued: Queued::new(),
         last_channel: crate::frontend::redis::order::Channel::Blocking,
         held: None,
-        orphans: Vec::new(),
+        orphans: std::collections::VecDeque::new(),
     }
 }
 
