@@ -111,6 +111,16 @@ async fn forwarded_headers_request_id_and_traceparent() {
     attache.shutdown().await;
 }
 
+/// An upstream that speaks HTTP/2 only (h2c).
+async fn h2_upstream() -> Upstream {
+    Upstream::builder()
+        .name("h2")
+        .http2_only()
+        .start()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn h2c_from_the_app_and_h1_or_h2_upstream() {
     let h1 = Upstream::builder()
@@ -119,12 +129,7 @@ async fn h2c_from_the_app_and_h1_or_h2_upstream() {
         .start()
         .await
         .unwrap();
-    let h2 = Upstream::builder()
-        .name("h2")
-        .http2_only()
-        .start()
-        .await
-        .unwrap();
+    let h2 = h2_upstream().await;
     let toml = format!(
         r#"
 [http]
@@ -160,12 +165,7 @@ protocol = "http2"
 
 #[tokio::test]
 async fn concurrent_first_requests_share_one_h2_upstream_connection() {
-    let h2 = Upstream::builder()
-        .name("h2")
-        .http2_only()
-        .start()
-        .await
-        .unwrap();
+    let h2 = h2_upstream().await;
     let toml = format!(
         r#"
 [http]

@@ -28,6 +28,14 @@ async fn pipeline(addr: std::net::SocketAddr, cmds: &[&[&str]], expected: &str) 
     exchange(&mut tcp, cmds, expected).await
 }
 
+/// A Redis server and an Attaché in front of it with `extra` config lines.
+async fn rig(extra: &str) -> (RedisServer, Attache, std::net::SocketAddr) {
+    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
+    let attache = start(&server, extra).await;
+    let addr = attache.redis_addr.expect("redis listener");
+    (server, attache, addr)
+}
+
 async fn start(server: &RedisServer, extra: &str) -> Attache {
     let toml = format!(
         "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\nnodes = [\"{}\"]\n{extra}\n",
@@ -39,9 +47,7 @@ async fn start(server: &RedisServer, extra: &str) -> Attache {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_and_select_inside_one_write_keep_their_meaning() {
-    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
-    let attache = start(&server, "").await;
-    let addr = attache.redis_addr.expect("redis listener");
+    let (_server, attache, addr) = rig("").await;
 
     let expected = "+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$1\r\n2\r\n$1\r\n2\r\n";
     let cmds: &[&[&str]] = &[
@@ -102,9 +108,7 @@ async fn transaction_and_select_inside_one_write_keep_their_meaning() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_before_auth_in_the_same_write_are_refused() {
-    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
-    let attache = start(&server, "client_password = \"pw\"").await;
-    let addr = attache.redis_addr.expect("redis listener");
+    let (server, attache, addr) = rig("client_password = \"pw\"").await;
     let cmds: &[&[&str]] = &[
         &["SET", "k", "before"],
         &["AUTH", "pw"],
@@ -131,9 +135,7 @@ async fn commands_before_auth_in_the_same_write_are_refused() {
 /// must still read their own writes every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_moved_between_shared_connections_read_their_own_writes() {
-    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
-    let attache = start(&server, "connections_per_node = 4").await;
-    let addr = attache.redis_addr.expect("redis listener");
+    let (server, _attache, addr) = rig("connections_per_node = 4").await;
 
     let clients = (0..40).map(|c| {
         tokio::spawn(async move {
@@ -191,9 +193,7 @@ async fn exchange(tcp: &mut TcpStream, cmds: &[&[&str]], expected: &str) -> Stri
 /// database 0 under every other client on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_is_the_clients_own_not_a_shared_connections() {
-    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
-    let attache = start(&server, "").await;
-    let addr = attache.redis_addr.expect("redis listener");
+    let (server, attache, addr) = rig("").await;
     let mut a = TcpStream::connect(addr).await.expect("connect");
     let mut b = TcpStream::connect(addr).await.expect("connect");
 
@@ -252,9 +252,7 @@ async fn one_reply(tcp: &mut TcpStream, args: &[&str]) -> String {
 /// change the WATCH was there to catch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_transaction_connection_fails_the_transaction() {
-    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
-    let attache = start(&server, "").await;
-    let addr = attache.redis_addr.expect("redis listener");
+    let (server, attache, addr) = rig("").await;
     let mut a = TcpStream::connect(addr).await.expect("connect");
     let mut direct = TcpStream::connect(server.addr()).await.expect("connect");
 
@@ -294,13 +292,8 @@ async fn a_lost_transaction_connection_fails_the_transaction() {
 /// next command must not overtake it on another shared connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_command_is_not_overtaken() {
-    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
-    let attache = start(
-        &server,
-        "command_timeout = \"400ms\"\nconnections_per_node = 4",
-    )
-    .await;
-    let addr = attache.redis_addr.expect("redis listener");
+    let (server, attache, addr) =
+        rig("command_timeout = \"400ms\"\nconnections_per_node = 4").await;
     let mut a = TcpStream::connect(addr).await.expect("connect");
     let mut direct = TcpStream::connect(server.addr()).await.expect("connect");
     assert_eq!(
@@ -350,13 +343,8 @@ async fn a_timed_out_command_is_not_overtaken() {
 /// timed out there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_leaves_a_connection_that_stopped_answering() {
-    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
-    let attache = start(
-        &server,
-        "command_timeout = \"300ms\"\nconnections_per_node = 4",
-    )
-    .await;
-    let addr = attache.redis_addr.expect("redis listener");
+    let (server, attache, addr) =
+        rig("command_timeout = \"300ms\"\nconnections_per_node = 4").await;
     let mut a = TcpStream::connect(addr).await.expect("connect");
     let mut direct = TcpStream::connect(server.addr()).await.expect("connect");
     assert_eq!(one_reply(&mut a, &["SET", "stuck", "0"]).await, "+OK\r\n");

@@ -206,12 +206,7 @@ impl Cluster {
             .and_then(|s| self.replica_for_slot(s, choice.spread));
         let on_replica = replica.is_some();
         let node = replica.unwrap_or_else(|| primary.clone());
-        let mux = node.mux(setup);
-        let lane = match choice.may_move && !on_replica && slot.is_some() {
-            true => mux.pick_lane(1),
-            false => choice.lane,
-        };
-        let rx = mux.send(lane, raw.clone());
+        let (lane, rx) = choice.send(&node.mux(setup), raw, !on_replica && slot.is_some());
         Sent {
             rx,
             lane,

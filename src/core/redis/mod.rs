@@ -23,5 +23,23 @@ pub struct LaneChoice {
     /// (the lane cannot: free clients mostly choose the same one).
     pub spread: usize,
 }
+
+impl LaneChoice {
+    /// Queues `raw` on `mux`: on the client's lane or, when it may move and
+    /// the caller allows it (`movable`), on the connection that suits one
+    /// command best. Returns the lane used, which becomes the client's.
+    pub fn send(
+        &self,
+        mux: &Mux,
+        raw: &bytes::Bytes,
+        movable: bool,
+    ) -> (usize, tokio::sync::oneshot::Receiver<Reply>) {
+        let lane = match self.may_move && movable {
+            true => mux.pick_lane(1),
+            false => self.lane,
+        };
+        (lane, mux.send(lane, raw.clone()))
+    }
+}
 pub use mux::{Mux, Reply};
 pub use topology::{Node, Topology, TopologyError};

@@ -137,12 +137,7 @@ impl Sentinel {
                 changes,
             };
         }
-        let mux = self.primary().mux(setup);
-        let lane = match choice.may_move {
-            true => mux.pick_lane(1),
-            false => choice.lane,
-        };
-        let rx = mux.send(lane, raw.clone());
+        let (lane, rx) = choice.send(&self.primary().mux(setup), raw, true);
         Sent {
             rx,
             lane,
