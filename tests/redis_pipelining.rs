@@ -293,7 +293,7 @@ async fn a_lost_transaction_connection_fails_the_transaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_command_is_not_overtaken() {
     let (server, attache, addr) =
-        rig("command_timeout = \"400ms\"\nconnections_per_node = 4").await;
+        rig("command_timeout = \"500ms\"\nconnections_per_node = 4").await;
     let mut a = TcpStream::connect(addr).await.expect("connect");
     let mut direct = TcpStream::connect(server.addr()).await.expect("connect");
     assert_eq!(
@@ -307,9 +307,15 @@ async fn a_timed_out_command_is_not_overtaken() {
     assert_eq!(paused, "+OK\r\n");
     let set = one_reply(&mut a, &["SET", "late", "1"]).await;
     assert!(set.starts_with("-ERR attache"), "{set}");
-    // Sent after the timeout, answered after the SET ran.
+    // Sent after the timeout, answered after the SET ran (on a machine
+    // too loaded to answer it within its own timeout, that error is all
+    // it can see; never the value from before the SET).
     let get = one_reply(&mut a, &["GET", "late"]).await;
-    assert_eq!(get, "$1\r\n1\r\n", "the GET overtook the timed-out SET");
+    assert_ne!(get, "$-1\r\n", "the GET overtook the timed-out SET");
+    assert!(
+        get == "$1\r\n1\r\n" || get.starts_with("-ERR attache: upstream timeout"),
+        "{get}"
+    );
 
     // A command for another connection (a transaction's) waits for the
     // timed-out one too, then goes.
