@@ -11,17 +11,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
@@ -35,7 +31,10 @@ use crate::config::types::{SslMode, UpstreamTls};
 use crate::net::tls::{self, TlsError};
 use crate::net::Stream;
 
+mod body;
 mod h2open;
+
+use body::{PooledBody, Return};
 
 /// Idle fast-path connections younger than this are reused without a
 /// liveness probe: upstreams close idle keep-alive connections after
@@ -473,74 +472,6 @@ impl Conn {
                 }),
             },
         }
-    }
-}
-
-/// The upstream's response body; gives its HTTP/1.1 connection back at the
-/// end of the stream (dropped early, the connection closes instead).
-struct PooledBody {
-    inner: Incoming,
-    back: Option<Return>,
-}
-
-struct Return {
-    tx: http1::SendRequest<Body>,
-    addr: SocketAddr,
-    pool: Weak<Pool>,
-}
-
-impl Return {
-    fn give_back(self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.put_back(self.addr, self.tx);
-        }
-    }
-}
-
-impl PooledBody {
-    fn new(inner: Incoming, back: Option<Return>) -> Self {
-        let mut body = PooledBody { inner, back };
-        if body.inner.is_end_stream() {
-            body.finish();
-        }
-        body
-    }
-
-    fn finish(&mut self) {
-        if let Some(back) = self.back.take() {
-            back.give_back();
-        }
-    }
-
-    fn boxed(self) -> Body {
-        BoxBody::new(self)
-    }
-}
-
-impl http_body::Body for PooledBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.finish(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            _ => {}
-        }
-        polled.map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
