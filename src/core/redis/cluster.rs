@@ -206,7 +206,7 @@ impl Cluster {
             .and_then(|s| self.replica_for_slot(s, choice.spread));
         let on_replica = replica.is_some();
         let node = replica.unwrap_or_else(|| primary.clone());
-        let (lane, rx) = choice.send(&node.mux(setup), raw, !on_replica && slot.is_some());
+        let (lane, rx) = choice.send(&node.mux(setup), raw.clone(), !on_replica && slot.is_some());
         Sent {
             rx,
             lane,

@@ -31,14 +31,14 @@ impl LaneChoice {
     pub fn send(
         &self,
         mux: &Mux,
-        raw: &bytes::Bytes,
+        raw: bytes::Bytes,
         movable: bool,
     ) -> (usize, tokio::sync::oneshot::Receiver<Reply>) {
         let lane = match self.may_move && movable {
             true => mux.pick_lane(1),
             false => self.lane,
         };
-        (lane, mux.send(lane, raw.clone()))
+        (lane, mux.send(lane, raw))
     }
 }
 pub use mux::{Mux, Reply};

@@ -137,7 +137,7 @@ impl Sentinel {
                 changes,
             };
         }
-        let (lane, rx) = choice.send(&self.primary().mux(setup), raw, true);
+        let (lane, rx) = choice.send(&self.primary().mux(setup), raw.clone(), true);
         Sent {
             rx,
             lane,

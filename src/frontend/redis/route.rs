@@ -135,11 +135,9 @@ fn send_to_shard(
         Some(sh) => s.ctx.topology.node_for_shard(sh),
         None => s.ctx.topology.first(),
     };
-    let mux = node.mux(setup);
-    if may_move && !s.unanswered() {
-        s.lane = mux.pick_lane(1);
-    }
-    mux.send(s.lane, raw)
+    let (lane, rx) = s.lane_choice(may_move).send(&node.mux(setup), raw, true);
+    s.lane = lane;
+    rx
 }
 
 fn send_to_node(s: &Session, node: &Arc<Node>, raw: Bytes) -> oneshot::Receiver<Reply> {
