@@ -5,6 +5,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -15,6 +16,9 @@ use tokio::net::TcpStream;
 use tokio_postgres::{Client, NoTls};
 
 const PW: Option<&str> = Some("app-secret");
+
+/// Cancels in the late-signal test: each is a chance for the race.
+const ROUNDS: usize = 25;
 
 async fn start(pg: &PgServer, extra: &str) -> (attache::app::Attache, SocketAddr) {
     let a = start_attache(&pg_config(pg, "app", extra, "")).await;
@@ -193,11 +197,8 @@ async fn cancel_reaches_the_running_query_only() {
         let e = r.unwrap_err();
         assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(5));
-        // PostgreSQL's postmaster signals a cancelled backend twice (the
-        // process, then its process group); the second SIGINT can land a
-        // moment later and cancel the backend's next statement, through
-        // Attaché or not. Let it land before the next query.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // No pause: the connection stays out of use until PostgreSQL has
+        // finished with the cancel (see the next test).
         assert_eq!(
             one(&c, "select 5").await,
             5,
@@ -224,6 +225,106 @@ async fn cancel_reaches_the_running_query_only() {
     );
     assert_eq!(one(&b, "select 2").await, 2);
     attache.shutdown().await;
+}
+
+/// PostgreSQL's postmaster signals a cancelled backend twice (the process,
+/// then its process group), and the second SIGINT can land after the first
+/// ended the query. A client queued for the only server connection gets it
+/// the moment the cancelled query ends: Attaché must hold the connection
+/// back until the postmaster is done, or that client's statement is the
+/// one the late signal cancels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_never_reaches_the_next_client_on_its_server() {
+    late_signal_rounds("transaction").await;
+}
+
+/// The same late signal, on the statement the cancelling client sends next
+/// over a server connection it keeps (session mode): Attaché holds that
+/// statement back until the postmaster is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_never_reaches_the_clients_next_statement() {
+    late_signal_rounds("session").await;
+}
+
+async fn late_signal_rounds(pool_mode: &str) {
+    let pg = app_server();
+    let extra = format!("pool_size = 1\npool_mode = \"{pool_mode}\"");
+    let (attache, addr) = start(&pg, &extra).await;
+    let a = Arc::new(connect(addr, "app", "app", PW).await);
+    // With one server connection in session mode, A keeps it: no B.
+    let b = match pool_mode {
+        "transaction" => Some(Arc::new(connect(addr, "app", "app", PW).await)),
+        _ => None,
+    };
+    // A busy machine is where the postmaster gets preempted between its two
+    // signals; keep the cores busy so the race gets its chances.
+    let _load = Spinners::start(3);
+    for round in 0..ROUNDS {
+        // A sends its next statement as soon as the cancel ends its query,
+        // without waiting for its cancel request to finish.
+        let a_task = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let cancelled = a.simple_query("select pg_sleep(10)").await.map(|_| ());
+                let next = a.simple_query("select pg_sleep(0.05)").await.map(|_| ());
+                (cancelled, next)
+            })
+        };
+        assert!(
+            wait_running(&pg, "select pg_sleep(10)").await,
+            "round {round}: never ran"
+        );
+        // B waits for the server connection A holds.
+        let b_task = b.clone().map(|b| {
+            tokio::spawn(async move { b.simple_query("select pg_sleep(0.05)").await.map(|_| ()) })
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let token = a.cancel_token();
+        let cancel = tokio::spawn(async move { token.cancel_query(NoTls).await });
+        let (cancelled, next) = tokio::time::timeout(Duration::from_secs(5), a_task)
+            .await
+            .expect("cancelled query still running 5 s after the cancel")
+            .unwrap();
+        let e = cancelled.unwrap_err();
+        assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "round {round}: {e}");
+        assert!(
+            next.is_ok(),
+            "round {round}: A's cancel hit its next statement: {next:?}"
+        );
+        cancel.await.unwrap().unwrap();
+        if let Some(b_task) = b_task {
+            let r = tokio::time::timeout(Duration::from_secs(5), b_task)
+                .await
+                .expect("the next client's query never finished")
+                .unwrap();
+            assert!(r.is_ok(), "round {round}: A's cancel hit B's query: {r:?}");
+        }
+    }
+    attache.shutdown().await;
+}
+
+/// Threads that keep CPUs busy until dropped.
+struct Spinners(Arc<std::sync::atomic::AtomicBool>);
+
+impl Spinners {
+    fn start(n: usize) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for _ in 0..n {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        Self(stop)
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Waits (up to 10 s) until the server is running a query that starts

@@ -2,6 +2,7 @@
 //! ready for queries. The session loop reads and writes its stream directly;
 //! the helpers here serve login and pool hygiene, where speed does not matter.
 
+use super::cancel::CancelTarget;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -115,6 +116,9 @@ pub struct ServerConn {
     /// The server's own BackendKeyData, for cancel requests.
     pub pid: i32,
     pub secret: Arc<[u8]>,
+    /// The same key with its in-flight cancel count, handed to the cancel
+    /// slot of each client that holds this connection.
+    pub cancel: Arc<CancelTarget>,
     /// ParameterStatus values reported at login.
     pub params: Vec<(String, String)>,
     /// Session settings Attaché applied on top of the login defaults
@@ -168,13 +172,15 @@ impl ServerConn {
                 })?;
         let _ = tcp.set_nodelay(true);
         let stream = negotiate_tls(tcp, target).await?;
+        let addr: Arc<str> = Arc::from(target.addr.as_str());
         let mut conn = ServerConn {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            addr: Arc::from(target.addr.as_str()),
+            addr: addr.clone(),
             pid: 0,
             secret: Arc::from(&[][..]),
+            cancel: CancelTarget::new(addr, 0, Arc::from(&[][..])),
             params: Vec::new(),
             settings: BTreeMap::new(),
             prepared: HashMap::new(),
@@ -184,6 +190,7 @@ impl ServerConn {
             max_message_size: target.max_message_size,
         };
         super::login::login(&mut conn, target, secret).await?;
+        conn.cancel = CancelTarget::new(conn.addr.clone(), conn.pid, conn.secret.clone());
         Ok(conn)
     }
 

@@ -42,7 +42,7 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     /// The server attached to this client now.
-    pub fn server(&self) -> Option<CancelTarget> {
+    pub fn server(&self) -> Option<Arc<CancelTarget>> {
         self.server.lock().ok().and_then(|s| s.clone())
     }
 }

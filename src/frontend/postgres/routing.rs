@@ -21,7 +21,6 @@ use super::relay::Expect;
 use super::session::Session;
 use crate::config::topology::Consistency;
 use crate::config::types::PoolMode;
-use crate::core::pg::cancel::CancelTarget;
 use crate::core::pg::pool::CheckoutError;
 use crate::core::pg::{BackendError, ReadTarget};
 
@@ -106,11 +105,7 @@ impl Session {
             match pool.checkout().await {
                 Ok(conn) => {
                     if let Ok(mut slot) = self.cancel.slot.lock() {
-                        *slot = Some(CancelTarget {
-                            addr: conn.addr.clone(),
-                            pid: conn.pid,
-                            secret: conn.secret.clone(),
-                        });
+                        *slot = Some(conn.cancel.clone());
                     }
                     self.pool = pool;
                     self.server = Some(conn);

@@ -30,7 +30,7 @@ use super::settings::Settings;
 use super::statements::Statements;
 use super::{auth, console, handshake, send_fatal};
 use crate::config::types::PoolMode;
-use crate::core::pg::cancel::CancelHandle;
+use crate::core::pg::cancel::{CancelHandle, CANCEL_TIMEOUT};
 use crate::core::pg::cluster::InFlight;
 use crate::core::pg::pool::PooledConn;
 use crate::core::pg::{Cluster, PgPool};
@@ -487,6 +487,8 @@ impl Session {
         if let Some(conn) = self.server.take() {
             if conn.broken {
                 self.pool.discard(conn);
+            } else if conn.cancel.gate.busy() {
+                park(self.pool.clone(), conn);
             }
         }
     }
@@ -499,7 +501,15 @@ impl Session {
                 .bytes_to_server
                 .fetch_add(n, Ordering::Relaxed);
             let r = match self.server.as_mut() {
-                Some(s) => s.stream.write_all(&self.sout).await,
+                Some(s) => {
+                    // A cancel still in flight to this connection (the
+                    // client kept it: session mode, or inside a
+                    // transaction) could cancel what goes out now.
+                    if s.cancel.gate.busy() {
+                        s.cancel.gate.wait_idle(CANCEL_TIMEOUT).await;
+                    }
+                    s.stream.write_all(&self.sout).await
+                }
                 None => Ok(()),
             };
             self.sout.clear();
@@ -551,6 +561,10 @@ impl Session {
                 self.expect.clear();
             }
         }
+        if conn.cancel.gate.busy() && !conn.cancel.gate.wait_idle(CANCEL_TIMEOUT).await {
+            self.pool.discard(conn);
+            return;
+        }
         let clean = self.tx_status == b'I' && self.expect.is_empty() && !conn.broken;
         if !clean {
             self.pool.discard(conn);
@@ -573,6 +587,18 @@ impl Session {
             }
         }
     }
+}
+
+/// Keeps a server connection out of the pool until the cancel forwarded
+/// to it is finished (see [`crate::core::pg::cancel`]): a late signal must
+/// not cancel the next client's statement. One that does not finish in
+/// time is discarded.
+fn park(pool: Arc<PgPool>, conn: PooledConn) {
+    tokio::spawn(async move {
+        if !conn.cancel.gate.wait_idle(CANCEL_TIMEOUT).await {
+            pool.discard(conn);
+        }
+    });
 }
 
 fn startup_value(settings: &Settings, lower: &str) -> Option<String> {

@@ -43,11 +43,11 @@ fn the_attached_server_is_read_from_the_cancel_slot() {
     let slot = client.server.clone();
     let _guard = registry.register(client);
     assert!(registry.all()[0].server().is_none());
-    *slot.lock().unwrap() = Some(CancelTarget {
-        addr: "127.0.0.1:5432".into(),
-        pid: 4242,
-        secret: vec![1, 2, 3, 4].into(),
-    });
+    *slot.lock().unwrap() = Some(CancelTarget::new(
+        "127.0.0.1:5432".into(),
+        4242,
+        vec![1, 2, 3, 4].into(),
+    ));
     assert_eq!(registry.all()[0].server().map(|s| s.pid), Some(4242));
 }
 

@@ -73,11 +73,8 @@ fn pool(size: usize, idle: usize) -> PoolView {
 }
 
 fn client(id: i32, server_pid: Option<i32>) -> Arc<ClientInfo> {
-    let server = server_pid.map(|pid| CancelTarget {
-        addr: "10.0.0.1:5432".into(),
-        pid,
-        secret: vec![0; 4].into(),
-    });
+    let server =
+        server_pid.map(|pid| CancelTarget::new("10.0.0.1:5432".into(), pid, vec![0; 4].into()));
     let addr: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     Arc::new(ClientInfo {
         id,
