@@ -26,6 +26,9 @@ use super::mux::Reply;
 use super::topology::{Node, Replicas, TargetTemplate};
 use super::LaneChoice;
 use crate::config::redis::ReadFrom;
+pub use order::{Order, Settled};
+
+mod order;
 
 /// A request queued by [`Sentinel::send`], awaiting [`Sentinel::finish`].
 pub struct Sent {
@@ -125,7 +128,14 @@ impl Sentinel {
     /// client's commands reach a connection in the order it sent them;
     /// [`Sentinel::finish`] then waits for the reply and handles what went
     /// wrong.
-    pub fn send(&self, choice: LaneChoice, raw: &Bytes, setup: Setup, read: bool) -> Sent {
+    pub fn send(
+        &self,
+        primary: &Arc<Node>,
+        choice: LaneChoice,
+        raw: &Bytes,
+        setup: Setup,
+        read: bool,
+    ) -> Sent {
         // Subscribed before sending: a primary named meanwhile is news.
         let changes = self.changed.subscribe();
         if let Some(replica) = read.then(|| self.replica_for_read(choice.spread)).flatten() {
@@ -137,7 +147,7 @@ impl Sentinel {
                 changes,
             };
         }
-        let (lane, rx) = choice.send(&self.primary().mux(setup), raw.clone(), true);
+        let (lane, rx) = choice.send(&primary.mux(setup), raw.clone(), true);
         Sent {
             rx,
             lane,
@@ -150,7 +160,16 @@ impl Sentinel {
     /// harmless, so a replica that fails, even mid-request, or is loading
     /// or cut off from its primary sends the read to the primary; on the
     /// primary, a request that did not run waits out a failover.
-    pub async fn finish(self: Arc<Self>, sent: Sent, raw: Bytes, setup: Setup) -> Reply {
+    ///
+    /// `prev` settles once the client's earlier commands have their final
+    /// replies: nothing is sent again before that (see [`order`]).
+    pub async fn finish(
+        self: Arc<Self>,
+        sent: Sent,
+        raw: Bytes,
+        setup: Setup,
+        mut prev: Option<Settled>,
+    ) -> Reply {
         let Sent {
             rx,
             lane,
@@ -158,7 +177,7 @@ impl Sentinel {
             changes,
         } = sent;
         let Some(replica) = replica else {
-            return self.settle(rx, changes, lane, raw, setup).await;
+            return self.settle(rx, changes, lane, raw, setup, prev).await;
         };
         let reply = rx.await.unwrap_or(Err(RedisBackendError::Lost));
         match &reply {
@@ -166,8 +185,11 @@ impl Sentinel {
             Ok(_) => debug!(%replica, "replica not serving reads"),
             Err(error) => debug!(%replica, %error, "replica read failed"),
         }
+        if let Some(prev) = prev.take() {
+            prev.wait().await;
+        }
         let rx = self.primary().mux(setup).send(lane, raw.clone());
-        self.settle(rx, changes, lane, raw, setup).await
+        self.settle(rx, changes, lane, raw, setup, None).await
     }
 
     /// The current primary; before the first answer, a node nobody
@@ -211,6 +233,7 @@ impl Sentinel {
         lane: usize,
         raw: Bytes,
         setup: Setup,
+        mut prev: Option<Settled>,
     ) -> Reply {
         let deadline = tokio::time::Instant::now() + self.template.cfg.failover_timeout.0;
         loop {
@@ -233,6 +256,11 @@ impl Sentinel {
                 changes.changed(),
             )
             .await;
+            // Sent again only after the client's earlier commands, which
+            // may be waiting to be sent again themselves.
+            if let Some(prev) = prev.take() {
+                prev.wait().await;
+            }
             rx = self.primary().mux(setup).send(lane, raw.clone());
         }
     }

@@ -29,15 +29,12 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     if let Some(sentinel) = s.ctx.topology.sentinel() {
         // Reads may go to a replica the sentinels list (falling back to
         // the primary); everything else waits out failovers on the primary.
-        let (tx, rx) = oneshot::channel();
-        let setup = s.setup();
-        // Queued now, in the client's order; only the wait is a task.
-        let sent = sentinel.send(s.lane_choice(true), &raw, setup, read);
-        s.lane = sent.lane;
+        // Queued now, in the client's order (unless a failover is under
+        // way: see `sentinel::order`); only the wait is a task.
+        let (setup, choice) = (s.setup(), s.lane_choice(true));
         let sentinel = sentinel.clone();
-        tokio::spawn(async move {
-            let _ = tx.send(sentinel.finish(sent, raw, setup).await);
-        });
+        let (lane, rx) = s.sentinel_order.submit(&sentinel, choice, raw, setup, read);
+        s.lane = lane;
         return s.wait_reply(rx);
     }
     if !s.ctx.topology.is_sharded() {

@@ -77,6 +77,8 @@ pub(super) struct Session {
     /// `single` mode: the primary's shared connections for this client's
     /// protocol version and database, looked up once, not per command.
     pub primary_mux: Option<(Setup, Arc<crate::core::redis::Mux>)>,
+    /// Sentinel mode: keeps the client's commands in order across failovers.
+    pub sentinel_order: crate::core::redis::sentinel::Order,
     /// What the session holds for the client (see [`Session::queue_full`]).
     pub queued: Queued,
     /// Where the unanswered commands went, and a request that must wait
@@ -160,6 +162,7 @@ pub(super) async fn run(
         lane: spread,
         spread,
         primary_mux: None,
+        sentinel_order: Default::default(),
         batch: BytesMut::new(),
         batched: 0,
         queued: Queued::new(),

@@ -37,6 +37,7 @@ fn session(max_queued_bytes: u64) -> Session {
         batch: BytesMut::new(),
         batched: 0,
         primary_mux: None,
+        sentinel_order: Default::default(),
         queued: Queued::new(),
         last_channel: crate::frontend::redis::order::Channel::Blocking,
         held: None,
