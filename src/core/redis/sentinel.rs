@@ -28,6 +28,7 @@ use super::LaneChoice;
 use crate::config::redis::ReadFrom;
 pub use order::{Order, Settled};
 
+mod fence;
 mod order;
 
 /// A request queued by [`Sentinel::send`], awaiting [`Sentinel::finish`].
@@ -51,6 +52,8 @@ pub struct Sentinel {
     replicas: RwLock<Arc<Replicas>>,
     /// Bumped whenever the primary changes, so waiting requests retry.
     changed: watch::Sender<u64>,
+    /// Set while a failover is promoting a replica (see [`fence`]).
+    fence: fence::Fence,
 }
 
 impl Sentinel {
@@ -65,8 +68,12 @@ impl Sentinel {
             primary: RwLock::new(None),
             replicas: RwLock::new(Arc::new(replicas)),
             changed,
+            fence: watch::channel(None).0,
         });
         tokio::spawn(watch_sentinels(Arc::downgrade(&s)));
+        for addr in &s.sentinels {
+            tokio::spawn(fence::watch_fence(Arc::downgrade(&s), addr.clone()));
+        }
         s
     }
 
@@ -188,6 +195,7 @@ impl Sentinel {
         if let Some(prev) = prev.take() {
             prev.wait().await;
         }
+        self.unfenced().await;
         let rx = self.primary().mux(setup).send(lane, raw.clone());
         self.settle(rx, changes, lane, raw, setup, None).await
     }
@@ -219,6 +227,7 @@ impl Sentinel {
         if let Ok(mut p) = self.primary.write() {
             *p = Some(node);
         }
+        self.lower_fence();
         self.changed.send_modify(|v| *v += 1);
     }
 
@@ -261,6 +270,7 @@ impl Sentinel {
             if let Some(prev) = prev.take() {
                 prev.wait().await;
             }
+            self.unfenced().await;
             rx = self.primary().mux(setup).send(lane, raw.clone());
         }
     }

@@ -10,7 +10,8 @@
 //! command cannot go straight to the new primary (it could overtake that
 //! command's re-send), so it waits its turn and is sent after everything
 //! before it has its final reply. That costs a round trip per command, and
-//! only while a failover is under way.
+//! only while a failover is under way. The same holds while the write
+//! fence is up (see [`super::fence`]): commands wait for it to come down.
 
 use std::sync::{Arc, Weak};
 
@@ -69,7 +70,7 @@ impl Order {
             .as_ref()
             .is_some_and(|p| std::ptr::eq(p.as_ptr(), Arc::as_ptr(&primary)));
         let sentinel = sentinel.clone();
-        if prev.is_none() || same {
+        if (prev.is_none() || same) && !sentinel.fenced() {
             if !same {
                 self.primary = Some(Arc::downgrade(&primary));
             }
@@ -93,6 +94,7 @@ impl Order {
             if let Some(prev) = prev {
                 prev.wait().await;
             }
+            sentinel.unfenced().await;
             let primary = sentinel.primary();
             let sent = sentinel.send(&primary, choice, &raw, setup, read);
             let _ = tx.send(sentinel.finish(sent, raw, setup, None).await);

@@ -1,0 +1,100 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use attache_redis_protocol::frame::Frame;
+use bytes::Bytes;
+
+use super::{fence_event, FenceEvent, ABORTS, PROMOTING};
+use crate::config;
+use crate::core::redis::sentinel::Sentinel;
+use crate::core::redis::topology::TargetTemplate;
+
+fn message(channel: &[u8], payload: &str) -> Frame {
+    let bulk = |b: &[u8]| Frame::Bulk(Bytes::copy_from_slice(b));
+    Frame::Array(vec![
+        bulk(b"message"),
+        bulk(channel),
+        bulk(payload.as_bytes()),
+    ])
+}
+
+#[test]
+fn the_leaders_promotion_raises_and_aborts_lower() {
+    let promoting = "slave 10.0.0.2:6379 10.0.0.2 6379 @ mymaster 10.0.0.1 6379";
+    assert_eq!(
+        fence_event(&message(PROMOTING, promoting), "mymaster"),
+        Some(FenceEvent::Raise)
+    );
+    assert_eq!(
+        fence_event(&message(PROMOTING, promoting), "other"),
+        None,
+        "another master's failover"
+    );
+    for abort in ABORTS {
+        assert_eq!(
+            fence_event(&message(abort, "master mymaster 10.0.0.1 6379"), "mymaster"),
+            Some(FenceEvent::Lower),
+            "{}",
+            String::from_utf8_lossy(abort)
+        );
+        assert_eq!(
+            fence_event(&message(abort, "master other 10.0.0.1 6379"), "mymaster"),
+            None
+        );
+    }
+    assert_eq!(
+        fence_event(&message(b"+switch-master", promoting), "mymaster"),
+        None,
+        "the switch is the main listener's"
+    );
+    assert_eq!(fence_event(&Frame::Integer(1), "mymaster"), None);
+}
+
+fn sentinel(failover_timeout: &str) -> Arc<Sentinel> {
+    let cfg = config::parse(&format!(
+        "[redis]\nlisten = \"127.0.0.1:0\"\nmode = \"sentinel\"\nmaster_name = \"mymaster\"\n\
+         nodes = [\"127.0.0.1:1\"]\nfailover_timeout = \"{failover_timeout}\"\n"
+    ))
+    .unwrap();
+    let template = TargetTemplate::new(&cfg.redis.unwrap()).unwrap();
+    Sentinel::start(template, vec!["127.0.0.1:1".into()])
+}
+
+#[tokio::test]
+async fn a_new_primary_lowers_the_fence_and_waiters_go_on() {
+    let s = sentinel("30s");
+    assert!(!s.fenced());
+    s.unfenced().await;
+    s.raise_fence();
+    assert!(s.fenced());
+    let waiter = {
+        let s = s.clone();
+        tokio::spawn(async move { s.unfenced().await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished(), "held while the fence is up");
+    // The same primary named again (a periodic re-ask) keeps it up.
+    s.set_primary("10.0.0.1:6379".into());
+    s.raise_fence();
+    s.set_primary("10.0.0.1:6379".into());
+    assert!(s.fenced());
+    s.set_primary("10.0.0.2:6379".into());
+    assert!(!s.fenced());
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .expect("released by the new primary")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_fence_comes_down_by_itself_after_failover_timeout() {
+    let s = sentinel("100ms");
+    s.raise_fence();
+    assert!(s.fenced());
+    let t0 = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), s.unfenced())
+        .await
+        .expect("the fence expires");
+    assert!(t0.elapsed() >= Duration::from_millis(90));
+    assert!(!s.fenced());
+}
