@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::group::{cli, start_attache, start_group};
-use super::resp::{encode, parse, Resp, CALL_TIMEOUT};
+use super::resp::{encode, parse, Client, Resp, CALL_TIMEOUT};
 
 /// Most commands a client has sent and not yet had answered.
 const IN_FLIGHT: usize = 64;
@@ -30,21 +30,28 @@ async fn streamed_writes_keep_their_order_and_survive_a_failover() {
     let credit = Arc::new(Semaphore::new(IN_FLIGHT));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
-    // The writer sends RPUSH seq 0, 1, 2, … as fast as replies free room.
+    // The writer sends RPUSH seq 0, 1, 2, … as fast as replies free room;
+    // every tenth inside MULTI/EXEC (a transaction's private connection
+    // must wait out the failover too). Returns the values and commands.
     let writer = {
         let (credit, stop) = (credit.clone(), stop.clone());
         tokio::spawn(async move {
-            let mut next = 0u64;
+            let (mut next, mut commands) = (0u64, 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let permit = credit.acquire().await.expect("semaphore");
-                permit.forget();
                 let n = next.to_string();
-                wr.write_all(&encode(&["RPUSH", "seq", &n]))
-                    .await
-                    .expect("write to attache");
+                let mut out = encode(&["RPUSH", "seq", &n]);
+                let mut count = 1;
+                if next % 10 == 9 {
+                    out = [encode(&["MULTI"]), out, encode(&["EXEC"])].concat();
+                    count = 3;
+                }
+                let permit = credit.acquire_many(count).await.expect("semaphore");
+                permit.forget();
+                wr.write_all(&out).await.expect("write to attache");
                 next += 1;
+                commands += u64::from(count);
             }
-            next
+            (next, commands)
         })
     };
     // The reader takes replies in order; each must be the list's length.
@@ -67,6 +74,31 @@ async fn streamed_writes_keep_their_order_and_survive_a_failover() {
         })
     };
 
+    // A second client runs only transactions, one at a time: with nothing
+    // else of its own in flight, only the fence keeps its MULTI/EXEC from
+    // the old primary.
+    let txns = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            let mut acked = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = acked.to_string();
+                let cmds = [
+                    vec!["MULTI".to_string()],
+                    vec!["RPUSH".into(), "txseq".into(), n],
+                    vec!["EXEC".to_string()],
+                ];
+                let replies = c.pipeline(&cmds).await;
+                assert!(
+                    matches!(&replies[2], Resp::Array(a) if matches!(a[..], [Resp::Int(_)])),
+                    "transaction {acked}: {replies:?}"
+                );
+                acked += 1;
+            }
+            acked
+        })
+    };
     tokio::time::sleep(Duration::from_millis(700)).await;
     let t_fail = Instant::now();
     let sentinels = g.sentinels.clone();
@@ -77,7 +109,8 @@ async fn streamed_writes_keep_their_order_and_survive_a_failover() {
     let failover = t_fail.elapsed();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent = writer.await.unwrap();
+    let (sent, commands) = writer.await.unwrap();
+    let transactions = txns.await.unwrap();
     // Every reply is in: then the connection goes quiet and the reader
     // gives up after CALL_TIMEOUT; end it sooner by closing Attaché.
     let deadline = Instant::now() + CALL_TIMEOUT;
@@ -86,11 +119,11 @@ async fn streamed_writes_keep_their_order_and_survive_a_failover() {
     }
     attache.shutdown().await;
     let replies = reader.await.unwrap();
-    assert_eq!(replies.len() as u64, sent, "a reply for every command");
+    assert_eq!(replies.len() as u64, commands, "a reply for every command");
     let errors: Vec<_> = replies
         .iter()
         .enumerate()
-        .filter(|(_, r)| !matches!(r, Resp::Int(_)))
+        .filter(|(_, r)| matches!(r, Resp::Err(_)))
         .take(5)
         .collect();
     assert!(errors.is_empty(), "error replies: {errors:?}");
@@ -132,5 +165,12 @@ async fn streamed_writes_keep_their_order_and_survive_a_failover() {
     assert!(
         lost <= IN_FLIGHT as u64,
         "{lost} of {sent} acknowledged writes are not on the new primary"
+    );
+    let txseq = cli(new_primary, &["LLEN", "txseq"]);
+    let kept: u64 = txseq.trim().parse().expect("a length");
+    println!("{transactions} transactions acknowledged, {kept} on the new primary");
+    assert!(
+        kept + 1 >= transactions,
+        "{kept} of {transactions} acknowledged transactions are on the new primary"
     );
 }

@@ -61,6 +61,7 @@ impl Sentinel {
         let (changed, _) = watch::channel(0);
         let master = template.cfg.master_name.clone().unwrap_or_default();
         let replicas = Replicas::new(Vec::new(), template.cfg.read_from);
+        let discovery = tokio::time::Instant::now() + template.cfg.failover_timeout.0;
         let s = Arc::new(Self {
             template,
             sentinels,
@@ -68,7 +69,9 @@ impl Sentinel {
             primary: RwLock::new(None),
             replicas: RwLock::new(Arc::new(replicas)),
             changed,
-            fence: watch::channel(None).0,
+            // Until the sentinels first name a primary, commands wait as
+            // they do for a failover (transactions included).
+            fence: watch::channel(Some(discovery)).0,
         });
         tokio::spawn(watch_sentinels(Arc::downgrade(&s)));
         for addr in &s.sentinels {

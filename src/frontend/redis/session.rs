@@ -176,13 +176,19 @@ pub(super) async fn run(
     let mut stop = shutdown.signal();
     // Requests already read but not parsed because the pipeline was full.
     let mut buffered = false;
+    // Sentinel mode: no new command is read while a failover promotes a
+    // replica (see `sentinel::fence`), so transactions and blocking
+    // commands wait for the new primary too.
+    let sentinel = s.ctx.topology.sentinel().cloned();
     loop {
         write_ready(&mut s, &mut tcp, &mut wbuf).await?;
         if (s.quit || closing) && s.slots.is_empty() {
             return Ok(());
         }
+        let fenced = sentinel.as_ref().is_some_and(|f| f.fenced());
         let reading = !s.quit
             && !closing
+            && !fenced
             && s.slots.len() < max_pipeline
             && s.orphans.len() < max_pipeline
             && !s.queue_full()
@@ -208,8 +214,16 @@ pub(super) async fn run(
                 }
             }
             _ = s.wait_front() => {}
+            _ = unfenced(sentinel.as_deref()), if fenced => {}
             _ = stop.fired(), if !closing => closing = true,
         }
+    }
+}
+
+/// Resolves once the sentinels' failover fence is down.
+async fn unfenced(sentinel: Option<&crate::core::redis::sentinel::Sentinel>) {
+    if let Some(s) = sentinel {
+        s.unfenced().await;
     }
 }
 

@@ -63,6 +63,8 @@ fn sentinel(failover_timeout: &str) -> Arc<Sentinel> {
 #[tokio::test]
 async fn a_new_primary_lowers_the_fence_and_waiters_go_on() {
     let s = sentinel("30s");
+    assert!(s.fenced(), "held until the sentinels first name a primary");
+    s.set_primary("10.0.0.1:6379".into());
     assert!(!s.fenced());
     s.unfenced().await;
     s.raise_fence();
@@ -75,8 +77,6 @@ async fn a_new_primary_lowers_the_fence_and_waiters_go_on() {
     assert!(!waiter.is_finished(), "held while the fence is up");
     // The same primary named again (a periodic re-ask) keeps it up.
     s.set_primary("10.0.0.1:6379".into());
-    s.raise_fence();
-    s.set_primary("10.0.0.1:6379".into());
     assert!(s.fenced());
     s.set_primary("10.0.0.2:6379".into());
     assert!(!s.fenced());
@@ -87,8 +87,19 @@ async fn a_new_primary_lowers_the_fence_and_waiters_go_on() {
 }
 
 #[tokio::test]
+async fn with_no_primary_named_the_first_fence_expires_too() {
+    let s = sentinel("100ms");
+    assert!(s.fenced());
+    tokio::time::timeout(Duration::from_secs(2), s.unfenced())
+        .await
+        .expect("sentinels that never answer hold commands only failover_timeout");
+    assert!(!s.fenced());
+}
+
+#[tokio::test]
 async fn the_fence_comes_down_by_itself_after_failover_timeout() {
     let s = sentinel("100ms");
+    s.set_primary("10.0.0.1:6379".into());
     s.raise_fence();
     assert!(s.fenced());
     let t0 = tokio::time::Instant::now();
