@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span};
 
 use crate::config::http::{HttpConfig, RouteConfig};
 use crate::core::gauge::Held;
@@ -152,7 +152,7 @@ impl App for HttpContext {
     async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
         let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("client", protocol = "http", listener, client.addr = %peer);
-        async move {
+        let connection = async move {
             let _connected = Held::new(&self.clients);
             let _ = tcp.set_nodelay(true);
             let ctx = self.clone();
@@ -178,9 +178,9 @@ impl App for HttpContext {
             if let Err(error) = result {
                 debug!(%error, "http client connection ended with an error");
             }
-        }
-        .instrument(span)
-        .await
+        };
+        // What logs above debug level here is about upstreams, not this client.
+        crate::server::traced(span, connection).await
     }
 
     async fn reject(self: Arc<Self>, mut tcp: TcpStream, _peer: SocketAddr) {

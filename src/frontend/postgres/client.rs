@@ -133,7 +133,9 @@ impl Session {
         match self.attach(want).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(error = %e, "no server connection for client request");
+                self.span.in_scope(
+                    || tracing::warn!(error = %e, "no server connection for client request"),
+                );
                 self.synth_error(e.sqlstate(), &e.to_string(), simple);
                 false
             }

@@ -34,7 +34,7 @@ use attache_postgres_protocol::messages;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span};
 
 use crate::server::{App, Shutdown};
 
@@ -46,13 +46,11 @@ impl App for PgContext {
     async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
         let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("client", protocol = "postgres", listener, client.addr = %peer, user = tracing::field::Empty, db = tracing::field::Empty);
-        async move {
-            if let Err(error) = session::run(self, tcp, peer, shutdown).await {
-                debug!(%error, source = ?error.source_kind(), "client session ended with an error");
-            }
+        if let Err(error) = session::run(self, tcp, peer, shutdown, span.clone()).await {
+            span.in_scope(|| {
+                debug!(%error, source = ?error.source_kind(), "client session ended with an error")
+            });
         }
-        .instrument(span)
-        .await
     }
 
     async fn reject(self: Arc<Self>, tcp: TcpStream, _peer: SocketAddr) {

@@ -186,7 +186,9 @@ impl Session {
             Some(Expect::Query(fx)) => fx.failed = true,
             Some(Expect::SwallowQuery) => {
                 let f = messages::read_error_fields(m.body());
-                warn!(code = %f.code, message = %f.message, "re-applying client settings failed");
+                self.span.in_scope(|| {
+                    warn!(code = %f.code, message = %f.message, "re-applying client settings failed")
+                });
                 self.server_confused("settings could not be re-applied");
             }
             _ => {}
@@ -287,7 +289,8 @@ impl Session {
     }
 
     fn server_confused(&mut self, why: &str) {
-        warn!(why, "server connection state unknown; it will be discarded");
+        self.span
+            .in_scope(|| warn!(why, "server connection state unknown; it will be discarded"));
         if let Some(s) = self.server.as_mut() {
             s.broken = true;
         }

@@ -20,7 +20,7 @@ use attache_postgres_protocol::sqlstate;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 use super::context::PgContext;
 use super::error::FrontendError;
@@ -105,6 +105,11 @@ pub(super) struct Session {
     pub cancel: CancelHandle,
     pub max_message: usize,
     pub closing: bool,
+    /// The connection's span, entered for the session loop only when debug
+    /// events are on: warnings name it themselves (`in_scope`).
+    pub span: Span,
+    /// Listed among the clients (the admin console) while it lives.
+    pub listed: Option<super::clients::ClientGuard>,
 }
 
 enum Event {
@@ -119,12 +124,36 @@ pub(super) enum Flow {
     Exit,
 }
 
+/// Serves one client: the opening and login inside the connection's span,
+/// then the session loop (see [`crate::server::traced`]).
 pub(super) async fn run(
     ctx: Arc<PgContext>,
     tcp: TcpStream,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     mut shutdown: Shutdown,
+    span: Span,
 ) -> Result<(), FrontendError> {
+    let Some(mut session) = open(ctx, tcp, peer, &mut shutdown, span.clone())
+        .instrument(span.clone())
+        .await?
+    else {
+        return Ok(());
+    };
+    let idle = session.pool.settings.client_idle_timeout;
+    let r = crate::server::traced(span.clone(), session.serve(&mut shutdown, idle)).await;
+    session.finish().instrument(span).await;
+    r
+}
+
+/// The opening, login and greeting; `None` when the connection was served
+/// otherwise (a cancel request, the admin console) or closed early.
+async fn open(
+    ctx: Arc<PgContext>,
+    tcp: TcpStream,
+    _peer: SocketAddr,
+    shutdown: &mut Shutdown,
+    span: Span,
+) -> Result<Option<Session>, FrontendError> {
     let _ = tcp.set_nodelay(true);
     let mut cbuf = BytesMut::with_capacity(8 * 1024);
     // A client still opening or logging in must not hold up shutdown for
@@ -138,15 +167,18 @@ pub(super) async fn run(
             r = &mut open => r?,
             _ = shutdown.wait() => match tokio::time::timeout(DRAIN_GRACE, &mut open).await {
                 Ok(r) => r?,
-                Err(_) => return Ok(()),
+                Err(_) => return Ok(None),
             },
         }
     };
     let Some((mut client, startup)) = opened else {
-        return Ok(());
+        return Ok(None);
     };
     if console::is_console(&ctx, &startup) {
-        return console::serve(ctx, client, cbuf, startup, shutdown).await;
+        let shutdown = shutdown.clone();
+        return console::serve(ctx, client, cbuf, startup, shutdown)
+            .await
+            .map(|()| None);
     }
     let login = {
         let login = async {
@@ -224,18 +256,16 @@ pub(super) async fn run(
         cancel: ctx.cancel.register(),
         max_message: settings.max_message_size,
         closing: false,
+        span,
+        listed: None,
     };
-    let _listed = session.list_client();
+    session.listed = Some(session.list_client());
     if let Err(e) = session.greet().await {
         send_fatal(&mut session.client, e.sqlstate(), &e.to_string()).await;
         session.finish().await;
         return Err(e);
     }
-    let r = session
-        .serve(&mut shutdown, settings.client_idle_timeout)
-        .await;
-    session.finish().await;
-    r
+    Ok(Some(session))
 }
 
 impl Session {

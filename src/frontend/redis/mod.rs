@@ -21,7 +21,7 @@ use std::sync::Arc;
 use attache_redis_protocol::frame::Version;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span};
 
 use crate::config::redis::RedisConfig;
 use crate::core::gauge::Held;
@@ -101,7 +101,7 @@ impl App for RedisContext {
         // session takes `self`, so the count holds its own reference).
         let ctx = self.clone();
         let _connected = Held::new(&ctx.clients);
-        async move {
+        let session = async move {
             let _ = tcp.set_nodelay(true);
             let stream = match &self.local_tls {
                 Some(config) => match crate::net::tls::accept(config.clone(), tcp).await {
@@ -113,9 +113,9 @@ impl App for RedisContext {
             if let Err(error) = session::run(self, stream, shutdown).await {
                 debug!(%error, "redis client session ended with an error");
             }
-        }
-        .instrument(span)
-        .await
+        };
+        // Nothing in a Redis session logs above debug level.
+        crate::server::traced(span, session).await
     }
 
     async fn reject(self: Arc<Self>, mut tcp: TcpStream, _peer: SocketAddr) {
