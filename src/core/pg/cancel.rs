@@ -12,7 +12,7 @@
 //! after both signals went out, so waiting for that close is enough.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,30 +55,42 @@ impl CancelTarget {
 #[derive(Debug, Default)]
 pub struct CancelGate {
     pending: AtomicU32,
+    /// A cancel whose end was never seen (timed out or failed after it was
+    /// sent): a late signal may still come, so the connection is not
+    /// trusted again.
+    tainted: AtomicBool,
     idle: Notify,
 }
 
 impl CancelGate {
-    /// Whether a cancel forwarded to this connection is still in flight.
-    /// One relaxed load: this runs on every release to the pool.
+    /// Whether a cancel forwarded to this connection is still in flight,
+    /// or ended unseen. One load: this runs on every release to the pool.
     pub fn busy(&self) -> bool {
-        self.pending.load(Ordering::Acquire) > 0
+        self.pending.load(Ordering::Acquire) > 0 || self.tainted.load(Ordering::Acquire)
     }
 
-    /// Waits until no cancel is in flight; false after `limit`.
+    /// Waits until no cancel is in flight. False when one ended unseen, or
+    /// is still in flight after `limit`: the connection must not be reused.
     pub async fn wait_idle(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let idle = self.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            if !self.busy() {
+            if self.tainted.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.pending.load(Ordering::Acquire) == 0 {
                 return true;
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 return !self.busy();
             }
         }
+    }
+
+    fn taint(&self) {
+        self.tainted.store(true, Ordering::Release);
     }
 }
 
@@ -175,8 +187,12 @@ impl CancelRegistry {
         let target = &in_flight.0;
         let mut out = BytesMut::new();
         messages::cancel_request(&mut out, target.pid, &target.secret);
+        // Whether the request may have reached the server: before that, a
+        // failure means no signal was sent at all.
+        let mut wrote = false;
         let sent = tokio::time::timeout(CANCEL_TIMEOUT, async {
             let mut s = TcpStream::connect(&*target.addr).await?;
+            wrote = true;
             s.write_all(&out).await?;
             // The server sends nothing back and closes when done.
             let mut sink = [0u8; 64];
@@ -184,12 +200,22 @@ impl CancelRegistry {
             Ok::<_, std::io::Error>(())
         })
         .await;
+        // Marked before the in-flight count drops, so a waiter never sees
+        // the gate idle and untainted after a cancel it could not follow.
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                debug!(%error, server.addr = %target.addr, "cancel could not reach server")
+                if wrote {
+                    target.gate.taint();
+                }
+                debug!(%error, server.addr = %target.addr, "cancel could not be forwarded")
             }
-            Err(_) => debug!(server.addr = %target.addr, "cancel timed out"),
+            Err(_) => {
+                if wrote {
+                    target.gate.taint();
+                }
+                debug!(server.addr = %target.addr, "cancel timed out")
+            }
         }
     }
 }

@@ -535,8 +535,9 @@ impl Session {
                     // A cancel still in flight to this connection (the
                     // client kept it: session mode, or inside a
                     // transaction) could cancel what goes out now.
-                    if s.cancel.gate.busy() {
-                        s.cancel.gate.wait_idle(CANCEL_TIMEOUT).await;
+                    if s.cancel.gate.busy() && !s.cancel.gate.wait_idle(CANCEL_TIMEOUT).await {
+                        // Not returned to the pool: a late signal may come.
+                        s.broken = true;
                     }
                     s.stream.write_all(&self.sout).await
                 }
@@ -591,12 +592,10 @@ impl Session {
                 self.expect.clear();
             }
         }
-        if conn.cancel.gate.busy() && !conn.cancel.gate.wait_idle(CANCEL_TIMEOUT).await {
-            self.pool.discard(conn);
-            return;
-        }
         let clean = self.tx_status == b'I' && self.expect.is_empty() && !conn.broken;
-        if !clean {
+        // A connection going back waits out a cancel forwarded to it.
+        if !clean || (conn.cancel.gate.busy() && !conn.cancel.gate.wait_idle(CANCEL_TIMEOUT).await)
+        {
             self.pool.discard(conn);
             return;
         }

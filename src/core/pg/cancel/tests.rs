@@ -65,3 +65,39 @@ async fn a_forwarded_cancel_holds_the_gate_until_the_server_closes() {
     forward.await.unwrap();
     assert!(!t.gate.busy());
 }
+
+/// A cancel whose end was never seen (the cancel connection broke after
+/// the request went out) leaves the connection untrusted: a late signal
+/// may still come. One that never reached a server leaves it as it was.
+#[tokio::test]
+async fn a_cancel_that_never_finished_taints_the_connection() {
+    use tokio::io::AsyncReadExt;
+    let registry = Arc::new(super::CancelRegistry::default());
+    let handle = registry.register();
+    let key = handle.secret.to_be_bytes();
+
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let unreached = CancelTarget::new(addr.into(), 1, vec![0; 4].into());
+    *handle.slot.lock().unwrap() = Some(unreached.clone());
+    registry.cancel(handle.pid, &key).await;
+    assert!(!unreached.gate.busy(), "nothing was sent: still trusted");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let broken = CancelTarget::new(addr.into(), 2, vec![0; 4].into());
+    *handle.slot.lock().unwrap() = Some(broken.clone());
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = [0u8; 16];
+        s.read_exact(&mut got).await.unwrap();
+        // Reset instead of a clean close: the forwarder cannot tell
+        // whether the server finished.
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+    });
+    registry.cancel(handle.pid, &key).await;
+    server.await.unwrap();
+    assert!(broken.gate.busy(), "tainted");
+    assert!(!broken.gate.wait_idle(Duration::from_secs(1)).await);
+}
