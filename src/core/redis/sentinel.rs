@@ -71,7 +71,11 @@ impl Sentinel {
             changed,
             // Until the sentinels first name a primary, commands wait as
             // they do for a failover (transactions included).
-            fence: watch::channel(Some(discovery)).0,
+            fence: watch::channel(Some(fence::Raised {
+                until: discovery,
+                by: None,
+            }))
+            .0,
         });
         tokio::spawn(watch_sentinels(Arc::downgrade(&s)));
         for addr in &s.sentinels {

@@ -7,12 +7,13 @@
 //! The sentinel leading a failover announces
 //! `+failover-state-send-slaveof-noone` just before it promotes the
 //! replica. Attaché listens for that on every sentinel (only the leader
-//! says it), and from then until the new primary is named (or the failover
-//! is aborted, or `failover_timeout` passes) holds commands for the
-//! primary instead of sending them; they go to the new primary when it is
-//! named. Clients wait out the switch instead of losing writes.
+//! says it), and from then until the new primary is named (or that
+//! sentinel abandons the failover, or `failover_timeout` passes) holds
+//! commands for the primary instead of sending them; they go to the new
+//! primary when it is named. Clients wait out the switch instead of losing
+//! writes.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use attache_redis_protocol::frame::{Frame, Version};
@@ -32,21 +33,30 @@ const ABORTS: [&[u8]; 3] = [
     b"-failover-abort-slave-timeout",
 ];
 
-/// Until when commands for the primary are held: `None` when they are not.
-pub(super) type Fence = watch::Sender<Option<Instant>>;
+/// Commands for the primary are held until `until`.
+#[derive(Debug, Clone)]
+pub(super) struct Raised {
+    pub until: Instant,
+    /// The sentinel leading the failover; `None` for the wait for the first
+    /// primary at startup, which only a primary ends.
+    pub by: Option<Arc<str>>,
+}
+
+/// The fence: `None` while commands for the primary may go.
+pub(super) type Fence = watch::Sender<Option<Raised>>;
 
 impl Sentinel {
     /// Whether commands for the primary are held now.
     pub fn fenced(&self) -> bool {
-        matches!(*self.fence.borrow(), Some(until) if Instant::now() < until)
+        matches!(&*self.fence.borrow(), Some(r) if Instant::now() < r.until)
     }
 
     /// Returns once commands for the primary may be sent.
     pub async fn unfenced(&self) {
         let mut rx = self.fence.subscribe();
         loop {
-            let until = match *rx.borrow_and_update() {
-                Some(until) if Instant::now() < until => until,
+            let until = match &*rx.borrow_and_update() {
+                Some(r) if Instant::now() < r.until => r.until,
                 _ => return,
             };
             tokio::select! {
@@ -56,17 +66,35 @@ impl Sentinel {
         }
     }
 
-    fn raise_fence(&self) {
+    fn raise_fence(&self, by: &str) {
         let until = Instant::now() + self.template.cfg.failover_timeout.0;
-        info!(master = %self.master, "failover under way: holding commands for the primary");
-        self.fence.send_replace(Some(until));
+        info!(master = %self.master, sentinel = by, "failover under way: holding commands for the primary");
+        self.fence.send_replace(Some(Raised {
+            until,
+            by: Some(by.into()),
+        }));
     }
 
-    /// Lifts the fence: the new primary is named, or the failover ended
-    /// without one.
+    /// Lifts the fence: the new primary is named.
     pub(super) fn lower_fence(&self) {
         if self.fence.send_replace(None).is_some() {
             debug!(master = %self.master, "sending commands for the primary again");
+        }
+    }
+
+    /// A failover given up: lifts the fence only if the sentinel that
+    /// raised it gave up. Another sentinel's abandoned attempt (a lost
+    /// election) says nothing about the leader's promotion under way.
+    fn abandoned_by(&self, by: &str) {
+        let lowered = self.fence.send_if_modified(|f| {
+            let ours = f.as_ref().is_some_and(|r| r.by.as_deref() == Some(by));
+            if ours {
+                *f = None;
+            }
+            ours
+        });
+        if lowered {
+            info!(master = %self.master, sentinel = by, "failover abandoned: sending commands for the primary again");
         }
     }
 }
@@ -131,8 +159,8 @@ pub(super) async fn watch_fence(view: Weak<Sentinel>, addr: String) {
             };
             let Some(s) = view.upgrade() else { return };
             match fence_event(&frame, &master) {
-                Some(FenceEvent::Raise) => s.raise_fence(),
-                Some(FenceEvent::Lower) => s.lower_fence(),
+                Some(FenceEvent::Raise) => s.raise_fence(&addr),
+                Some(FenceEvent::Lower) => s.abandoned_by(&addr),
                 None => {}
             }
         }

@@ -67,7 +67,7 @@ async fn a_new_primary_lowers_the_fence_and_waiters_go_on() {
     s.set_primary("10.0.0.1:6379".into());
     assert!(!s.fenced());
     s.unfenced().await;
-    s.raise_fence();
+    s.raise_fence("10.0.0.9:26379");
     assert!(s.fenced());
     let waiter = {
         let s = s.clone();
@@ -87,6 +87,22 @@ async fn a_new_primary_lowers_the_fence_and_waiters_go_on() {
 }
 
 #[tokio::test]
+async fn only_the_raising_sentinel_abandons_the_failover() {
+    let s = sentinel("30s");
+    s.abandoned_by("10.0.0.9:26379");
+    assert!(
+        s.fenced(),
+        "an abort never ends the wait for the first primary"
+    );
+    s.set_primary("10.0.0.1:6379".into());
+    s.raise_fence("10.0.0.9:26379");
+    s.abandoned_by("10.0.0.8:26379");
+    assert!(s.fenced(), "another sentinel's lost election");
+    s.abandoned_by("10.0.0.9:26379");
+    assert!(!s.fenced(), "the leader gave up");
+}
+
+#[tokio::test]
 async fn with_no_primary_named_the_first_fence_expires_too() {
     let s = sentinel("100ms");
     assert!(s.fenced());
@@ -100,7 +116,7 @@ async fn with_no_primary_named_the_first_fence_expires_too() {
 async fn the_fence_comes_down_by_itself_after_failover_timeout() {
     let s = sentinel("100ms");
     s.set_primary("10.0.0.1:6379".into());
-    s.raise_fence();
+    s.raise_fence("10.0.0.9:26379");
     assert!(s.fenced());
     let t0 = tokio::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(2), s.unfenced())
