@@ -174,3 +174,57 @@ async fn streamed_writes_keep_their_order_and_survive_a_failover() {
         "{kept} of {transactions} acknowledged transactions are on the new primary"
     );
 }
+
+/// A transaction whose connection went to the old primary is not run there
+/// after the switch: the old primary would acknowledge its EXEC and lose
+/// it when it becomes the new primary's replica. EXEC answers EXECABORT
+/// and nothing of it lands anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_open_across_a_failover_is_aborted() {
+    let g = start_group(true);
+    let (attache, addr) = start_attache(&g.toml("failover_timeout = \"15s\"")).await;
+    let mut c = Client::connect(addr).await;
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::Simple("OK".into()));
+    assert_eq!(
+        c.cmd(&["SET", "txn:across", "1"]).await,
+        Resp::Simple("QUEUED".into())
+    );
+    let old = g.primary.port();
+    let sentinels = g.sentinels.clone();
+    let new = tokio::task::spawn_blocking(move || sentinels.failover())
+        .await
+        .unwrap()
+        .expect("sentinel failover");
+    // Attaché has switched once a write through it lands on the new one.
+    let mut probe = Client::connect(addr).await;
+    let new_primary = [&g.primary, g.replica()]
+        .into_iter()
+        .find(|s| s.port() == new.port())
+        .expect("the new primary is one of the group");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = probe.call(&["SET", "txn:probe", "x"]).await;
+        if cli(new_primary, &["GET", "txn:probe"]) == "x" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Attaché never followed the switch"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let exec = c.cmd(&["EXEC"]).await;
+    match &exec {
+        Resp::Err(e) => assert!(e.contains("primary changed"), "{e}"),
+        other => panic!("EXEC after the switch: {other:?}"),
+    }
+    assert_ne!(old, new.port());
+    assert_eq!(cli(new_primary, &["EXISTS", "txn:across"]), "0");
+    // The client goes on, on the new primary.
+    assert_eq!(
+        c.cmd(&["SET", "txn:after", "2"]).await,
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(cli(new_primary, &["GET", "txn:after"]), "2");
+    attache.shutdown().await;
+}

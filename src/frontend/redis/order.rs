@@ -81,6 +81,12 @@ impl Session {
     pub(super) fn at_barrier(&self) -> bool {
         self.held.is_some() && self.unanswered()
     }
+
+    /// Sentinel mode: whether a failover is promoting a replica now (see
+    /// `sentinel::fence`); no command is handled until it is over.
+    pub(super) fn fenced(&self) -> bool {
+        self.ctx.topology.sentinel().is_some_and(|s| s.fenced())
+    }
 }
 
 /// A command for `next` may go after commands on `last` when it joins

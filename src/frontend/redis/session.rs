@@ -239,6 +239,11 @@ async fn parse(
     let max_pipeline = s.ctx.config.max_pipeline;
     let mut fast = s.open_plain_lane();
     loop {
+        // Checked per request: the fence can go up while a batch is parsed.
+        if s.fenced() {
+            *buffered = !rbuf.is_empty() || s.held.is_some();
+            break;
+        }
         // A held request goes first: it was read before what is in `rbuf`.
         if !(fast && s.held.is_none() && s.take_plain(rbuf, limits)) {
             let held = s.held.take();

@@ -5,7 +5,7 @@
 //! another node poisons the transaction: EXEC then discards it with
 //! EXECABORT, as Redis does after a queueing error.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use attache_redis_protocol::frame::encode;
 use attache_redis_protocol::Command;
@@ -13,11 +13,13 @@ use bytes::{Bytes, BytesMut};
 
 use super::session::Session;
 use crate::core::redis::conn::encode_command;
-use crate::core::redis::Mux;
+use crate::core::redis::{Mux, Node};
 
 pub(super) struct Txn {
     /// The private connection and its shard, once the shard is known.
     conn: Option<(usize, Arc<Mux>)>,
+    /// The server of that connection, to notice a failover under it.
+    server: Option<Weak<Node>>,
     /// MULTI was answered here and must be sent before the first command.
     multi_pending: bool,
     in_multi: bool,
@@ -46,6 +48,7 @@ impl Session {
             if cmd.is("MULTI") {
                 self.txn = Some(Txn {
                     conn: None,
+                    server: None,
                     multi_pending: true,
                     in_multi: true,
                     poisoned: false,
@@ -55,6 +58,7 @@ impl Session {
             if cmd.is("WATCH") {
                 self.txn = Some(Txn {
                     conn: None,
+                    server: None,
                     multi_pending: false,
                     in_multi: false,
                     poisoned: false,
@@ -76,13 +80,22 @@ impl Session {
             return self.in_txn(cmd, raw);
         }
         let ends = cmd.is("EXEC") || cmd.is("DISCARD") || (cmd.is("UNWATCH") && !txn.in_multi);
-        if cmd.is("EXEC") && txn.poisoned {
+        // Sentinel mode: the old primary would take the EXEC and lose it
+        // when it becomes the new one's replica.
+        let moved = match (&txn.server, self.ctx.topology.sentinel()) {
+            (Some(server), Some(s)) => !std::ptr::eq(server.as_ptr(), Arc::as_ptr(&s.primary())),
+            _ => false,
+        };
+        if cmd.is("EXEC") && (txn.poisoned || moved) {
             if let Some((_, mux)) = &txn.conn {
                 // Its +OK is not the client's: nobody waits for it.
                 drop(mux.send(0, Bytes::from(discard())));
             }
             self.txn = None;
-            return self.error("EXECABORT Transaction discarded because of previous errors.");
+            return self.error(match moved {
+                true => "EXECABORT Transaction discarded because the primary changed (failover); nothing ran",
+                false => "EXECABORT Transaction discarded because of previous errors.",
+            });
         }
         if txn.conn.is_none() {
             // Nothing reached a server yet: answer as Redis would.
@@ -139,6 +152,7 @@ impl Session {
             let n = ctx.topology.node_for_shard(node);
             let mux = Arc::new(Mux::single_use(n.target.clone(), setup, n.stats.clone()));
             txn.conn = Some((node, mux));
+            txn.server = Some(Arc::downgrade(&n));
         }
         let prefix = std::mem::take(&mut txn.multi_pending).then(multi);
         self.send_txn(raw, prefix);
