@@ -26,7 +26,8 @@ use super::mux::Reply;
 use super::topology::{Node, Replicas, TargetTemplate};
 use super::LaneChoice;
 use crate::config::redis::ReadFrom;
-pub use order::{Order, Settled};
+use order::Retrying;
+pub use order::{Again, Order, Settled};
 
 mod fence;
 mod order;
@@ -173,17 +174,10 @@ impl Sentinel {
     /// The reply to what [`Sentinel::send`] queued. Resending a read is
     /// harmless, so a replica that fails, even mid-request, or is loading
     /// or cut off from its primary sends the read to the primary; on the
-    /// primary, a request that did not run waits out a failover.
-    ///
-    /// `prev` settles once the client's earlier commands have their final
-    /// replies: nothing is sent again before that (see [`order`]).
-    pub async fn finish(
-        self: Arc<Self>,
-        sent: Sent,
-        raw: Bytes,
-        setup: Setup,
-        mut prev: Option<Settled>,
-    ) -> Reply {
+    /// primary, a request that did not run waits out a failover. Nothing is
+    /// sent again before the client's earlier commands settle, nor after
+    /// `again.deadline` (see [`order`]).
+    pub async fn finish(self: Arc<Self>, sent: Sent, mut again: Again) -> Reply {
         let Sent {
             rx,
             lane,
@@ -191,7 +185,7 @@ impl Sentinel {
             changes,
         } = sent;
         let Some(replica) = replica else {
-            return self.settle(rx, changes, lane, raw, setup, prev).await;
+            return self.settle(rx, changes, lane, again).await;
         };
         let reply = rx.await.unwrap_or(Err(RedisBackendError::Lost));
         match &reply {
@@ -199,12 +193,27 @@ impl Sentinel {
             Ok(_) => debug!(%replica, "replica not serving reads"),
             Err(error) => debug!(%replica, %error, "replica read failed"),
         }
-        if let Some(prev) = prev.take() {
-            prev.wait().await;
+        if !self.turn_again(&mut again).await {
+            return reply;
         }
-        self.unfenced().await;
-        let rx = self.primary().mux(setup).send(lane, raw.clone());
-        self.settle(rx, changes, lane, raw, setup, None).await
+        let rx = self
+            .primary()
+            .mux(again.setup)
+            .send(lane, again.raw.clone());
+        self.settle(rx, changes, lane, again).await
+    }
+
+    /// Waits until a command may be sent again: the client's earlier
+    /// commands settled and the fence down. False once its deadline passed.
+    async fn turn_again(&self, again: &mut Again) -> bool {
+        let prev = again.prev.take();
+        let ready = async {
+            if let Some(prev) = prev {
+                prev.wait().await;
+            }
+            self.unfenced().await;
+        };
+        tokio::time::timeout_at(again.deadline, ready).await.is_ok()
     }
 
     /// The current primary; before the first answer, a node nobody
@@ -240,18 +249,16 @@ impl Sentinel {
 
     /// Waits for the primary's reply on `rx`; a request that did not run
     /// (no primary reachable, or one that is read-only, loading or cut
-    /// off) is sent again once the sentinels name a primary, until
-    /// `failover_timeout`.
+    /// off) is sent again once the sentinels name a primary, until its
+    /// deadline.
     async fn settle(
         self: Arc<Self>,
         mut rx: oneshot::Receiver<Reply>,
         mut changes: watch::Receiver<u64>,
         lane: usize,
-        raw: Bytes,
-        setup: Setup,
-        mut prev: Option<Settled>,
+        mut again: Again,
     ) -> Reply {
-        let deadline = tokio::time::Instant::now() + self.template.cfg.failover_timeout.0;
+        let mut retrying = None;
         loop {
             let reply = rx.await.unwrap_or(Err(RedisBackendError::Lost));
             let retry = match &reply {
@@ -263,22 +270,29 @@ impl Sentinel {
                 }
                 Err(_) => false,
             };
-            if !retry || tokio::time::Instant::now() >= deadline {
+            if !retry || tokio::time::Instant::now() >= again.deadline {
                 return reply;
             }
+            // Counted until this returns: the client's next commands wait
+            // their turn instead of going straight out.
+            retrying.get_or_insert_with(|| Retrying::new(again.retrying.clone()));
             // Wait for the sentinels to name a primary, or poll again soon.
             let _ = tokio::time::timeout_at(
-                deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)),
+                again
+                    .deadline
+                    .min(tokio::time::Instant::now() + Duration::from_millis(200)),
                 changes.changed(),
             )
             .await;
             // Sent again only after the client's earlier commands, which
             // may be waiting to be sent again themselves.
-            if let Some(prev) = prev.take() {
-                prev.wait().await;
+            if !self.turn_again(&mut again).await {
+                return reply;
             }
-            self.unfenced().await;
-            rx = self.primary().mux(setup).send(lane, raw.clone());
+            rx = self
+                .primary()
+                .mux(again.setup)
+                .send(lane, again.raw.clone());
         }
     }
 

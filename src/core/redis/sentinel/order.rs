@@ -6,36 +6,87 @@
 //! Commands that go straight to one primary share its connection, which
 //! runs them in order: if an early one is refused, the later ones are too,
 //! and each waits for the one before it to settle before it is sent again.
-//! Once the primary has changed under a command still unsettled, a new
-//! command cannot go straight to the new primary (it could overtake that
-//! command's re-send), so it waits its turn and is sent after everything
-//! before it has its final reply. That costs a round trip per command, and
-//! only while a failover is under way. The same holds while the write
-//! fence is up (see [`super::fence`]): commands wait for it to come down.
+//! A new command goes straight out when the client's previous one went to
+//! the primary named now (or has settled). Otherwise, once the primary has
+//! changed under a command still unsettled, it could overtake that
+//! command's re-send, so it waits its turn: it is sent after everything
+//! before it has its final reply, and the commands after it follow it
+//! straight again. The same holds while the write fence is up (see
+//! [`super::fence`]): commands wait for it to come down.
+//!
+//! Every command gives up `failover_timeout` after the client sent it,
+//! wherever it waits, so a chain of waiting commands never outlives it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 
 use super::Sentinel;
 use crate::core::redis::mux::Reply;
 use crate::core::redis::topology::Node;
-use crate::core::redis::{LaneChoice, Setup};
+use crate::core::redis::{LaneChoice, RedisBackendError, Setup};
 
-/// Whether a client's command, and every command it sent before, has its
-/// final reply.
+/// Where one command is.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Waiting its turn, not sent yet.
+    Waiting,
+    /// Sent to this server (its latest attempt).
+    Sent(Weak<Node>),
+    /// It and every command the client sent before it have their final
+    /// replies.
+    Settled,
+}
+
+/// One command of a client, as the commands after it see it.
 #[derive(Clone)]
-pub struct Settled(watch::Receiver<bool>);
+pub struct Settled(watch::Receiver<Step>);
 
 impl Settled {
     fn done(&self) -> bool {
-        *self.0.borrow()
+        matches!(*self.0.borrow(), Step::Settled)
+    }
+
+    /// Whether it went to `node`: a command after it on the same lane
+    /// follows it on the same connection, so it cannot overtake it.
+    fn sent_to(&self, node: &Arc<Node>) -> bool {
+        matches!(&*self.0.borrow(), Step::Sent(n) if std::ptr::eq(n.as_ptr(), Arc::as_ptr(node)))
     }
 
     /// Returns once settled (or once its task is gone: nothing to wait for).
     pub async fn wait(mut self) {
-        let _ = self.0.wait_for(|done| *done).await;
+        let _ = self.0.wait_for(|s| matches!(s, Step::Settled)).await;
+    }
+}
+
+/// What sending a command again needs (see [`Sentinel::finish`]).
+pub struct Again {
+    pub raw: Bytes,
+    pub setup: Setup,
+    /// Settles once the client's earlier commands have their final replies.
+    pub prev: Option<Settled>,
+    /// When the command gives up.
+    pub deadline: Instant,
+    /// How many of the client's commands wait to be sent again.
+    pub retrying: Arc<AtomicUsize>,
+}
+
+/// Counts one command waiting to be sent again, until dropped.
+pub(super) struct Retrying(Arc<AtomicUsize>);
+
+impl Retrying {
+    pub(super) fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Retrying {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -44,13 +95,14 @@ impl Settled {
 pub struct Order {
     /// The client's last command.
     last: Option<Settled>,
-    /// The primary its unsettled commands all went straight to, if they did.
-    primary: Option<Weak<Node>>,
+    /// Its commands waiting to be sent again: while there are any, a new
+    /// command might overtake one (the primary may accept it now), so it
+    /// waits its turn.
+    retrying: Arc<AtomicUsize>,
 }
 
 impl Order {
-    /// Queues `raw` (see [`Sentinel::send`]) now, or after the client's
-    /// earlier commands have settled when the primary changed under them.
+    /// Queues `raw` (see [`Sentinel::send`]) now, or once its turn comes.
     /// Returns the lane used and the receiver of the final reply.
     pub fn submit(
         &mut self,
@@ -61,45 +113,97 @@ impl Order {
         read: bool,
     ) -> (usize, oneshot::Receiver<Reply>) {
         let prev = self.last.take().filter(|p| !p.done());
-        let (done, settled) = watch::channel(false);
+        let (step, settled) = watch::channel(Step::Waiting);
         self.last = Some(Settled(settled));
         let (tx, rx) = oneshot::channel();
+        let deadline = Instant::now() + sentinel.template.cfg.failover_timeout.0;
         let primary = sentinel.primary();
-        let same = self
-            .primary
-            .as_ref()
-            .is_some_and(|p| std::ptr::eq(p.as_ptr(), Arc::as_ptr(&primary)));
+        let direct = goes_straight(
+            sentinel.fenced(),
+            prev.as_ref(),
+            &primary,
+            self.retrying.load(Ordering::Acquire),
+        );
         let sentinel = sentinel.clone();
-        if (prev.is_none() || same) && !sentinel.fenced() {
-            if !same {
-                self.primary = Some(Arc::downgrade(&primary));
-            }
+        let retrying = self.retrying.clone();
+        if direct {
             let sent = sentinel.send(&primary, choice, &raw, setup, read);
             let lane = sent.lane;
+            step.send_replace(Step::Sent(Arc::downgrade(&primary)));
             tokio::spawn(async move {
-                let _ = tx.send(sentinel.finish(sent, raw, setup, prev.clone()).await);
+                let again = Again {
+                    raw,
+                    setup,
+                    prev: prev.clone(),
+                    deadline,
+                    retrying,
+                };
+                let reply = sentinel.finish(sent, again).await;
+                let _ = tx.send(reply);
                 if let Some(prev) = prev {
                     prev.wait().await;
                 }
-                let _ = done.send(true);
+                step.send_replace(Step::Settled);
             });
             return (lane, rx);
         }
-        self.primary = None;
         let choice = LaneChoice {
             may_move: false,
             ..choice
         };
         tokio::spawn(async move {
-            if let Some(prev) = prev {
-                prev.wait().await;
-            }
-            sentinel.unfenced().await;
-            let primary = sentinel.primary();
-            let sent = sentinel.send(&primary, choice, &raw, setup, read);
-            let _ = tx.send(sentinel.finish(sent, raw, setup, None).await);
-            let _ = done.send(true);
+            let reply = match sentinel.turn(prev, deadline).await {
+                Some(primary) => {
+                    let sent = sentinel.send(&primary, choice, &raw, setup, read);
+                    step.send_replace(Step::Sent(Arc::downgrade(&primary)));
+                    let again = Again {
+                        raw,
+                        setup,
+                        prev: None,
+                        deadline,
+                        retrying,
+                    };
+                    sentinel.finish(sent, again).await
+                }
+                None => Err(RedisBackendError::Timeout(
+                    sentinel.template.cfg.failover_timeout.0,
+                )),
+            };
+            let _ = tx.send(reply);
+            step.send_replace(Step::Settled);
         });
         (choice.lane, rx)
     }
 }
+
+/// Whether a new command goes straight to `primary`: no fence, none of the
+/// client's commands waiting to be sent again, and its previous command
+/// settled or sent to that same primary (so the new one follows it on the
+/// same connection).
+fn goes_straight(
+    fenced: bool,
+    prev: Option<&Settled>,
+    primary: &Arc<Node>,
+    retrying: usize,
+) -> bool {
+    !fenced && retrying == 0 && prev.is_none_or(|p| p.done() || p.sent_to(primary))
+}
+
+impl Sentinel {
+    /// Waits for a waiting command's turn: the commands before it settled
+    /// and the fence down. The primary to send it to, or `None` once
+    /// `deadline` passed.
+    async fn turn(&self, prev: Option<Settled>, deadline: Instant) -> Option<Arc<Node>> {
+        let ready = async {
+            if let Some(prev) = prev {
+                prev.wait().await;
+            }
+            self.unfenced().await;
+        };
+        tokio::time::timeout_at(deadline, ready).await.ok()?;
+        Some(self.primary())
+    }
+}
+
+#[cfg(test)]
+mod tests;
