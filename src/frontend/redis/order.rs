@@ -89,6 +89,13 @@ impl Session {
     }
 }
 
+/// Resolves once the sentinels' failover fence is down.
+pub(super) async fn unfenced(sentinel: Option<&crate::core::redis::sentinel::Sentinel>) {
+    if let Some(s) = sentinel {
+        s.unfenced().await;
+    }
+}
+
 /// A command for `next` may go after commands on `last` when it joins
 /// them on the same ordered connection, or when they are all answered.
 /// Nothing joins a blocking command: it has its connection to itself.

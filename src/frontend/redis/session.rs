@@ -214,16 +214,9 @@ pub(super) async fn run(
                 }
             }
             _ = s.wait_front() => {}
-            _ = unfenced(sentinel.as_deref()), if fenced => {}
+            _ = super::order::unfenced(sentinel.as_deref()), if fenced => {}
             _ = stop.fired(), if !closing => closing = true,
         }
-    }
-}
-
-/// Resolves once the sentinels' failover fence is down.
-async fn unfenced(sentinel: Option<&crate::core::redis::sentinel::Sentinel>) {
-    if let Some(s) = sentinel {
-        s.unfenced().await;
     }
 }
 
