@@ -20,6 +20,8 @@ use tokio::time::Instant;
 mod group;
 #[path = "redis_sentinel/resp.rs"]
 mod resp;
+#[path = "support/resp.rs"]
+mod wire;
 use group::{blocking, cli, role, start_attache, start_group, Group};
 use resp::{Client, Resp};
 #[path = "redis_sentinel/order.rs"]
@@ -265,11 +267,7 @@ async fn forced_failover_under_load_is_invisible_to_clients() {
     let (stop, tasks) = spawn_load(addr, CLIENTS);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let t_fail = Instant::now();
-    let sentinels = g.sentinels.clone();
-    let new = tokio::task::spawn_blocking(move || sentinels.failover())
-        .await
-        .unwrap()
-        .expect("sentinel failover");
+    let new = g.failover().await;
     let t_switch = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let all = finish(stop, tasks).await;

@@ -36,6 +36,23 @@ pub fn start_group(with_replica: bool) -> Group {
 }
 
 impl Group {
+    /// Runs `SENTINEL FAILOVER` and waits for it; the new primary's address.
+    pub async fn failover(&self) -> SocketAddr {
+        let sentinels = self.sentinels.clone();
+        tokio::task::spawn_blocking(move || sentinels.failover())
+            .await
+            .expect("failover task")
+            .expect("sentinel failover")
+    }
+
+    /// The group's server at `addr` (the primary or the replica).
+    pub fn server_at(&self, addr: SocketAddr) -> &RedisServer {
+        [&self.primary, self.replica()]
+            .into_iter()
+            .find(|s| s.port() == addr.port())
+            .expect("a server of the group")
+    }
+
     pub fn replica(&self) -> &RedisServer {
         self.replica.as_ref().expect("this group has a replica")
     }

@@ -101,11 +101,7 @@ async fn streamed_writes_keep_their_order_and_survive_a_failover() {
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
     let t_fail = Instant::now();
-    let sentinels = g.sentinels.clone();
-    let new = tokio::task::spawn_blocking(move || sentinels.failover())
-        .await
-        .unwrap()
-        .expect("sentinel failover");
+    let new = g.failover().await;
     let failover = t_fail.elapsed();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -136,10 +132,7 @@ async fn streamed_writes_keep_their_order_and_survive_a_failover() {
     // (Redis replicates asynchronously) can be missing, at most what the
     // client had in flight. Without the fence, about half a second of
     // writes was missing here.
-    let new_primary = [&g.primary, g.replica()]
-        .into_iter()
-        .find(|s| s.port() == new.port())
-        .expect("the new primary is one of the group");
+    let new_primary = g.server_at(new);
     let list = cli(new_primary, &["LRANGE", "seq", "0", "-1"]);
     let values: Vec<u64> = list
         .lines()
@@ -190,17 +183,10 @@ async fn a_transaction_open_across_a_failover_is_aborted() {
         Resp::Simple("QUEUED".into())
     );
     let old = g.primary.port();
-    let sentinels = g.sentinels.clone();
-    let new = tokio::task::spawn_blocking(move || sentinels.failover())
-        .await
-        .unwrap()
-        .expect("sentinel failover");
+    let new = g.failover().await;
     // Attaché has switched once a write through it lands on the new one.
     let mut probe = Client::connect(addr).await;
-    let new_primary = [&g.primary, g.replica()]
-        .into_iter()
-        .find(|s| s.port() == new.port())
-        .expect("the new primary is one of the group");
+    let new_primary = g.server_at(new);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let _ = probe.call(&["SET", "txn:probe", "x"]).await;

@@ -104,11 +104,7 @@ async fn after_a_failover_reads_follow_the_new_replica() {
     )
     .await;
 
-    let sentinels = g.sentinels.clone();
-    let new = tokio::task::spawn_blocking(move || sentinels.failover())
-        .await
-        .unwrap()
-        .expect("sentinel failover");
+    let new = g.failover().await;
     assert_eq!(new.port(), g.replica().port(), "the replica was promoted");
     // Writes follow the switch (retried through it if need be).
     assert_eq!(

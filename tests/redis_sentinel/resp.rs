@@ -1,5 +1,6 @@
-//! Raw RESP for the sentinel tests: a reply type, a parser, an encoder
-//! and a client that records every reply, error replies included.
+//! Raw RESP for the sentinel tests: a client that records every reply,
+//! error replies included (the reply type, parser and encoder are
+//! `tests/support/resp.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,64 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+pub use super::wire::{encode, parse, Resp};
+
 /// Longest any single test request may take before it counts as a hang.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// One RESP2 reply.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resp {
-    Simple(String),
-    Err(String),
-    Int(i64),
-    /// Bulk strings as text: every value in these tests is text.
-    Bulk(String),
-    /// `$-1` or `*-1`.
-    Nil,
-    Array(Vec<Resp>),
-}
-
-/// Parses one reply from the front of `b`: the reply and its length, or
-/// `None` while incomplete.
-pub fn parse(b: &[u8]) -> Option<(Resp, usize)> {
-    let end = b.windows(2).position(|w| w == b"\r\n")?;
-    let line = String::from_utf8_lossy(&b[1..end]).into_owned();
-    let mut pos = end + 2;
-    let num = || line.parse::<i64>().expect("RESP length or integer");
-    let resp = match b[0] {
-        b'+' => Resp::Simple(line),
-        b'-' => Resp::Err(line),
-        b':' => Resp::Int(num()),
-        b'$' | b'*' if num() < 0 => Resp::Nil,
-        b'$' => {
-            let n = num() as usize;
-            if b.len() < pos + n + 2 {
-                return None;
-            }
-            let text = String::from_utf8_lossy(&b[pos..pos + n]).into_owned();
-            pos += n + 2;
-            Resp::Bulk(text)
-        }
-        b'*' => {
-            let mut items = Vec::new();
-            for _ in 0..num() {
-                let (r, used) = parse(&b[pos..])?;
-                pos += used;
-                items.push(r);
-            }
-            Resp::Array(items)
-        }
-        other => panic!("unexpected RESP type byte {:?}", other as char),
-    };
-    Some((resp, pos))
-}
-
-pub fn encode(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
-}
 
 /// A raw RESP connection to Attaché, one request at a time.
 pub struct Client {
