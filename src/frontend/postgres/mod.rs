@@ -14,6 +14,7 @@ mod context;
 mod error;
 mod handshake;
 mod lost;
+mod open;
 mod pause;
 mod probes;
 mod relay;
@@ -46,7 +47,7 @@ impl App for PgContext {
     async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
         let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("client", protocol = "postgres", listener, client.addr = %peer, user = tracing::field::Empty, db = tracing::field::Empty);
-        if let Err(error) = session::run(self, tcp, peer, shutdown, span.clone()).await {
+        if let Err(error) = open::run(self, tcp, peer, shutdown, span.clone()).await {
             span.in_scope(|| {
                 debug!(%error, source = ?error.source_kind(), "client session ended with an error")
             });

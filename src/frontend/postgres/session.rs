@@ -8,7 +8,6 @@
 //! goes out in one write.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,16 +18,15 @@ use attache_postgres_protocol::readwrite::{Classifier, RoleHint};
 use attache_postgres_protocol::sqlstate;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use super::context::PgContext;
 use super::error::FrontendError;
 use super::relay::Expect;
 use super::routing::Want;
+use super::send_fatal;
 use super::settings::Settings;
 use super::statements::Statements;
-use super::{auth, console, handshake, send_fatal};
 use crate::config::types::PoolMode;
 use crate::core::pg::cancel::{CancelHandle, CANCEL_TIMEOUT};
 use crate::core::pg::cluster::InFlight;
@@ -39,7 +37,7 @@ use crate::server::{Shutdown, Signal};
 
 /// During a drain, how long a client that just connected may take to log
 /// in, and how long a client must be quiet before it is closed.
-const DRAIN_GRACE: Duration = Duration::from_millis(500);
+pub(super) const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Parameters a hot standby reports as "on".
 const STANDBY_PARAMS: &[&str] = &["in_hot_standby", "default_transaction_read_only"];
@@ -124,153 +122,9 @@ pub(super) enum Flow {
     Exit,
 }
 
-/// Serves one client: the opening and login inside the connection's span,
-/// then the session loop (see [`crate::server::traced`]).
-pub(super) async fn run(
-    ctx: Arc<PgContext>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    mut shutdown: Shutdown,
-    span: Span,
-) -> Result<(), FrontendError> {
-    let Some(mut session) = open(ctx, tcp, peer, &mut shutdown, span.clone())
-        .instrument(span.clone())
-        .await?
-    else {
-        return Ok(());
-    };
-    let idle = session.pool.settings.client_idle_timeout;
-    let r = crate::server::traced(span.clone(), session.serve(&mut shutdown, idle)).await;
-    session.finish().instrument(span).await;
-    r
-}
-
-/// The opening, login and greeting; `None` when the connection was served
-/// otherwise (a cancel request, the admin console) or closed early.
-async fn open(
-    ctx: Arc<PgContext>,
-    tcp: TcpStream,
-    _peer: SocketAddr,
-    shutdown: &mut Shutdown,
-    span: Span,
-) -> Result<Option<Session>, FrontendError> {
-    let _ = tcp.set_nodelay(true);
-    let mut cbuf = BytesMut::with_capacity(8 * 1024);
-    // A client still opening or logging in must not hold up shutdown for
-    // long, but one that connected just before it (as during a restart
-    // handover, when it may have been accepted a moment before the
-    // listener closed) gets DRAIN_GRACE to finish and be served.
-    let opened = {
-        let open = handshake::open(&ctx, tcp, &mut cbuf);
-        tokio::pin!(open);
-        tokio::select! {
-            r = &mut open => r?,
-            _ = shutdown.wait() => match tokio::time::timeout(DRAIN_GRACE, &mut open).await {
-                Ok(r) => r?,
-                Err(_) => return Ok(None),
-            },
-        }
-    };
-    let Some((mut client, startup)) = opened else {
-        return Ok(None);
-    };
-    if console::is_console(&ctx, &startup) {
-        let shutdown = shutdown.clone();
-        return console::serve(ctx, client, cbuf, startup, shutdown)
-            .await
-            .map(|()| None);
-    }
-    let login = {
-        let login = async {
-            let user = handshake::startup_user(&startup)?;
-            let database = startup
-                .param("database")
-                .filter(|d| !d.is_empty())
-                .unwrap_or(user);
-            Span::current().record("user", user).record("db", database);
-            if startup
-                .param("replication")
-                .is_some_and(|r| r != "false" && r != "0")
-            {
-                return Err(FrontendError::refused(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "replication connections are not supported through Attaché; connect to the server directly",
-                ));
-            }
-            handshake::negotiate(&mut client, &startup).await?;
-            let generation = ctx.generation();
-            let route = ctx.route(database, user)?;
-            auth::authenticate(&ctx, &mut client, &mut cbuf, &route, user).await?;
-            Ok((route, generation, database.to_owned(), user.to_owned()))
-        };
-        tokio::pin!(login);
-        tokio::select! {
-            r = &mut login => r,
-            _ = shutdown.wait() => match tokio::time::timeout(DRAIN_GRACE, &mut login).await {
-                Ok(r) => r,
-                Err(_) => Err(FrontendError::refused(sqlstate::ADMIN_SHUTDOWN, "Attaché is shutting down")),
-            },
-        }
-    };
-    let (route, generation, database, user) = match login {
-        Ok(r) => r,
-        Err(e) => {
-            send_fatal(&mut client, e.sqlstate(), &e.to_string()).await;
-            return Err(e);
-        }
-    };
-    route.start_monitor();
-    let settings = route.pool.settings.clone();
-    let mut session = Session {
-        ctx: ctx.clone(),
-        generation,
-        database,
-        user,
-        db_key: route.db_key,
-        pool: route.pool,
-        pools: route.pools,
-        cluster: route.cluster,
-        classifier: route.classifier,
-        in_flight: None,
-        role_override: None,
-        min_lsn: 0,
-        wrote: false,
-        lost_tx: None,
-        replay: None,
-        read_attach: false,
-        client,
-        cbuf,
-        cout: BytesMut::with_capacity(8 * 1024),
-        server: None,
-        sout: BytesMut::with_capacity(8 * 1024),
-        expect: VecDeque::with_capacity(16),
-        tx_status: b'I',
-        mode: settings.pool_mode,
-        rename: settings.pool_mode == PoolMode::Transaction,
-        pinned: false,
-        skip_until_sync: false,
-        last_commit: false,
-        copy_in: false,
-        statements: Statements::default(),
-        settings: Settings::from_startup(&startup.params),
-        cancel: ctx.cancel.register(),
-        max_message: settings.max_message_size,
-        closing: false,
-        span,
-        listed: None,
-    };
-    session.listed = Some(session.list_client());
-    if let Err(e) = session.greet().await {
-        send_fatal(&mut session.client, e.sqlstate(), &e.to_string()).await;
-        session.finish().await;
-        return Err(e);
-    }
-    Ok(Some(session))
-}
-
 impl Session {
     /// Finishes login: the server parameters, our cancel key, ReadyForQuery.
-    async fn greet(&mut self) -> Result<(), FrontendError> {
+    pub(super) async fn greet(&mut self) -> Result<(), FrontendError> {
         if self.mode == PoolMode::Session {
             self.attach(Want::Primary).await?;
         } else if self.pools.iter().all(|p| p.server_params().is_none()) {
@@ -305,7 +159,7 @@ impl Session {
         self.flush_client().await
     }
 
-    async fn serve(
+    pub(super) async fn serve(
         &mut self,
         shutdown: &mut Shutdown,
         idle: Option<Duration>,
@@ -569,7 +423,7 @@ impl Session {
     /// Returns the server connection at the end of the session: clean ones
     /// go back (reset first if they carried session state), others are
     /// discarded.
-    async fn finish(&mut self) {
+    pub(super) async fn finish(&mut self) {
         if let Ok(mut slot) = self.cancel.slot.lock() {
             *slot = None;
         }
