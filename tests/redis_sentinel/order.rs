@@ -214,3 +214,66 @@ async fn a_transaction_open_across_a_failover_is_aborted() {
     assert_eq!(cli(new_primary, &["GET", "txn:after"]), "2");
     attache.shutdown().await;
 }
+
+/// A blocking pop waiting on the old primary when it is demoted gets
+/// `-UNBLOCKED` from Redis: it popped nothing, so Attaché sends it again to
+/// the new primary, and the client gets the element pushed there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_pop_waits_on_through_a_failover() {
+    let g = start_group(true);
+    let (attache, addr) = start_attache(&g.toml("failover_timeout = \"15s\"")).await;
+    let pop = tokio::spawn(async move {
+        let mut c = Client::connect(addr).await;
+        c.call(&["BLPOP", "bq:list", "25"]).await
+    });
+    // The pop is waiting on the old primary before the failover starts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cli(&g.primary, &["CLIENT", "LIST", "TYPE", "normal"])
+        .lines()
+        .all(|l| !l.contains("cmd=blpop"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the BLPOP never reached the primary"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let new = g.failover().await;
+    let new_primary = g.server_at(new);
+    // Once Attaché follows, a push through it lands on the new primary.
+    let mut c = Client::connect(addr).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = c.call(&["SET", "bq:probe", "x"]).await;
+        if cli(new_primary, &["GET", "bq:probe"]) == "x" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Attaché never followed the switch"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Give the sentinels time to demote the old primary (which unblocks
+    // the pop there) before the element exists anywhere.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while super::group::role(&g.primary) != "slave" {
+        assert!(
+            Instant::now() < deadline,
+            "the old primary was never demoted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.cmd(&["RPUSH", "bq:list", "v1"]).await, Resp::Int(1));
+    let popped = tokio::time::timeout(Duration::from_secs(20), pop)
+        .await
+        .expect("the pop never returned")
+        .unwrap();
+    assert_eq!(
+        popped,
+        Ok(Resp::Array(vec![Resp::bulk("bq:list"), Resp::bulk("v1")])),
+        "the pop gets the element pushed to the new primary"
+    );
+    attache.shutdown().await;
+}

@@ -216,6 +216,33 @@ impl Sentinel {
         tokio::time::timeout_at(again.deadline, ready).await.is_ok()
     }
 
+    /// How long a request may wait out a failover.
+    pub fn failover_timeout(&self) -> Duration {
+        self.template.cfg.failover_timeout.0
+    }
+
+    /// A primary other than `old`, once the sentinels name one and the
+    /// fence is down; `None` if that does not happen within `limit`.
+    pub async fn primary_after(&self, old: &Arc<Node>, limit: Duration) -> Option<Arc<Node>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut changes = self.changed.subscribe();
+        loop {
+            let now = self.primary();
+            if !Arc::ptr_eq(&now, old) && !self.fenced() {
+                return Some(now);
+            }
+            let wait = async {
+                match self.fenced() {
+                    true => self.unfenced().await,
+                    false => {
+                        let _ = changes.changed().await;
+                    }
+                }
+            };
+            tokio::time::timeout_at(deadline, wait).await.ok()?;
+        }
+    }
+
     /// The current primary; before the first answer, a node nobody
     /// listens on, whose refused connections make requests wait.
     pub fn primary(&self) -> Arc<Node> {

@@ -12,25 +12,67 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::session::{RedisSessionError, Session};
+use std::sync::Arc;
+
+use crate::core::redis::sentinel::Sentinel;
 use crate::core::redis::topology::Node;
-use crate::core::redis::{Mux, Reply, Setup};
+use crate::core::redis::{Mux, RedisBackendError, Reply, Setup};
+
+/// How long a blocking command cut off by its server waits to hear of a
+/// new primary before the client gets the error: sentinels cut a demoted
+/// primary's clients right after they announce the switch.
+const SWITCH_NEWS: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs one blocking command on a connection of its own.
+///
+/// With sentinels, a command cut off because its server stopped being the
+/// primary is sent again to the new one. Sentinels end every client
+/// connection of a primary they demote (and Redis unblocks a demoted
+/// primary's waiters with `-UNBLOCKED`). A pop the old primary might have
+/// made is undone when it becomes the new primary's replica, so what was
+/// there is still on the new primary for the command sent again.
 pub(super) fn blocking(
-    node: &Node,
+    node: Arc<Node>,
+    sentinel: Option<Arc<Sentinel>>,
     version: Version,
     db: u32,
     raw: Bytes,
 ) -> oneshot::Receiver<Reply> {
     let (tx, rx) = oneshot::channel();
-    let (target, stats) = (node.target.clone(), node.stats.clone());
     tokio::spawn(async move {
-        let mux = Mux::with_stats(target, Setup { version, db }, 1, stats);
-        let reply = mux
-            .send(0, raw)
-            .await
-            .unwrap_or(Err(crate::core::redis::RedisBackendError::Lost));
-        let _ = tx.send(reply);
+        let setup = Setup { version, db };
+        let mut node = node;
+        loop {
+            let mux = Mux::with_stats(node.target.clone(), setup, 1, node.stats.clone());
+            let reply = mux
+                .send(0, raw.clone())
+                .await
+                .unwrap_or(Err(RedisBackendError::Lost));
+            let cut = match &reply {
+                Err(RedisBackendError::Lost | RedisBackendError::Unavailable { .. }) => true,
+                Ok(b) => b.starts_with(b"-UNBLOCKED") || b.starts_with(b"-READONLY"),
+                Err(_) => false,
+            };
+            // A failover under way may take `failover_timeout`; otherwise
+            // the news of a switch that cut the connection is due at once.
+            let next = match (&sentinel, cut) {
+                (Some(s), true) => {
+                    let limit = match s.fenced() {
+                        true => s.failover_timeout(),
+                        false => SWITCH_NEWS,
+                    };
+                    s.primary_after(&node, limit).await
+                }
+                _ => None,
+            };
+            match next {
+                Some(primary) => node = primary,
+                None => {
+                    let _ = tx.send(reply);
+                    return;
+                }
+            }
+        }
     });
     rx
 }

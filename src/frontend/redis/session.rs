@@ -543,7 +543,8 @@ impl Session {
                     Some(sh) => self.ctx.topology.node_for_shard(sh),
                     None => self.ctx.topology.first(),
                 };
-                let rx = dedicated::blocking(&node, self.version, self.db, req.raw);
+                let sentinel = self.ctx.topology.sentinel().cloned();
+                let rx = dedicated::blocking(node, sentinel, self.version, self.db, req.raw);
                 self.wait(rx, true);
             }
             _ if self.in_transaction() => self.in_txn(&cmd, req.raw),
