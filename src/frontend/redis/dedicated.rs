@@ -28,9 +28,9 @@ const SWITCH_NEWS: std::time::Duration = std::time::Duration::from_secs(2);
 /// With sentinels, a command cut off because its server stopped being the
 /// primary is sent again to the new one. Sentinels end every client
 /// connection of a primary they demote (and Redis unblocks a demoted
-/// primary's waiters with `-UNBLOCKED`). A pop the old primary might have
-/// made is undone when it becomes the new primary's replica, so what was
-/// there is still on the new primary for the command sent again.
+/// primary's waiters with `-UNBLOCKED`). A pop the old primary made after
+/// the promotion is undone when it becomes the new primary's replica, so
+/// that element is still on the new primary for the command sent again.
 pub(super) fn blocking(
     node: Arc<Node>,
     sentinel: Option<Arc<Sentinel>>,
