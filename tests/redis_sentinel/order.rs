@@ -224,7 +224,7 @@ async fn a_blocking_pop_waits_on_through_a_failover() {
     let (attache, addr) = start_attache(&g.toml("failover_timeout = \"15s\"")).await;
     let pop = tokio::spawn(async move {
         let mut c = Client::connect(addr).await;
-        c.call(&["BLPOP", "bq:list", "25"]).await
+        c.call(&["BLPOP", "bq:list", "90"]).await
     });
     // The pop is waiting on the old primary before the failover starts.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -254,9 +254,10 @@ async fn a_blocking_pop_waits_on_through_a_failover() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Give the sentinels time to demote the old primary (which unblocks
-    // the pop there) before the element exists anywhere.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Give the sentinels time to demote the old primary (which cuts off
+    // the pop there) before the element exists anywhere. They do it when
+    // they next ask it for INFO, every 10 s, later on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(40);
     while super::group::role(&g.primary) != "slave" {
         assert!(
             Instant::now() < deadline,
@@ -266,7 +267,7 @@ async fn a_blocking_pop_waits_on_through_a_failover() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.cmd(&["RPUSH", "bq:list", "v1"]).await, Resp::Int(1));
-    let popped = tokio::time::timeout(Duration::from_secs(20), pop)
+    let popped = tokio::time::timeout(Duration::from_secs(30), pop)
         .await
         .expect("the pop never returned")
         .unwrap();
