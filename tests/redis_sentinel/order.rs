@@ -184,21 +184,8 @@ async fn a_transaction_open_across_a_failover_is_aborted() {
     );
     let old = g.primary.port();
     let new = g.failover().await;
-    // Attaché has switched once a write through it lands on the new one.
-    let mut probe = Client::connect(addr).await;
     let new_primary = g.server_at(new);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = probe.call(&["SET", "txn:probe", "x"]).await;
-        if cli(new_primary, &["GET", "txn:probe"]) == "x" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Attaché never followed the switch"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    followed(addr, new_primary).await;
     let exec = c.cmd(&["EXEC"]).await;
     match &exec {
         Resp::Err(e) => assert!(e.contains("primary changed"), "{e}"),
@@ -241,19 +228,7 @@ async fn a_blocking_pop_waits_on_through_a_failover() {
     let new = g.failover().await;
     let new_primary = g.server_at(new);
     // Once Attaché follows, a push through it lands on the new primary.
-    let mut c = Client::connect(addr).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = c.call(&["SET", "bq:probe", "x"]).await;
-        if cli(new_primary, &["GET", "bq:probe"]) == "x" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Attaché never followed the switch"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut c = followed(addr, new_primary).await;
     // Give the sentinels time to demote the old primary (which cuts off
     // the pop there) before the element exists anywhere. They do it when
     // they next ask it for INFO, every 10 s, later on a loaded machine.
@@ -277,4 +252,22 @@ async fn a_blocking_pop_waits_on_through_a_failover() {
         "the pop gets the element pushed to the new primary"
     );
     attache.shutdown().await;
+}
+
+/// Waits (up to 10 s) until Attaché has followed a switch to `primary`: a
+/// write through it lands there. Returns the client that wrote it.
+async fn followed(addr: std::net::SocketAddr, primary: &attache_harness::RedisServer) -> Client {
+    let mut probe = Client::connect(addr).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = probe.call(&["SET", "probe:followed", "x"]).await;
+        if cli(primary, &["GET", "probe:followed"]) == "x" {
+            return probe;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Attaché never followed the switch"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
