@@ -202,20 +202,15 @@ impl CancelRegistry {
         .await;
         // Marked before the in-flight count drops, so a waiter never sees
         // the gate idle and untainted after a cancel it could not follow.
+        if wrote && !matches!(sent, Ok(Ok(()))) {
+            target.gate.taint();
+        }
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                if wrote {
-                    target.gate.taint();
-                }
                 debug!(%error, server.addr = %target.addr, "cancel could not be forwarded")
             }
-            Err(_) => {
-                if wrote {
-                    target.gate.taint();
-                }
-                debug!(server.addr = %target.addr, "cancel timed out")
-            }
+            Err(_) => debug!(server.addr = %target.addr, "cancel timed out"),
         }
     }
 }

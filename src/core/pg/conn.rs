@@ -2,7 +2,6 @@
 //! ready for queries. The session loop reads and writes its stream directly;
 //! the helpers here serve login and pool hygiene, where speed does not matter.
 
-use super::cancel::CancelTarget;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::cancel::CancelTarget;
 use crate::config::types::{Secret, SslMode};
 use crate::core::error::{ErrorSource, Retry};
 use crate::net::tls::{self, TlsError};
@@ -113,11 +113,9 @@ pub struct ServerConn {
     pub rbuf: BytesMut,
     pub id: u64,
     pub addr: Arc<str>,
-    /// The server's own BackendKeyData, for cancel requests.
-    pub pid: i32,
-    pub secret: Arc<[u8]>,
-    /// The same key with its in-flight cancel count, handed to the cancel
-    /// slot of each client that holds this connection.
+    /// The server's own BackendKeyData (set at login) with its in-flight
+    /// cancel count, handed to the cancel slot of each client that holds
+    /// this connection.
     pub cancel: Arc<CancelTarget>,
     /// ParameterStatus values reported at login.
     pub params: Vec<(String, String)>,
@@ -138,7 +136,7 @@ impl std::fmt::Debug for ServerConn {
         f.debug_struct("ServerConn")
             .field("id", &self.id)
             .field("addr", &self.addr)
-            .field("pid", &self.pid)
+            .field("pid", &self.cancel.pid)
             .finish_non_exhaustive()
     }
 }
@@ -178,8 +176,6 @@ impl ServerConn {
             rbuf: BytesMut::with_capacity(16 * 1024),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr: addr.clone(),
-            pid: 0,
-            secret: Arc::from(&[][..]),
             cancel: CancelTarget::new(addr, 0, Arc::from(&[][..])),
             params: Vec::new(),
             settings: BTreeMap::new(),
@@ -190,7 +186,6 @@ impl ServerConn {
             max_message_size: target.max_message_size,
         };
         super::login::login(&mut conn, target, secret).await?;
-        conn.cancel = CancelTarget::new(conn.addr.clone(), conn.pid, conn.secret.clone());
         Ok(conn)
     }
 

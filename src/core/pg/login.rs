@@ -7,6 +7,7 @@ use attache_postgres_protocol::messages::{self, AuthRequest};
 use bytes::BytesMut;
 use rand::RngCore;
 
+use super::cancel::CancelTarget;
 use super::conn::{BackendError, ServerConn, ServerSecret, ServerTarget};
 
 pub(super) async fn login(
@@ -32,8 +33,7 @@ pub(super) async fn login(
             b'K' => {
                 let (pid, secret) = messages::read_backend_key(m.body())
                     .map_err(|e| BackendError::Protocol(e.to_string()))?;
-                conn.pid = pid;
-                conn.secret = secret.into();
+                conn.cancel = CancelTarget::new(conn.addr.clone(), pid, secret.into());
             }
             b'E' => return Err(refused(target, m.body())),
             b'Z' => return Ok(()),
