@@ -4,6 +4,8 @@
 //! to a connection of its own for the rest of the session, so pushes of
 //! either RESP version reach the client as the server sent them.
 
+use std::sync::Arc;
+
 use crate::net::Stream;
 use attache_redis_protocol::command::DedicatedReason;
 use attache_redis_protocol::frame::Version;
@@ -12,8 +14,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use super::session::{RedisSessionError, Session};
-use std::sync::Arc;
-
 use crate::core::redis::sentinel::Sentinel;
 use crate::core::redis::topology::Node;
 use crate::core::redis::{Mux, RedisBackendError, Reply, Setup};

@@ -1,8 +1,8 @@
 //! Route → respond (Redis): what Attaché answers itself. Connection-level
 //! commands (PING, ECHO, QUIT, AUTH, HELLO, RESET, CLIENT
-//! SETNAME/GETNAME/ID, SELECT) describe the client's connection to Attaché, not a server's, so
-//! they never reach a shared connection. Also the gates: authentication,
-//! the deny-list and unknown commands.
+//! SETNAME/GETNAME/ID, SELECT) describe the client's connection to
+//! Attaché, not a server's, so they never reach a shared connection. Also
+//! the gates: authentication, the deny-list and unknown commands.
 
 use attache_redis_protocol::command::lookup_command;
 use attache_redis_protocol::frame::{encode, Version};

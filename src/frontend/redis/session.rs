@@ -185,7 +185,7 @@ pub(super) async fn run(
         if (s.quit || closing) && s.slots.is_empty() {
             return Ok(());
         }
-        let fenced = sentinel.as_ref().is_some_and(|f| f.fenced());
+        let fenced = s.fenced();
         let reading = !s.quit
             && !closing
             && !fenced

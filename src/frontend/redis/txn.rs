@@ -82,10 +82,13 @@ impl Session {
         let ends = cmd.is("EXEC") || cmd.is("DISCARD") || (cmd.is("UNWATCH") && !txn.in_multi);
         // Sentinel mode: the old primary would take the EXEC and lose it
         // when it becomes the new one's replica.
-        let moved = match (&txn.server, self.ctx.topology.sentinel()) {
-            (Some(server), Some(s)) => !std::ptr::eq(server.as_ptr(), Arc::as_ptr(&s.primary())),
-            _ => false,
-        };
+        let moved = cmd.is("EXEC")
+            && match (&txn.server, self.ctx.topology.sentinel()) {
+                (Some(server), Some(s)) => {
+                    !std::ptr::eq(server.as_ptr(), Arc::as_ptr(&s.primary()))
+                }
+                _ => false,
+            };
         if cmd.is("EXEC") && (txn.poisoned || moved) {
             if let Some((_, mux)) = &txn.conn {
                 // Its +OK is not the client's: nobody waits for it.

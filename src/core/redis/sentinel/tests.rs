@@ -282,9 +282,14 @@ fn host_port_brackets_ipv6_only() {
 /// A sentinel view whose sentinel (port 1) never answers, so only the
 /// test changes its primary and replicas.
 fn sentinel(read_from: &str) -> Arc<Sentinel> {
+    sentinel_with(&format!("read_from = \"{read_from}\""))
+}
+
+/// The same, with `extra` lines in its `[redis]` section.
+pub(super) fn sentinel_with(extra: &str) -> Arc<Sentinel> {
     let cfg = config::parse(&format!(
         "[redis]\nlisten = \"127.0.0.1:0\"\nmode = \"sentinel\"\nmaster_name = \"mymaster\"\n\
-         nodes = [\"127.0.0.1:1\"]\nread_from = \"{read_from}\"\n"
+         nodes = [\"127.0.0.1:1\"]\n{extra}\n"
     ))
     .unwrap();
     let template = TargetTemplate::new(&cfg.redis.unwrap()).unwrap();

@@ -5,9 +5,7 @@ use attache_redis_protocol::frame::Frame;
 use bytes::Bytes;
 
 use super::{fence_event, FenceEvent, ABORTS, PROMOTING};
-use crate::config;
 use crate::core::redis::sentinel::Sentinel;
-use crate::core::redis::topology::TargetTemplate;
 
 fn message(channel: &[u8], payload: &str) -> Frame {
     let bulk = |b: &[u8]| Frame::Bulk(Bytes::copy_from_slice(b));
@@ -51,13 +49,7 @@ fn the_leaders_promotion_raises_and_aborts_lower() {
 }
 
 fn sentinel(failover_timeout: &str) -> Arc<Sentinel> {
-    let cfg = config::parse(&format!(
-        "[redis]\nlisten = \"127.0.0.1:0\"\nmode = \"sentinel\"\nmaster_name = \"mymaster\"\n\
-         nodes = [\"127.0.0.1:1\"]\nfailover_timeout = \"{failover_timeout}\"\n"
-    ))
-    .unwrap();
-    let template = TargetTemplate::new(&cfg.redis.unwrap()).unwrap();
-    Sentinel::start(template, vec!["127.0.0.1:1".into()])
+    super::super::tests::sentinel_with(&format!("failover_timeout = \"{failover_timeout}\""))
 }
 
 #[tokio::test]
