@@ -37,6 +37,55 @@ impl Message {
     }
 }
 
+impl Message {
+    /// A borrowed view of this message.
+    pub fn as_ref(&self) -> MessageRef<'_> {
+        MessageRef {
+            tag: self.tag,
+            frame: &self.frame,
+        }
+    }
+}
+
+impl From<MessageRef<'_>> for Message {
+    /// An owned copy, for a message that must outlive its read buffer.
+    fn from(m: MessageRef<'_>) -> Self {
+        Message {
+            tag: m.tag,
+            frame: BytesMut::from(m.frame),
+        }
+    }
+}
+
+/// A complete tagged message still inside the read buffer: what a relay
+/// that copies the frame onward needs, without splitting it off (no
+/// reference count taken and dropped per message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    pub tag: u8,
+    pub frame: &'a [u8],
+}
+
+impl MessageRef<'_> {
+    /// The body after the 5-byte header.
+    pub fn body(&self) -> &[u8] {
+        &self.frame[5..]
+    }
+}
+
+/// The complete tagged message at the front of `buf`, left in place, or
+/// `None` when more bytes are needed. The caller advances past
+/// `frame.len()` bytes once done with it.
+pub fn peek_message(buf: &[u8], max: usize) -> Result<Option<MessageRef<'_>>, FrameError> {
+    let Some(total) = peek_len(buf, max)? else {
+        return Ok(None);
+    };
+    Ok(buf.get(..total).map(|frame| MessageRef {
+        tag: frame[0],
+        frame,
+    }))
+}
+
 /// The total frame size announced by a tagged header, if the header is complete.
 pub fn peek_len(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     if buf.len() < 5 {

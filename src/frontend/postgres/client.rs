@@ -3,7 +3,7 @@
 //! its prepared statement, answer it ourselves, or refuse it.
 
 use attache_postgres_protocol::classify::{self, SessionCommand};
-use attache_postgres_protocol::frame::Message;
+use attache_postgres_protocol::frame::{Message, MessageRef};
 use attache_postgres_protocol::messages;
 use attache_postgres_protocol::sqlstate;
 use bytes::{Bytes, BytesMut};
@@ -21,7 +21,7 @@ fn malformed(e: impl std::fmt::Display) -> FrontendError {
 /// Messages that may be sent again to another server after the first one
 /// died before answering: they neither write (the attachment is a read)
 /// nor change what Attaché remembers. A named Parse or a Close would.
-fn replayable(m: &Message, first: bool) -> bool {
+fn replayable(m: &MessageRef<'_>, first: bool) -> bool {
     match m.tag {
         b'Q' => first,
         b'B' | b'E' | b'D' | b'S' | b'H' => true,
@@ -34,7 +34,10 @@ impl Session {
     /// Handles one client message, keeping a copy while it belongs to a
     /// read that may have to be retried on another node (see
     /// [`Session::replay`]).
-    pub(super) async fn on_client_message(&mut self, m: Message) -> Result<Flow, FrontendError> {
+    pub(super) async fn on_client_message(
+        &mut self,
+        m: MessageRef<'_>,
+    ) -> Result<Flow, FrontendError> {
         // A connection held only for Attaché's WAL position query carries
         // no client transaction: what arrives now starts a new one.
         let held = self.server.is_some()
@@ -47,7 +50,7 @@ impl Session {
         let copy = if (attached && self.replay.is_none()) || (!attached && !self.splits()) {
             None
         } else if replayable(&m, !attached) {
-            Some(m.clone())
+            Some(Message::from(m))
         } else {
             self.replay = None;
             None
@@ -75,7 +78,7 @@ impl Session {
         Ok(flow)
     }
 
-    async fn dispatch(&mut self, m: Message) -> Result<Flow, FrontendError> {
+    async fn dispatch(&mut self, m: MessageRef<'_>) -> Result<Flow, FrontendError> {
         if self.skip_until_sync && m.tag != b'S' {
             return Ok(Flow::Continue);
         }
@@ -98,14 +101,14 @@ impl Session {
             b'C' => self.on_close(m).await?,
             b'E' | b'F' => self.forward(m, true, Want::Primary).await?,
             // Ignored by the server during copy-in: expect no reply.
-            b'S' if self.copy_in => self.sout.extend_from_slice(&m.frame),
+            b'S' if self.copy_in => self.sout.extend_from_slice(m.frame),
             b'S' => self.on_sync(m),
-            b'H' if self.server.is_some() => self.sout.extend_from_slice(&m.frame),
+            b'H' if self.server.is_some() => self.sout.extend_from_slice(m.frame),
             b'H' => {}
             // COPY data outside COPY is ignored by the server too.
-            b'd' if self.server.is_some() => self.sout.extend_from_slice(&m.frame),
+            b'd' if self.server.is_some() => self.sout.extend_from_slice(m.frame),
             b'c' | b'f' if self.server.is_some() => {
-                self.sout.extend_from_slice(&m.frame);
+                self.sout.extend_from_slice(m.frame);
                 if !std::mem::take(&mut self.copy_in) {
                     self.expect.push_back(Expect::CopyEnd);
                 }
@@ -165,12 +168,12 @@ impl Session {
 
     async fn forward(
         &mut self,
-        m: Message,
+        m: MessageRef<'_>,
         replies: bool,
         want: Want,
     ) -> Result<(), FrontendError> {
         if self.ensure_server(false, want).await {
-            self.sout.extend_from_slice(&m.frame);
+            self.sout.extend_from_slice(m.frame);
             if replies {
                 self.expect.push_back(Expect::Reply(m.tag));
             }
@@ -178,10 +181,10 @@ impl Session {
         Ok(())
     }
 
-    fn on_sync(&mut self, m: Message) {
+    fn on_sync(&mut self, m: MessageRef<'_>) {
         self.skip_until_sync = false;
         if self.server.is_some() {
-            self.sout.extend_from_slice(&m.frame);
+            self.sout.extend_from_slice(m.frame);
             self.expect.push_back(Expect::Reply(b'S'));
         } else {
             let mut b = BytesMut::new();
@@ -190,7 +193,7 @@ impl Session {
         }
     }
 
-    pub(super) async fn on_query(&mut self, m: Message) -> Result<(), FrontendError> {
+    pub(super) async fn on_query(&mut self, m: MessageRef<'_>) -> Result<(), FrontendError> {
         let sql = messages::read_query(m.body()).map_err(malformed)?;
         if self.on_role_command(sql) {
             return Ok(());
@@ -216,7 +219,7 @@ impl Session {
         if commands.iter().any(|c| matches!(c, SessionCommand::Listen)) {
             self.pinned = true;
         }
-        self.sout.extend_from_slice(&m.frame);
+        self.sout.extend_from_slice(m.frame);
         if commands.is_empty() {
             self.expect.push_back(Expect::Reply(b'Q'));
         } else {
@@ -229,7 +232,7 @@ impl Session {
         Ok(())
     }
 
-    async fn on_parse(&mut self, m: Message) -> Result<(), FrontendError> {
+    async fn on_parse(&mut self, m: MessageRef<'_>) -> Result<(), FrontendError> {
         let p = messages::read_parse(m.body()).map_err(malformed)?;
         if !self.rename || p.name.is_empty() {
             let want = match self.server {
@@ -310,7 +313,7 @@ impl Session {
         Some(stmt)
     }
 
-    async fn on_bind(&mut self, m: Message) -> Result<(), FrontendError> {
+    async fn on_bind(&mut self, m: MessageRef<'_>) -> Result<(), FrontendError> {
         let (portal, name, rest) = messages::read_bind(m.body()).map_err(malformed)?;
         if !self.rename || name.is_empty() {
             return self.forward(m, true, Want::Primary).await;
@@ -323,7 +326,7 @@ impl Session {
         Ok(())
     }
 
-    async fn on_describe(&mut self, m: Message) -> Result<(), FrontendError> {
+    async fn on_describe(&mut self, m: MessageRef<'_>) -> Result<(), FrontendError> {
         let (kind, name) = messages::read_target(m.body(), "Describe").map_err(malformed)?;
         if !self.rename || kind != b'S' || name.is_empty() {
             return self.forward(m, true, Want::Primary).await;
@@ -336,7 +339,7 @@ impl Session {
         Ok(())
     }
 
-    async fn on_close(&mut self, m: Message) -> Result<(), FrontendError> {
+    async fn on_close(&mut self, m: MessageRef<'_>) -> Result<(), FrontendError> {
         let (kind, name) = messages::read_target(m.body(), "Close").map_err(malformed)?;
         let ours = self.rename && kind == b'S' && !name.is_empty();
         if ours {

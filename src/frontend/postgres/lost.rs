@@ -43,7 +43,7 @@ impl Session {
                     "retrying a read on another node"
                 );
                 for m in messages {
-                    Box::pin(self.on_client_message(m)).await?;
+                    Box::pin(self.on_client_message(m.as_ref())).await?;
                 }
                 return Ok(());
             }

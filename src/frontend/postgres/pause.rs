@@ -4,6 +4,7 @@
 //! the window for a server restart or a manual switchover.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -28,13 +29,29 @@ impl Paused {
 #[derive(Debug)]
 pub struct PauseState {
     tx: watch::Sender<Paused>,
+    /// Anything paused at all: every transaction checks, and almost always
+    /// nothing is, so one load answers without the channel's lock.
+    any: AtomicBool,
 }
 
 impl Default for PauseState {
     fn default() -> Self {
         PauseState {
             tx: watch::channel(Paused::default()).0,
+            any: AtomicBool::new(false),
         }
+    }
+}
+
+impl PauseState {
+    fn modify(&self, f: impl FnOnce(&mut Paused)) {
+        self.tx.send_modify(|p| {
+            f(p);
+            // Set inside the update: a session that sees the new set also
+            // sees the flag.
+            self.any
+                .store(p.all || !p.databases.is_empty(), Ordering::Release);
+        });
     }
 }
 
@@ -59,7 +76,7 @@ impl PgContext {
     /// Marks `database` (or all) paused without waiting; returns how many
     /// server connections are still busy there.
     pub fn begin_pause(&self, database: Option<&str>) -> usize {
-        self.pause_state.tx.send_modify(|p| match database {
+        self.pause_state.modify(|p| match database {
             Some(db) => {
                 p.databases.insert(db.to_owned());
             }
@@ -83,7 +100,7 @@ impl PgContext {
     /// Resumes `database`, or everything with `None` (which also clears
     /// per-database pauses).
     pub fn resume(&self, database: Option<&str>) {
-        self.pause_state.tx.send_modify(|p| match database {
+        self.pause_state.modify(|p| match database {
             Some(db) => {
                 p.databases.remove(db);
             }
@@ -93,7 +110,7 @@ impl PgContext {
 
     /// Whether `db_key` is paused, without copying the set (per transaction).
     pub fn is_paused(&self, db_key: &str) -> bool {
-        self.pause_state.tx.borrow().covers(db_key)
+        self.pause_state.any.load(Ordering::Acquire) && self.pause_state.tx.borrow().covers(db_key)
     }
 
     pub fn paused(&self) -> Paused {

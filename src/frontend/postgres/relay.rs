@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use attache_postgres_protocol::classify::SessionCommand;
-use attache_postgres_protocol::frame::Message;
+use attache_postgres_protocol::frame::MessageRef;
 use attache_postgres_protocol::messages;
 use bytes::Bytes;
 use tracing::warn;
@@ -119,7 +119,7 @@ impl Session {
     }
 
     /// Handles one message from the server.
-    pub(super) fn on_server_message(&mut self, m: Message) {
+    pub(super) fn on_server_message(&mut self, m: MessageRef<'_>) {
         self.drain_synth();
         if let Some(Expect::CaptureLsn) = self.expect.front() {
             return self.on_capture_reply(m);
@@ -128,7 +128,7 @@ impl Session {
             b'E' => return self.on_server_error(m),
             b'A' => {
                 self.replay = None;
-                self.cout.extend_from_slice(&m.frame);
+                self.cout.extend_from_slice(m.frame);
                 return;
             }
             b'C' => self.last_commit = m.body().starts_with(b"COMMIT"),
@@ -141,7 +141,7 @@ impl Session {
         );
         if !swallow {
             self.replay = None;
-            self.cout.extend_from_slice(&m.frame);
+            self.cout.extend_from_slice(m.frame);
         }
         let done = self.expect.front().is_some_and(|e| e.completed_by(m.tag));
         if done {
@@ -160,7 +160,7 @@ impl Session {
     }
 
     /// Replies to [`Expect::CaptureLsn`]: the row is read, the rest dropped.
-    fn on_capture_reply(&mut self, m: Message) {
+    fn on_capture_reply(&mut self, m: MessageRef<'_>) {
         match m.tag {
             b'D' => self.on_lsn_row(m.body()),
             b'E' => {
@@ -172,12 +172,12 @@ impl Session {
                 self.tx_status = messages::read_ready_status(m.body()).unwrap_or(b'I');
             }
             // Notices and notifications belong to the client.
-            b'N' | b'A' => self.cout.extend_from_slice(&m.frame),
+            b'N' | b'A' => self.cout.extend_from_slice(m.frame),
             _ => {}
         }
     }
 
-    fn on_server_error(&mut self, m: Message) {
+    fn on_server_error(&mut self, m: MessageRef<'_>) {
         self.pool
             .stats
             .server_errors
@@ -194,7 +194,7 @@ impl Session {
             _ => {}
         }
         self.replay = None;
-        self.cout.extend_from_slice(&m.frame);
+        self.cout.extend_from_slice(m.frame);
         if self.expect.front().is_some_and(|e| !e.survives_error()) {
             // The server now skips everything up to the next Sync.
             while let Some(e) = self.expect.front() {

@@ -16,7 +16,7 @@ use attache_postgres_protocol::frame;
 use attache_postgres_protocol::messages;
 use attache_postgres_protocol::readwrite::{Classifier, RoleHint};
 use attache_postgres_protocol::sqlstate;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::Span;
 
@@ -122,6 +122,40 @@ pub(super) enum Flow {
     Exit,
 }
 
+/// What the session saw since its idle timer was last armed.
+struct Activity {
+    requests: u64,
+    replies: u64,
+    /// The counts when the timer was last armed, and when that was.
+    marked: (u64, u64),
+    marked_at: Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            requests: 0,
+            replies: 0,
+            marked: (0, 0),
+            marked_at: Instant::now(),
+        }
+    }
+
+    /// Whether anything that counts happened since the last mark (while
+    /// draining, only client requests count).
+    fn moved(&self, requests_only: bool) -> bool {
+        match requests_only {
+            true => self.requests != self.marked.0,
+            false => (self.requests, self.replies) != self.marked,
+        }
+    }
+
+    fn mark(&mut self) {
+        self.marked = (self.requests, self.replies);
+        self.marked_at = Instant::now();
+    }
+}
+
 impl Session {
     /// Finishes login: the server parameters, our cancel key, ReadyForQuery.
     pub(super) async fn greet(&mut self) -> Result<(), FrontendError> {
@@ -164,13 +198,14 @@ impl Session {
         shutdown: &mut Shutdown,
         idle: Option<Duration>,
     ) -> Result<(), FrontendError> {
-        let mut last_request = Instant::now();
-        let mut last_event = last_request;
+        // Activity is counted, not timed: a clock read per message would
+        // cost more than the whole idle check. The one timer of the session
+        // is re-armed only when it fires and finds activity since it was
+        // armed, so a session is closed between one and two `limit`s after
+        // it went quiet (PgBouncer checks its idle timeouts about once a
+        // second, which is as coarse).
+        let mut activity = Activity::new();
         let mut stop = shutdown.signal();
-        // One timer for the whole session, moved only when it goes off
-        // early: a fresh timer per turn would be a timer-wheel insert and
-        // removal on every request. It may lag (fire, find recent activity,
-        // re-arm); it never fires late.
         let timer = tokio::time::sleep(idle.unwrap_or(DRAIN_GRACE));
         tokio::pin!(timer);
         loop {
@@ -184,19 +219,18 @@ impl Session {
             match self.next_event(&mut stop, timer.as_mut(), armed).await {
                 Event::Client(Ok(0)) => return Ok(()),
                 Event::Client(Ok(_)) => {
-                    last_request = Instant::now();
-                    last_event = last_request;
+                    activity.requests += 1;
                     if let Flow::Exit = self.on_client_bytes().await? {
                         return Ok(());
                     }
                 }
                 Event::Client(Err(e)) => return Err(e.into()),
                 Event::Server(Ok(0)) => {
-                    last_event = Instant::now();
+                    activity.replies += 1;
                     self.server_lost("server closed the connection").await?
                 }
                 Event::Server(Ok(_)) => {
-                    last_event = Instant::now();
+                    activity.replies += 1;
                     self.on_server_bytes().await?;
                     // The client's answer first, the pool's bookkeeping
                     // after: the release (clock read, locks, waking the
@@ -205,23 +239,32 @@ impl Session {
                     self.maybe_release();
                 }
                 Event::Server(Err(e)) => {
-                    last_event = Instant::now();
+                    activity.replies += 1;
                     self.server_lost(&e.to_string()).await?
                 }
                 Event::Shutdown => {
                     self.closing = true;
-                    timer.as_mut().reset((last_request + DRAIN_GRACE).into());
+                    // Quiet since the last mark: closed a grace period
+                    // after it (at once if that has passed). Otherwise the
+                    // client gets a full grace period from now.
+                    if activity.moved(true) {
+                        activity.mark();
+                    }
+                    timer
+                        .as_mut()
+                        .reset((activity.marked_at + DRAIN_GRACE).into());
                 }
                 Event::Idle => {
                     // Draining: a client at rest that has been quiet for
                     // DRAIN_GRACE is told and closed; one that just
                     // connected gets served first.
-                    let (since, limit) = match self.closing {
-                        true => (last_request, DRAIN_GRACE),
-                        false => (last_event, idle.unwrap_or(DRAIN_GRACE)),
+                    let limit = match self.closing {
+                        true => DRAIN_GRACE,
+                        false => idle.unwrap_or(DRAIN_GRACE),
                     };
-                    if since.elapsed() < limit {
-                        timer.as_mut().reset((since + limit).into());
+                    if activity.moved(self.closing) {
+                        activity.mark();
+                        timer.as_mut().reset((activity.marked_at + limit).into());
                         continue;
                     }
                     return self.close_idle().await;
@@ -296,39 +339,65 @@ impl Session {
             && (self.server.is_none() || self.mode == PoolMode::Session || self.pinned)
     }
 
+    /// Handles every complete client message in the read buffer, read in
+    /// place like the server's (see [`Session::on_server_bytes`]).
     async fn on_client_bytes(&mut self) -> Result<Flow, FrontendError> {
-        loop {
-            let m = match frame::next_message(&mut self.cbuf, self.max_message) {
+        let mut cbuf = std::mem::take(&mut self.cbuf);
+        let mut used = 0;
+        let outcome = loop {
+            let m = match frame::peek_message(&cbuf[used..], self.max_message) {
                 Ok(Some(m)) => m,
-                Ok(None) => break,
+                Ok(None) => break Ok(Flow::Continue),
                 Err(e) => {
                     let e = FrontendError::from(e);
                     let message = format!("{e} (max_message_size)");
                     super::send_fatal_and_drain(&mut self.client, e.sqlstate(), &message).await;
-                    return Err(e);
+                    break Err(e);
                 }
             };
-            if let Flow::Exit = self.on_client_message(m).await? {
-                return Ok(Flow::Exit);
+            used += m.frame.len();
+            match self.on_client_message(m).await {
+                Ok(Flow::Continue) => {}
+                other => break other,
             }
+        };
+        cbuf.advance(used);
+        reserve_for_next(&mut cbuf, self.max_message);
+        self.cbuf = cbuf;
+        if let Ok(Flow::Continue) = outcome {
+            self.drain_synth();
         }
-        self.drain_synth();
-        Ok(Flow::Continue)
+        outcome
     }
 
+    /// Relays every complete server message in the read buffer. They are
+    /// read in place (the buffer is lent out meanwhile) and the buffer is
+    /// advanced once: no per-message split and reference count.
     async fn on_server_bytes(&mut self) -> Result<(), FrontendError> {
-        loop {
-            let Some(server) = self.server.as_mut() else {
-                return Ok(());
-            };
-            let m = match frame::next_message(&mut server.rbuf, self.max_message) {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => return self.server_lost(&e.to_string()).await,
-            };
-            self.on_server_message(m);
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let mut rbuf = std::mem::take(&mut server.rbuf);
+        let mut used = 0;
+        let result = loop {
+            match frame::peek_message(&rbuf[used..], self.max_message) {
+                Ok(Some(m)) => {
+                    used += m.frame.len();
+                    self.on_server_message(m);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        rbuf.advance(used);
+        reserve_for_next(&mut rbuf, self.max_message);
+        if let Some(server) = self.server.as_mut() {
+            server.rbuf = rbuf;
         }
-        Ok(())
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => self.server_lost(&e.to_string()).await,
+        }
     }
 
     /// Applies the difference between the client's settings and the
@@ -488,6 +557,13 @@ fn startup_value(settings: &Settings, lower: &str) -> Option<String> {
     let quoted = settings.startup.get(lower)?;
     let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
     Some(inner.replace("''", "'"))
+}
+
+/// A large message arriving in parts gets room for all of it at once.
+fn reserve_for_next(buf: &mut BytesMut, max: usize) {
+    if let Ok(Some(total)) = frame::peek_len(buf, max) {
+        buf.reserve(total.saturating_sub(buf.len()));
+    }
 }
 
 fn shrink(buf: &mut BytesMut) {

@@ -58,6 +58,10 @@ impl Settings {
     /// The SQL that turns a server's applied settings into this client's,
     /// or `None` when they already match.
     pub fn diff_sql(&self, server: &BTreeMap<String, String>) -> Option<String> {
+        // The usual case on every checkout: one ordered walk, no lookups.
+        if self.values == *server {
+            return None;
+        }
         let mut sql = String::new();
         for (k, v) in &self.values {
             if server.get(k) != Some(v) {

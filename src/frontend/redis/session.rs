@@ -203,7 +203,12 @@ pub(super) async fn run(
         if rbuf.capacity() - rbuf.len() < 4096 {
             rbuf.reserve(16 * 1024);
         }
+        // Biased, no random start per turn. The shutdown signal goes first
+        // (a flag check while nothing fired) so a client that never stops
+        // sending still sees the drain begin.
         tokio::select! {
+            biased;
+            _ = stop.fired(), if !closing => closing = true,
             r = tcp.read_buf(&mut rbuf), if reading => {
                 if r? == 0 {
                     closing = true;
@@ -215,7 +220,6 @@ pub(super) async fn run(
             }
             _ = s.wait_front() => {}
             _ = super::order::unfenced(sentinel.as_deref()), if fenced => {}
-            _ = stop.fired(), if !closing => closing = true,
         }
     }
 }

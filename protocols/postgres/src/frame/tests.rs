@@ -68,3 +68,24 @@ fn startup_packet_bounds() {
         Err(FrameError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn peeks_messages_in_place_and_waits_for_partial_ones() {
+    let mut bytes = msg(b'D', b"\0\x01row");
+    bytes.extend(msg(b'Z', b"I"));
+    let m = peek_message(&bytes, 1024).unwrap().unwrap();
+    assert_eq!(
+        (m.tag, m.body(), m.frame.len()),
+        (b'D', &b"\0\x01row"[..], 10)
+    );
+    let rest = &bytes[m.frame.len()..];
+    let z = peek_message(rest, 1024).unwrap().unwrap();
+    assert_eq!((z.tag, z.body()), (b'Z', &b"I"[..]));
+    // Header complete, body not yet: more bytes are needed.
+    assert_eq!(peek_message(&bytes[..7], 1024).unwrap(), None);
+    assert_eq!(peek_message(&bytes[..3], 1024).unwrap(), None);
+    assert_eq!(
+        peek_message(&bytes, 5),
+        Err(FrameError::TooLarge { len: 10, max: 5 })
+    );
+}
