@@ -110,8 +110,12 @@ impl Cluster {
 
     /// An endpoint for a try, avoiding those already tried.
     pub fn pick(&self, exclude: &[SocketAddr]) -> Pick {
-        self.balancer
-            .pick(&self.endpoints(), Instant::now(), exclude)
+        self.pick_at(exclude, Instant::now())
+    }
+
+    /// [`Cluster::pick`] with the caller's clock reading.
+    pub fn pick_at(&self, exclude: &[SocketAddr], now: Instant) -> Pick {
+        self.balancer.pick(&self.endpoints(), now, exclude)
     }
 
     /// Circuit breaking: a slot for one request, waiting while fewer than
@@ -145,7 +149,11 @@ impl Cluster {
     /// Passive health: feeds one try's outcome to its endpoint, ejecting it
     /// when it keeps failing (within `max_ejection_percent`).
     pub fn report(&self, ep: &Endpoint, outcome: Outcome) {
-        let now = Instant::now();
+        self.report_at(ep, outcome, Instant::now())
+    }
+
+    /// [`Cluster::report`] with the caller's clock reading.
+    pub fn report_at(&self, ep: &Endpoint, outcome: Outcome, now: Instant) {
         let may = matches!(outcome, Outcome::Success) || {
             let all = self.endpoints();
             let ejected = all.iter().filter(|e| e.is_ejected(now)).count();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use rand::Rng;
@@ -140,7 +140,10 @@ async fn forward(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n <= limit);
     let buffer = (route.cfg.retries > 0 && repeatable) || small;
-    let body = if buffer && client_upgrade.is_none() {
+    let body = if body.is_end_stream() && client_upgrade.is_none() {
+        // No body (most GETs): nothing to wait for, so no timer either.
+        ReqBody::Buffered(bytes::Bytes::new())
+    } else if buffer && client_upgrade.is_none() {
         tokio::time::timeout(idle, ReqBody::read(body, limit, idle))
             .await
             .map_err(|_| LocalError::BadRequest(IdleTimeout(idle).to_string()))?
@@ -211,7 +214,10 @@ impl Attempt<'_> {
 
     async fn try_once(&mut self) -> TryOutcome {
         let cluster = &self.route.cluster;
-        let ep = match cluster.pick(self.tried_addrs()) {
+        // One clock reading serves the pick, the try's deadline and its
+        // latency (clock reads are a visible share of a proxied request).
+        let now = Instant::now();
+        let ep = match cluster.pick_at(self.tried_addrs(), now) {
             Pick::Endpoint(ep) => ep,
             Pick::AllEjected => return fail(LocalError::Ejected(cluster.name.clone()), false),
             Pick::NoneHealthy => return fail(LocalError::Unhealthy(cluster.name.clone()), false),
@@ -222,14 +228,13 @@ impl Attempt<'_> {
         }
         self.tries += 1;
         let _in_flight = ep.start();
-        let now = Instant::now();
         let per_try = self
             .route
             .cfg
             .per_try_timeout
             .map_or(self.route.cfg.timeout.0, |d| d.0)
             .min(self.deadline.saturating_duration_since(now));
-        let sent = tokio::time::timeout(per_try, self.send(&ep)).await;
+        let sent = tokio::time::timeout_at((now + per_try).into(), self.send(&ep)).await;
         let retry_on = |r: RetryOn| self.route.cfg.retry_on.contains(&r);
         let replayable = self.repeatable && self.body.replayable();
         match sent {
@@ -265,7 +270,7 @@ impl Attempt<'_> {
                 } else {
                     Outcome::Success
                 };
-                cluster.report(&ep, outcome);
+                cluster.report_at(&ep, outcome, done);
                 if (502..=504).contains(&status) && retry_on(RetryOn::GatewayError) && replayable {
                     let error =
                         LocalError::ConnectFailure(ep.authority(), format!("answered {status}"));
