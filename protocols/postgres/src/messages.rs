@@ -23,6 +23,16 @@ pub(crate) fn malformed(what: &'static str) -> MalformedMessage {
     MalformedMessage { what }
 }
 
+/// Reads a NUL-terminated byte string from the front of `buf`, in
+/// whatever encoding it is.
+pub(crate) fn cbytes<'a>(
+    buf: &'a [u8],
+    what: &'static str,
+) -> Result<(&'a [u8], &'a [u8]), MalformedMessage> {
+    let nul = buf.iter().position(|b| *b == 0).ok_or(malformed(what))?;
+    Ok((&buf[..nul], &buf[nul + 1..]))
+}
+
 /// Reads a NUL-terminated UTF-8 string from the front of `buf`.
 pub(crate) fn cstr<'a>(
     buf: &'a [u8],

@@ -2,6 +2,8 @@
 //! after login: forward it (checking out a server first if needed), rename
 //! its prepared statement, answer it ourselves, or refuse it.
 
+use std::borrow::Cow;
+
 use attache_postgres_protocol::classify::{self, SessionCommand};
 use attache_postgres_protocol::frame::{Message, MessageRef};
 use attache_postgres_protocol::messages;
@@ -67,7 +69,7 @@ impl Session {
                 // yet), but still only a read: replayable if the server dies.
                 let read = c.tag == b'Q'
                     && messages::read_query(c.body())
-                        .is_ok_and(|sql| self.want_for_sql(sql) == Want::Read);
+                        .is_ok_and(|sql| self.want_for_sql(&messages::sql_text(sql)) == Want::Read);
                 if read {
                     self.replay = Some(vec![c]);
                 }
@@ -194,11 +196,13 @@ impl Session {
     }
 
     pub(super) async fn on_query(&mut self, m: MessageRef<'_>) -> Result<(), FrontendError> {
-        let sql = messages::read_query(m.body()).map_err(malformed)?;
-        if self.on_role_command(sql) {
+        let raw = messages::read_query(m.body()).map_err(malformed)?;
+        // Classified as text; forwarded as the client's bytes.
+        let sql = messages::sql_text(raw);
+        if self.on_role_command(&sql) {
             return Ok(());
         }
-        let commands = session_commands(sql);
+        let commands = session_commands(&sql);
         if let [SessionCommand::Deallocate { name: Some(name) }] = commands.as_slice() {
             if self.rename && self.statements.remove(name).is_some() {
                 // The server-side statement is shared; only the client's name goes.
@@ -211,12 +215,21 @@ impl Session {
         }
         let want = match self.server {
             Some(_) => Want::Primary,
-            None => self.want_for_sql(sql),
+            None => self.want_for_sql(&sql),
         };
         if !self.ensure_server(true, want).await {
             return Ok(());
         }
-        if commands.iter().any(|c| matches!(c, SessionCommand::Listen)) {
+        // A setting whose text was not UTF-8 is known here only from a
+        // copy with bytes replaced, which could not be re-applied faithfully
+        // on another server: like LISTEN, it keeps the session on this one.
+        let foreign = matches!(sql, Cow::Owned(_));
+        let pins = |c: &SessionCommand| match c {
+            SessionCommand::Listen => true,
+            SessionCommand::Set { .. } => foreign,
+            _ => false,
+        };
+        if commands.iter().any(pins) {
             self.pinned = true;
         }
         self.sout.extend_from_slice(m.frame);
@@ -237,7 +250,7 @@ impl Session {
         if !self.rename || p.name.is_empty() {
             let want = match self.server {
                 Some(_) => Want::Primary,
-                None => self.want_for_sql(p.query),
+                None => self.want_for_sql(&messages::sql_text(p.query)),
             };
             return self.forward(m, true, want).await;
         }
@@ -257,14 +270,14 @@ impl Session {
             // Prepared successfully before on this pool: answer now and
             // prepare it on a server connection when a Bind needs it, so a
             // Parse never waits for a connection (drivers often block on it).
-            let read = self.is_read(p.query);
+            let read = self.is_read(&messages::sql_text(p.query));
             self.statements.insert(p.name, p.query, p.param_types, read);
             let mut b = BytesMut::new();
             messages::parse_complete(&mut b);
             self.push_synth(b.freeze(), Some(p.name.into()));
             return Ok(());
         }
-        let read = self.is_read(p.query);
+        let read = self.is_read(&messages::sql_text(p.query));
         let want = if read { Want::Read } else { Want::Primary };
         if !self.ensure_server(false, want).await {
             return Ok(());
@@ -367,10 +380,6 @@ fn session_commands(sql: &str) -> Vec<SessionCommand> {
         "deallocate",
         "listen",
         "unlisten",
-        "begin",
-        "start",
-        "commit",
-        "end",
     ];
     let head = sql.trim_start();
     let has_more = head.trim_end().trim_end_matches(';').contains(';');
@@ -400,3 +409,6 @@ pub(super) fn command_complete(out: &mut BytesMut, tag: &str) {
     out.put_slice(tag.as_bytes());
     out.put_u8(0);
 }
+
+#[cfg(test)]
+mod tests;

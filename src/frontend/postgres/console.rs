@@ -275,9 +275,9 @@ impl Console {
         }
         match m.tag {
             b'Q' => {
-                let text = messages::read_query(m.body())
-                    .map_err(|e| FrontendError::protocol(e.to_string()))?
-                    .to_owned();
+                let raw = messages::read_query(m.body())
+                    .map_err(|e| FrontendError::protocol(e.to_string()))?;
+                let text = messages::sql_text(raw).into_owned();
                 self.query(&text, shutdown).await;
             }
             b'S' => {

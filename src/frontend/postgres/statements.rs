@@ -25,7 +25,8 @@ pub(super) const MAX_CLIENT_STATEMENTS: usize = 10_000;
 #[derive(Debug, Clone)]
 pub(super) struct Statement {
     pub server_name: Arc<str>,
-    pub query: Arc<str>,
+    /// In the client's encoding (see `messages::read_query`).
+    pub query: Arc<[u8]>,
     pub param_types: Arc<[u8]>,
     /// Classified a read when parsed: its Binds may go to a replica.
     pub read: bool,
@@ -50,7 +51,13 @@ impl Statements {
         self.map.len()
     }
 
-    pub fn insert(&mut self, name: &str, query: &str, param_types: &[u8], read: bool) -> Statement {
+    pub fn insert(
+        &mut self,
+        name: &str,
+        query: &[u8],
+        param_types: &[u8],
+        read: bool,
+    ) -> Statement {
         let stmt = Statement {
             server_name: server_name(query, param_types),
             query: query.into(),
@@ -72,7 +79,7 @@ impl Statements {
 
 /// `attache_` and 128 bits of hash over text and types: equal statements
 /// share a name, different ones practically never do.
-pub(super) fn server_name(query: &str, param_types: &[u8]) -> Arc<str> {
+pub(super) fn server_name(query: &[u8], param_types: &[u8]) -> Arc<str> {
     let mut a = DefaultHasher::new();
     (0u8, query, param_types).hash(&mut a);
     let mut b = DefaultHasher::new();

@@ -8,7 +8,7 @@ use pgwire::messages::startup::{Password, SASLInitialResponse, SASLResponse, Sec
 use pgwire::messages::terminate::Terminate;
 use pgwire::messages::Message as _;
 
-use super::{cstr, header, malformed, put_cstr, MalformedMessage};
+use super::{cbytes, cstr, header, malformed, put_cstr, MalformedMessage};
 
 /// A startup message for protocol 3.0 with the given parameters.
 pub fn startup(out: &mut BytesMut, params: &[(&str, &str)]) {
@@ -64,8 +64,19 @@ pub fn sync(out: &mut BytesMut) {
 }
 
 /// The SQL text of a simple Query.
-pub fn read_query(body: &[u8]) -> Result<&str, MalformedMessage> {
-    cstr(body, "Query").map(|(s, _)| s)
+/// The query text of a Query message, as bytes: it is in the client's
+/// `client_encoding`, which need not be UTF-8 (LATIN1, SJIS, …), and is
+/// forwarded unchanged. See [`sql_text`] for classifying it.
+pub fn read_query(body: &[u8]) -> Result<&[u8], MalformedMessage> {
+    cbytes(body, "Query").map(|(s, _)| s)
+}
+
+/// Query text for classification: borrowed when it is UTF-8 (the usual
+/// case), otherwise a copy with the foreign bytes replaced. Keywords are
+/// ASCII in every server encoding, so the verdict is the same; values
+/// taken from a replaced copy are not the client's (see the callers).
+pub fn sql_text(query: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(query)
 }
 
 /// The body of a PasswordMessage (cleartext password, md5 response or SASL
@@ -93,13 +104,14 @@ pub fn read_sasl_initial(body: &[u8]) -> Result<(&str, &[u8]), MalformedMessage>
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseRef<'a> {
     pub name: &'a str,
-    pub query: &'a str,
+    /// In the client's encoding, like [`read_query`]'s.
+    pub query: &'a [u8],
     pub param_types: &'a [u8],
 }
 
 pub fn read_parse(body: &[u8]) -> Result<ParseRef<'_>, MalformedMessage> {
     let (name, rest) = cstr(body, "Parse")?;
-    let (query, param_types) = cstr(rest, "Parse")?;
+    let (query, param_types) = cbytes(rest, "Parse")?;
     if param_types.len() < 2 {
         return Err(malformed("Parse"));
     }
@@ -115,10 +127,11 @@ pub fn read_parse(body: &[u8]) -> Result<ParseRef<'_>, MalformedMessage> {
 }
 
 /// Writes a Parse for `p` under another statement name.
-pub fn write_parse(out: &mut BytesMut, name: &str, query: &str, param_types: &[u8]) {
+pub fn write_parse(out: &mut BytesMut, name: &str, query: &[u8], param_types: &[u8]) {
     header(out, b'P', name.len() + query.len() + 2 + param_types.len());
     put_cstr(out, name);
-    put_cstr(out, query);
+    out.put_slice(query);
+    out.put_u8(0);
     out.put_slice(param_types);
 }
 

@@ -9,11 +9,11 @@ fn one(buf: &mut BytesMut) -> crate::frame::Message {
 #[test]
 fn parse_and_bind_rename_round_trip() {
     let mut out = BytesMut::new();
-    write_parse(&mut out, "s1", "select $1", &[0, 1, 0, 0, 0, 23]);
+    write_parse(&mut out, "s1", b"select $1", &[0, 1, 0, 0, 0, 23]);
     let m = one(&mut out);
     assert_eq!(m.tag, b'P');
     let p = read_parse(m.body()).unwrap();
-    assert_eq!((p.name, p.query), ("s1", "select $1"));
+    assert_eq!((p.name, p.query), ("s1", &b"select $1"[..]));
     let mut renamed = BytesMut::new();
     write_parse(&mut renamed, "attache_9", p.query, p.param_types);
     let p2 = one(&mut renamed);
@@ -122,4 +122,25 @@ fn data_row_columns_and_nulls() {
     // Truncated: a length that runs past the end.
     assert!(read_data_row(&body[..body.len() - 1]).is_err());
     assert!(read_data_row(&[0]).is_err());
+}
+
+#[test]
+fn query_text_in_another_encoding_is_kept_byte_for_byte() {
+    // LATIN1 'é' is 0xE9, not valid UTF-8: the bytes pass unchanged and
+    // only the copy used for classification has the byte replaced.
+    let body = b"select 'caf\xe9'\0";
+    let sql = read_query(body).unwrap();
+    assert_eq!(sql, b"select 'caf\xe9'");
+    assert_eq!(sql_text(sql), "select 'caf\u{fffd}'");
+    assert!(matches!(
+        sql_text(b"select 1"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    assert!(read_query(b"no terminator").is_err());
+
+    let mut out = BytesMut::new();
+    write_parse(&mut out, "s", b"select '\xe9'", &[0, 0]);
+    let m = one(&mut out);
+    let p = read_parse(m.body()).unwrap();
+    assert_eq!((p.name, p.query), ("s", &b"select '\xe9'"[..]));
 }

@@ -2,10 +2,10 @@ use super::*;
 
 #[test]
 fn equal_statements_share_a_server_name() {
-    let a = server_name("select $1", &[0, 1, 0, 0, 0, 23]);
-    let b = server_name("select $1", &[0, 1, 0, 0, 0, 23]);
-    let c = server_name("select $1", &[0, 1, 0, 0, 0, 25]);
-    let d = server_name("select $2", &[0, 1, 0, 0, 0, 23]);
+    let a = server_name(b"select $1", &[0, 1, 0, 0, 0, 23]);
+    let b = server_name(b"select $1", &[0, 1, 0, 0, 0, 23]);
+    let c = server_name(b"select $1", &[0, 1, 0, 0, 0, 25]);
+    let d = server_name(b"select $2", &[0, 1, 0, 0, 0, 23]);
     assert_eq!(a, b);
     assert_ne!(a, c);
     assert_ne!(a, d);
@@ -15,7 +15,7 @@ fn equal_statements_share_a_server_name() {
 #[test]
 fn client_map_insert_remove() {
     let mut s = Statements::default();
-    let st = s.insert("s1", "select 1", &[0, 0], true);
+    let st = s.insert("s1", b"select 1", &[0, 0], true);
     assert_eq!(
         s.get("s1").map(|x| x.server_name.clone()),
         Some(st.server_name)
