@@ -84,7 +84,8 @@ class Stack:
     def spawn(self, name: str, cmd: list[str],
               env: dict[str, str] | None = None) -> subprocess.Popen:
         """Starts `cmd` with stdout and stderr in `<name>.out` and no stdin."""
-        log = open(self.path(f"{name}.out"), "w")
+        # Appended: a server restarted between rounds keeps one log.
+        log = open(self.path(f"{name}.out"), "a")
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=self.new_session)
         self.procs[name] = proc
@@ -95,16 +96,23 @@ class Stack:
         self.remove_tmp()
 
     def stop_procs(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                self.send(proc, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    print(f"{name} did not stop on SIGTERM; killing", file=sys.stderr)
-                    self.send(proc, signal.SIGKILL)
-                    proc.wait()
-            self.stopped(proc)
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+    def stop(self, name: str) -> None:
+        """Stops one process (SIGTERM, SIGKILL after 15 s) and forgets it."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self.send(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop on SIGTERM; killing", file=sys.stderr)
+                self.send(proc, signal.SIGKILL)
+                proc.wait()
+        self.stopped(proc)
 
     def send(self, proc: subprocess.Popen, sig: int) -> None:
         proc.send_signal(sig)
@@ -166,13 +174,17 @@ def target_order(targets: Sequence[str], rnd: int) -> list[str]:
 
 def run_matrix(workloads: Sequence[W], targets: Sequence[str], rounds: int,
                run: Callable[[W, str], R], shown: Callable[[R], str],
-               widths: tuple[int, int]) -> dict[tuple[str, str], list[R]]:
+               widths: tuple[int, int],
+               between_rounds: Callable[[], None] | None = None) -> dict[tuple[str, str], list[R]]:
     """Every workload against every target back to back, so drift (caches,
     table bloat, other load) hits all targets alike; later rounds rotate the
-    target order. Prints a line per run: `shown(result)` after the workload
-    and target, padded to `widths`."""
+    target order. `between_rounds` runs before every round but the first.
+    Prints a line per run: `shown(result)` after the workload and target,
+    padded to `widths`."""
     results: dict[tuple[str, str], list[R]] = {}
     for rnd in range(rounds):
+        if rnd > 0 and between_rounds is not None:
+            between_rounds()
         order = target_order(targets, rnd)
         for wl in workloads:
             for target in order:
