@@ -10,7 +10,8 @@ use bytes::{Buf, BytesMut};
 use tokio::time::Instant;
 
 use super::order::Channel;
-use super::session::{Session, Slot};
+use super::replies::Slot;
+use super::session::Session;
 
 /// Most commands one batch carries.
 const MAX_BATCH_COMMANDS: usize = 128;

@@ -8,6 +8,7 @@ mod batch;
 mod dedicated;
 mod local;
 mod order;
+mod replies;
 mod route;
 mod session;
 mod timer;

@@ -1,8 +1,9 @@
-//! Parse → respond (Redis session): the `max_queued_bytes` accounting,
+//! Respond (Redis replies): the `max_queued_bytes` accounting,
 //! without servers. Reply slots are fed through real oneshot channels, so
 //! what is checked is the bookkeeping the session loop relies on to stop
 //! and resume reading a client's commands.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -11,6 +12,8 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::config::{self, units::ByteSize};
 use crate::core::redis::RedisBackendError;
+use crate::frontend::redis::RedisContext;
+use attache_redis_protocol::frame::Version;
 
 /// A `single`-mode session (nothing listens at the node; no test sends)
 /// with the given `max_queued_bytes`.
