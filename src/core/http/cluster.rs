@@ -109,12 +109,8 @@ impl Cluster {
     }
 
     /// An endpoint for a try, avoiding those already tried.
-    pub fn pick(&self, exclude: &[SocketAddr]) -> Pick {
-        self.pick_at(exclude, Instant::now())
-    }
-
-    /// [`Cluster::pick`] with the caller's clock reading.
-    pub fn pick_at(&self, exclude: &[SocketAddr], now: Instant) -> Pick {
+    /// `now` is the caller's clock reading (it has one already).
+    pub fn pick(&self, exclude: &[SocketAddr], now: Instant) -> Pick {
         self.balancer.pick(&self.endpoints(), now, exclude)
     }
 

@@ -217,7 +217,7 @@ impl Attempt<'_> {
         // One clock reading serves the pick, the try's deadline and its
         // latency (clock reads are a visible share of a proxied request).
         let now = Instant::now();
-        let ep = match cluster.pick_at(self.tried_addrs(), now) {
+        let ep = match cluster.pick(self.tried_addrs(), now) {
             Pick::Endpoint(ep) => ep,
             Pick::AllEjected => return fail(LocalError::Ejected(cluster.name.clone()), false),
             Pick::NoneHealthy => return fail(LocalError::Unhealthy(cluster.name.clone()), false),
