@@ -7,6 +7,7 @@
 //! - [`body`]: request bodies kept for retries, or streamed.
 //! - [`error`]: the answers Attaché gives itself, with `x-attache-error`.
 
+mod attempt;
 mod body;
 pub mod error;
 mod headers;

@@ -1,16 +1,11 @@
-//! Route → backend → respond (HTTP): one request's way through. Match a
-//! route, pass the cluster's circuit breaker, then try endpoints until one
-//! answers, a try fails in a way that must not be retried, the retries or
-//! the budget run out, or the route's timeout passes.
-//!
-//! A try is retried only when that cannot duplicate work the app did not
-//! ask to repeat: a connect failure (nothing was sent) always may; a reset,
-//! a 502/503/504 or a per-try timeout may for idempotent methods (or when
-//! the route allows any) and only with a body kept for replay.
+//! Route → backend → respond (HTTP): one request's way through when hyper
+//! serves the connection (HTTP/2, upgrades, streamed bodies, whatever the
+//! pass-through in [`super::fast`] leaves to it). Match a route, pass the
+//! cluster's circuit breaker, fix the headers, then [`super::attempt`]
+//! tries endpoints.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -18,26 +13,18 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use rand::Rng;
 use tracing::debug;
 
+use super::attempt::{raw_try, Attempt, Exchange, Fault, TryError, MAX_STALE};
 use super::body::ReqBody;
 use super::error::LocalError;
 use super::headers;
 use super::idle::{Idle, IdleTimeout};
 use super::{HttpContext, RouteEntry};
-use crate::config::http::RetryOn;
-use crate::core::http::balance::Pick;
-use crate::core::http::endpoint::{Endpoint, Outcome};
-use crate::core::http::h1::Outgoing;
+use crate::core::http::endpoint::Endpoint;
+use crate::core::http::h1::{encode_request, Outgoing};
 use crate::core::http::pool::{target_uri, SendError};
-use crate::core::http::{Body, ConnectError};
-
-/// Tries per request at most: the first and `retries` (≤ 10) more.
-const MAX_TRIES: usize = 11;
-const UNSET: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
-/// Stale pooled connections skipped per try before giving up on reuse.
-const MAX_STALE: usize = 3;
+use crate::core::http::Body;
 
 /// Serves one request; never fails (errors become local responses).
 pub async fn handle(
@@ -81,30 +68,14 @@ pub async fn handle(
     resp
 }
 
-/// What one request carries from try to try.
-struct Attempt<'a> {
-    route: &'a RouteEntry,
+/// A request as hyper gave it, tried as an `http` request: on the
+/// HTTP/1.1 fast path when its body is whole, else through hyper's client.
+struct HyperTry<'a> {
     parts: Parts,
     body: ReqBody,
     host: Option<&'a HeaderValue>,
     /// The path and query sent upstream.
     target: http::uri::PathAndQuery,
-    /// The method may be repeated after it reached a server.
-    repeatable: bool,
-    deadline: Instant,
-    /// Filled from the front (`tries` of them): no allocation per request.
-    tried: [SocketAddr; MAX_TRIES],
-    tries: usize,
-}
-
-enum TryOutcome {
-    Done(Response<Body>),
-    Failed {
-        error: LocalError,
-        retry: bool,
-        /// An upstream's 502/503/504, relayed if no retry replaces it.
-        response: Option<Response<Body>>,
-    },
 }
 
 async fn forward(
@@ -152,18 +123,15 @@ async fn forward(
         ReqBody::stream(body, idle)
     };
     cluster.budget.record_request(start);
-    let mut attempt = Attempt {
-        route,
+    let exchange = HyperTry {
         parts,
         body,
         host,
         target,
-        repeatable,
-        deadline: start + route.cfg.timeout.0,
-        tried: [UNSET; MAX_TRIES],
-        tries: 0,
     };
-    let mut resp = attempt.run().await?;
+    let mut resp = Attempt::new(route, exchange, repeatable, start)
+        .run()
+        .await?;
     if let Some(on_client) = client_upgrade {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             tunnel(on_client, hyper::upgrade::on(&mut resp));
@@ -173,149 +141,31 @@ async fn forward(
     Ok(resp.map(|b| Idle::wrap(b, idle)))
 }
 
-impl Attempt<'_> {
-    /// The retry loop: tries until done, out of retries, out of budget or
-    /// out of time.
-    async fn run(&mut self) -> Result<Response<Body>, LocalError> {
-        let cluster = &self.route.cluster;
-        let mut retries_left = self.route.cfg.retries;
-        loop {
-            let (error, retry, response) = match self.try_once().await {
-                TryOutcome::Done(resp) => return Ok(resp),
-                TryOutcome::Failed {
-                    error,
-                    retry,
-                    response,
-                } => (error, retry, response),
-            };
-            let give_up = |error: LocalError, response: Option<Response<Body>>| match response {
-                Some(r) => Ok(r),
-                None => Err(error),
-            };
-            let now = Instant::now();
-            if !retry || retries_left == 0 || now >= self.deadline || self.tries >= MAX_TRIES {
-                return give_up(error, response);
-            }
-            if !cluster.budget.try_retry(now) {
-                cluster.stats.budget_exhausted();
-                let error = LocalError::BudgetExhausted(cluster.name.clone(), Box::new(error));
-                return give_up(error, response);
-            }
-            drop(response);
-            retries_left -= 1;
-            cluster.stats.retried();
-            self.route.stats.retried();
-            let done = self.route.cfg.retries - retries_left;
-            let pause =
-                backoff(&self.route.cfg, done).min(self.deadline.saturating_duration_since(now));
-            tokio::time::sleep(pause).await;
-        }
+impl Exchange for HyperTry<'_> {
+    type Resp = Response<Body>;
+
+    fn status(resp: &Response<Body>) -> u16 {
+        resp.status().as_u16()
     }
 
-    async fn try_once(&mut self) -> TryOutcome {
-        let cluster = &self.route.cluster;
-        // One clock reading serves the pick, the try's deadline and its
-        // latency (clock reads are a visible share of a proxied request).
-        let now = Instant::now();
-        let ep = match cluster.pick(self.tried_addrs(), now) {
-            Pick::Endpoint(ep) => ep,
-            Pick::AllEjected => return fail(LocalError::Ejected(cluster.name.clone()), false),
-            Pick::NoneHealthy => return fail(LocalError::Unhealthy(cluster.name.clone()), false),
-            Pick::Empty => return fail(LocalError::NoEndpoints(cluster.name.clone()), false),
-        };
-        if self.tries < MAX_TRIES {
-            self.tried[self.tries] = ep.addr;
-        }
-        self.tries += 1;
-        let _in_flight = ep.start();
-        let per_try = self
-            .route
-            .cfg
-            .per_try_timeout
-            .map_or(self.route.cfg.timeout.0, |d| d.0)
-            .min(self.deadline.saturating_duration_since(now));
-        let sent = tokio::time::timeout_at((now + per_try).into(), self.send(&ep)).await;
-        let retry_on = |r: RetryOn| self.route.cfg.retry_on.contains(&r);
-        let replayable = self.repeatable && self.body.replayable();
-        match sent {
-            Err(_) => {
-                cluster.report(&ep, Outcome::ServerError);
-                fail(
-                    LocalError::Timeout(per_try),
-                    retry_on(RetryOn::Timeout) && replayable,
-                )
-            }
-            Ok(Err(TryError::Connect(e))) => self.connect_failed(&ep, e),
-            Ok(Err(TryError::Reset(e))) => {
-                cluster.report(&ep, Outcome::ConnectFailure);
-                if let Some(alert) = tls_alert(e.as_ref()) {
-                    // TLS 1.3: a server refusing our client certificate
-                    // says so only after the handshake, on first use.
-                    let error = LocalError::TlsRejected(ep.authority(), alert);
-                    return fail(error, false);
-                }
-                let error = LocalError::Reset(ep.authority(), e.to_string());
-                fail(error, retry_on(RetryOn::Reset) && replayable)
-            }
-            Ok(Err(TryError::BodyGone)) => fail(
-                LocalError::Reset(ep.authority(), "the request body was already sent".into()),
-                false,
-            ),
-            Ok(Ok(resp)) => {
-                let done = Instant::now();
-                ep.observe_latency(done.saturating_duration_since(now), done);
-                let status = resp.status().as_u16();
-                let outcome = if status >= 500 {
-                    Outcome::ServerError
-                } else {
-                    Outcome::Success
-                };
-                cluster.report_at(&ep, outcome, done);
-                if (502..=504).contains(&status) && retry_on(RetryOn::GatewayError) && replayable {
-                    let error =
-                        LocalError::ConnectFailure(ep.authority(), format!("answered {status}"));
-                    return TryOutcome::Failed {
-                        error,
-                        retry: true,
-                        response: Some(resp),
-                    };
-                }
-                TryOutcome::Done(resp)
-            }
-        }
-    }
-
-    fn connect_failed(&self, ep: &Endpoint, e: ConnectError) -> TryOutcome {
-        let cluster = &self.route.cluster;
-        if matches!(e, ConnectError::Overflow) {
-            cluster.stats.overflowed();
-            return fail(LocalError::Overflow(cluster.name.clone()), false);
-        }
-        // Waiters on a shared connection's open share its one failure.
-        if !matches!(e, ConnectError::Shared(_)) {
-            cluster.report(ep, Outcome::ConnectFailure);
-        }
-        if e.is_certificate() {
-            return fail(LocalError::TlsVerify(ep.authority(), e.to_string()), false);
-        }
-        // Nothing reached the server: safe to retry whatever the method.
-        let retry = self.route.cfg.retry_on.contains(&RetryOn::ConnectFailure);
-        fail(
-            LocalError::ConnectFailure(ep.authority(), e.to_string()),
-            retry,
-        )
+    fn replayable(&self) -> bool {
+        self.body.replayable()
     }
 
     /// One try on one endpoint, until response headers. A pooled
     /// connection found stale before the request went out is replaced.
-    async fn send(&mut self, ep: &Endpoint) -> Result<Response<Body>, TryError> {
-        let cluster = &self.route.cluster;
+    async fn send(
+        &mut self,
+        route: &RouteEntry,
+        ep: &Endpoint,
+        repeatable: bool,
+    ) -> Result<Response<Body>, TryError> {
+        let cluster = &route.cluster;
         // Upgrades need hyper's hand-over of the connection.
         let upgrade = self.parts.headers.contains_key(header::UPGRADE);
         if cluster.pool.raw_ok() && !upgrade {
             if let ReqBody::Buffered(body) = &self.body {
-                let body = body.clone();
-                return self.send_raw(ep, body).await;
+                return self.send_raw(route, ep, repeatable, body).await;
             }
         }
         let tls = cluster.config.tls.is_some();
@@ -351,112 +201,30 @@ impl Attempt<'_> {
         }
         Err(TryError::Reset(Fault::Stale.into()))
     }
+}
 
-    /// [`Attempt::send`] on the HTTP/1.1 fast path (the body is whole). A
-    /// reused connection that turns out closed before any answer is
-    /// replaced when the request may be repeated.
+impl HyperTry<'_> {
+    /// [`Exchange::send`] on the HTTP/1.1 fast path (the body is whole).
     async fn send_raw(
-        &mut self,
+        &self,
+        route: &RouteEntry,
         ep: &Endpoint,
-        body: bytes::Bytes,
+        repeatable: bool,
+        body: &bytes::Bytes,
     ) -> Result<Response<Body>, TryError> {
-        let cluster = &self.route.cluster;
-        let host = cluster
-            .host_for(ep, self.host)
-            .ok_or_else(|| TryError::Reset(Fault::NoHost.into()))?;
-        let pool = Arc::downgrade(&cluster.pool);
-        for _ in 0..MAX_STALE {
-            let (conn, reused) = cluster
-                .pool
-                .checkout_raw(ep, !self.repeatable)
-                .await
-                .map_err(TryError::Connect)?;
-            let out = Outgoing {
+        let head = |host: &HeaderValue| {
+            encode_request(&Outgoing {
                 method: &self.parts.method,
                 target: self.target.as_str(),
-                host: &host,
+                host,
                 headers: &self.parts.headers,
-                body: &body,
-            };
-            match conn.exchange(out, ep.addr, pool.clone()).await {
-                Ok(resp) => return Ok(resp),
-                Err(e) if reused && self.repeatable && e.nothing_received() => continue,
-                Err(e) => return Err(TryError::Reset(e.into())),
-            }
-        }
-        Err(TryError::Reset(Fault::Stale.into()))
+                body,
+            })
+        };
+        let head_method = self.parts.method == http::Method::HEAD;
+        let raw = raw_try(route, ep, repeatable, self.host, head, body, head_method).await?;
+        raw.into_response().map_err(|e| TryError::Reset(e.into()))
     }
-
-    /// The endpoints this request already tried, to steer retries away.
-    fn tried_addrs(&self) -> &[SocketAddr] {
-        &self.tried[..self.tries.min(MAX_TRIES)]
-    }
-}
-
-/// Why a try got no response headers.
-enum TryError {
-    Connect(ConnectError),
-    Reset(Box<dyn std::error::Error + Send + Sync>),
-    BodyGone,
-}
-
-/// A try that could not be made for a reason of Attaché's own.
-#[derive(Debug, thiserror::Error)]
-enum Fault {
-    #[error("cannot forward to {0:?}")]
-    Target(String),
-    #[error("every pooled connection to the endpoint turned out closed")]
-    Stale,
-    #[error("no Host header can be made for the endpoint")]
-    NoHost,
-}
-
-/// The alert a TLS server sent, somewhere down an error's source chain.
-fn tls_alert(mut e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    loop {
-        // h2 keeps the io::Error out of the source chain.
-        let io = e
-            .downcast_ref::<std::io::Error>()
-            .or_else(|| e.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
-        let inner = io.and_then(|io| io.get_ref());
-        let rustls = inner
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .or_else(|| e.downcast_ref::<rustls::Error>());
-        if let Some(rustls::Error::AlertReceived(alert)) = rustls {
-            return Some(format!("{alert:?}"));
-        }
-        // After the handshake rustls reports an alert as text.
-        if let Some(alert) = inner.and_then(|i| {
-            i.to_string()
-                .strip_prefix("received fatal alert: ")
-                .map(str::to_owned)
-        }) {
-            return Some(alert);
-        }
-        e = e.source()?;
-    }
-}
-
-fn fail(error: LocalError, retry: bool) -> TryOutcome {
-    TryOutcome::Failed {
-        error,
-        retry,
-        response: None,
-    }
-}
-
-/// Exponential backoff with full jitter: uniform in [0, min(max, base·2ⁿ)).
-fn backoff(cfg: &crate::config::http::RouteConfig, retry: u32) -> Duration {
-    let cap = cfg
-        .backoff
-        .0
-        .saturating_mul(1u32 << retry.min(16))
-        .min(cfg.max_backoff.0);
-    if cap.is_zero() {
-        return cap;
-    }
-    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rand::thread_rng().gen_range(0..nanos))
 }
 
 /// The Host the app addressed: `:authority` on HTTP/2, `Host` on 1.1.

@@ -1,6 +1,7 @@
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use super::body::{step, Chunk, Step};
 use super::*;
 
 #[test]
@@ -43,8 +44,11 @@ fn response_heads_parse_when_complete() {
         assert!(parse_head(&mut buf).unwrap().is_none(), "cut {cut}");
     }
     let mut buf = BytesMut::from(&whole[..]);
-    let (status, headers) = parse_head(&mut buf).unwrap().unwrap();
-    assert_eq!(status, StatusCode::CREATED);
+    let head = parse_head(&mut buf).unwrap().unwrap();
+    assert_eq!(head.status, StatusCode::CREATED);
+    let fields: Vec<_> = head.fields().collect();
+    assert_eq!(fields[1], (&b"X-A"[..], &b"1"[..]), "names as spelled");
+    let headers = head.header_map().unwrap();
     assert_eq!(headers["content-length"], "2");
     let xa: Vec<_> = headers.get_all("x-a").iter().collect();
     assert_eq!(xa, ["1", "2"]);
@@ -55,53 +59,59 @@ fn response_heads_parse_when_complete() {
 
 #[test]
 fn framing_follows_method_status_and_headers() {
-    let h = |pairs: &[(&'static str, &'static str)]| {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(*k, HeaderValue::from_static(v));
-        }
-        m
+    let head = |status: u16, fields: &str| {
+        let text = format!("HTTP/1.1 {status} X\r\n{fields}\r\n");
+        let mut buf = BytesMut::from(text.as_bytes());
+        parse_head(&mut buf).unwrap().unwrap()
     };
     let cases = [
+        (false, 200, "content-length: 10\r\n", Framing::Length(10)),
+        (false, 200, "Content-Length: 0\r\n", Framing::Empty),
+        (true, 200, "content-length: 10\r\n", Framing::Empty),
+        (false, 204, "", Framing::Empty),
+        (false, 304, "content-length: 10\r\n", Framing::Empty),
         (
-            Method::GET,
+            false,
             200,
-            h(&[("content-length", "10")]),
-            Framing::Length(10),
-        ),
-        (
-            Method::GET,
-            200,
-            h(&[("content-length", "0")]),
-            Framing::Empty,
-        ),
-        (
-            Method::HEAD,
-            200,
-            h(&[("content-length", "10")]),
-            Framing::Empty,
-        ),
-        (Method::GET, 204, h(&[]), Framing::Empty),
-        (
-            Method::GET,
-            304,
-            h(&[("content-length", "10")]),
-            Framing::Empty,
-        ),
-        (
-            Method::GET,
-            200,
-            h(&[("transfer-encoding", "chunked"), ("content-length", "3")]),
+            "transfer-encoding: chunked\r\ncontent-length: 3\r\n",
             Framing::Chunked(Chunk::Size),
         ),
-        (Method::GET, 200, h(&[]), Framing::Close),
+        (
+            false,
+            200,
+            "Transfer-Encoding: gzip, Chunked\r\n",
+            Framing::Chunked(Chunk::Size),
+        ),
+        (
+            false,
+            200,
+            "content-length: 7\r\ncontent-length: 7\r\n",
+            Framing::Length(7),
+        ),
+        (false, 200, "", Framing::Close),
     ];
-    for (m, s, headers, want) in cases {
-        let status = StatusCode::from_u16(s).unwrap();
-        assert_eq!(Framing::of(&m, status, &headers).unwrap(), want, "{m} {s}");
+    for (head_method, s, fields, want) in cases {
+        let got = Framing::of(head_method, &head(s, fields)).unwrap();
+        assert_eq!(got, want, "{head_method} {s} {fields:?}");
     }
-    let bad = h(&[("content-length", "ten")]);
-    assert!(Framing::of(&Method::GET, StatusCode::OK, &bad).is_err());
+    for bad in [
+        "content-length: ten\r\n",
+        "content-length: 1\r\ncontent-length: 2\r\n",
+    ] {
+        assert!(Framing::of(false, &head(200, bad)).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn connection_close_is_a_token_of_the_connection_field() {
+    let head = |fields: &str| {
+        let text = format!("HTTP/1.1 200 OK\r\n{fields}\r\n");
+        parse_head(&mut BytesMut::from(text.as_bytes()))
+            .unwrap()
+            .unwrap()
+    };
+    assert!(head("Connection: keep-alive, Close\r\n").connection_close());
+    assert!(!head("Connection: keep-alive\r\nx-close: close\r\n").connection_close());
 }
 
 /// Drains a framing over `input` fed in pieces of `piece` bytes.
