@@ -2,7 +2,9 @@
 //! up here: [`tls`] turns config into rustls configs and runs handshakes, and
 //! [`Stream`] lets the parse/respond layers treat plain and TLS sockets alike.
 
+pub mod prefixed;
 pub mod stream;
 pub mod tls;
 
+pub use prefixed::Prefixed;
 pub use stream::Stream;

@@ -58,6 +58,11 @@ pub struct Signal {
 }
 
 impl Signal {
+    /// Whether shutdown has begun (no waiting, no lock).
+    pub fn begun(&self) -> bool {
+        self.begun.load(Ordering::Acquire)
+    }
+
     /// Resolves once, when shutdown begins.
     pub async fn fired(&mut self) {
         std::future::poll_fn(|cx| self.poll_fired(cx)).await

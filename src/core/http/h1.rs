@@ -309,5 +309,14 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<RawHead>, H1Error> {
     }))
 }
 
+/// [`parse_head`] of a whole head, for other modules' tests.
+#[cfg(test)]
+pub fn parse_head_for_tests(buf: &mut BytesMut) -> RawHead {
+    match parse_head(buf) {
+        Ok(Some(head)) => head,
+        _ => panic!("not a whole response head"),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -82,9 +82,14 @@ impl LocalError {
         }
     }
 
+    /// The one-line text body of the answer.
+    pub fn body(&self) -> String {
+        format!("attaché: {self}\n")
+    }
+
     /// The response: status, `x-attache-error`, a short text body.
     pub fn response(&self, request_id: Option<&HeaderValue>) -> Response<Body> {
-        let body = format!("attaché: {self}\n");
+        let body = self.body();
         let mut resp = Response::new(
             Full::new(Bytes::from(body))
                 .map_err(|never| match never {})

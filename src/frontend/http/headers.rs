@@ -104,11 +104,19 @@ pub fn request_id(headers: &mut HeaderMap, name: &HeaderName) -> HeaderValue {
             return v.clone();
         }
     }
+    let out = new_request_id();
+    let v = HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"));
+    headers.insert(name.clone(), v.clone());
+    v
+}
+
+/// A new random request id, UUIDv4-shaped (8-4-4-4-12 hex digits).
+pub fn new_request_id() -> [u8; 36] {
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    // 8-4-4-4-12 hex digits, written in place (no String per request).
+    // Written in place (no String per request).
     let mut out = [b'-'; 36];
     let mut at = 0;
     for (i, byte) in b.iter().enumerate() {
@@ -119,9 +127,7 @@ pub fn request_id(headers: &mut HeaderMap, name: &HeaderName) -> HeaderValue {
         out[at + 1] = HEX[usize::from(byte & 0xf)];
         at += 2;
     }
-    let v = HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"));
-    headers.insert(name.clone(), v.clone());
-    v
+    out
 }
 
 /// Keeps a valid `traceparent`; replaces a malformed one and starts a trace
@@ -134,6 +140,14 @@ pub fn ensure_traceparent(headers: &mut HeaderMap) {
     if valid {
         return;
     }
+    let out = new_traceparent();
+    if let Ok(v) = HeaderValue::from_bytes(&out) {
+        headers.insert(TRACEPARENT.clone(), v);
+    }
+}
+
+/// A new `traceparent` starting a trace: random trace and span ids.
+pub fn new_traceparent() -> [u8; 55] {
     let mut trace = [0u8; 16];
     let mut span = [0u8; 8];
     let mut rng = rand::thread_rng();
@@ -149,9 +163,7 @@ pub fn ensure_traceparent(headers: &mut HeaderMap) {
         out[at] = HEX[usize::from(byte >> 4)];
         out[at + 1] = HEX[usize::from(byte & 0xf)];
     }
-    if let Ok(v) = HeaderValue::from_bytes(&out) {
-        headers.insert(TRACEPARENT.clone(), v);
-    }
+    out
 }
 
 /// `version-traceid-parentid-flags` (W3C Trace Context), lowercase hex,

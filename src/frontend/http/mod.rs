@@ -10,6 +10,7 @@
 mod attempt;
 mod body;
 pub mod error;
+mod fast;
 mod headers;
 mod idle;
 mod proxy;
@@ -33,6 +34,7 @@ use crate::core::gauge::Held;
 use crate::core::http::route::Router;
 use crate::core::http::stats::Stats;
 use crate::core::http::{Cluster, ClusterError};
+use crate::net::Prefixed;
 use crate::server::{App, Shutdown};
 
 /// Streams one app connection may have open at once (HTTP/2).
@@ -150,7 +152,7 @@ impl App for HttpContext {
         "http"
     }
 
-    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
+    async fn serve(self: Arc<Self>, mut tcp: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
         let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("client", protocol = "http", listener, client.addr = %peer);
         let connection = async move {
@@ -159,6 +161,11 @@ impl App for HttpContext {
             let ctx = self.clone();
             // Made once per connection, cloned (a refcount) per request.
             let peer_ip = headers::peer_value(peer.ip());
+            let mut stop = shutdown.signal();
+            let read = match fast::serve(&self, &mut tcp, &peer_ip, &mut stop).await {
+                fast::Served::Closed => return,
+                fast::Served::Handover(read) => read,
+            };
             let service = service_fn(move |req| {
                 let ctx = ctx.clone();
                 let peer_ip = peer_ip.clone();
@@ -166,7 +173,7 @@ impl App for HttpContext {
             });
             let conn = self
                 .builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, tcp)), service);
             tokio::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,

@@ -1,0 +1,411 @@
+//! Accept → parse → route → backend → respond (HTTP/1.1 pass-through):
+//! the app connection's own loop for the common request, an HTTP/1.1
+//! request with no body or a small one of known length, to a route whose
+//! cluster takes the upstream fast path ([`crate::core::http::h1`]).
+//!
+//! Why not hyper for these: hyper's server parses each head into a header
+//! map, runs its dispatcher, arms its header-read timer per request and
+//! re-encodes the response head; with the upstream side the same again,
+//! that was about half of Attaché's user CPU per proxied request. Here the
+//! app's head is read in place, its fields are copied to the upstream
+//! request with the proxy's changes, and the upstream's head is copied
+//! back the same way ([`head`]); the response and its body go out in one
+//! write when they are already in hand.
+//!
+//! The first request this loop does not take (see [`head::Parsed`]) hands
+//! the connection to hyper for the rest of its life, bytes already read
+//! included: HTTP/2, upgrades, streamed bodies, errors in the head and
+//! everything else keep hyper's behaviour. Retries, budgets, outlier
+//! detection and stats are the same code as hyper's requests use
+//! ([`super::attempt`]).
+
+mod head;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use futures_util::FutureExt;
+use http::{HeaderValue, Method};
+use http_body::Body as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use self::head::{Added, Parsed, ReqHead};
+use super::attempt::{raw_try, Attempt, Exchange, TryError};
+use super::error::LocalError;
+use super::idle::IdleTimeout;
+use super::{headers, HttpContext, RouteEntry, MAX_HEAD};
+use crate::core::http::endpoint::Endpoint;
+use crate::core::http::h1::{end_request, start_request, RawBody, RawResponse};
+use crate::server::Signal;
+
+/// A connection waiting longer than this for a request head is closed
+/// (hyper's `header_read_timeout`; here checked between 1× and 2× of it, a
+/// timer per connection rather than one per request).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Response bytes gathered before a write while more body is at hand.
+const WRITE_CHUNK: usize = 64 << 10;
+/// Body pieces at least this large are written from where they are.
+const DIRECT_WRITE: usize = 16 << 10;
+
+/// How the loop ended.
+pub(super) enum Served {
+    Closed,
+    /// hyper serves the rest; these bytes were read and not consumed.
+    Handover(BytesMut),
+}
+
+/// One app connection's read and write buffers.
+struct Conn<'a> {
+    tcp: &'a mut TcpStream,
+    buf: BytesMut,
+    out: BytesMut,
+}
+
+/// Serves requests until the app closes, shutdown, or a request this path
+/// does not take.
+pub(super) async fn serve(
+    ctx: &Arc<HttpContext>,
+    tcp: &mut TcpStream,
+    peer: &HeaderValue,
+    stop: &mut Signal,
+) -> Served {
+    let mut conn = Conn {
+        tcp,
+        buf: BytesMut::with_capacity(4096),
+        out: BytesMut::new(),
+    };
+    let watchdog = tokio::time::sleep(HEAD_TIMEOUT);
+    tokio::pin!(watchdog);
+    // Requests served, and the count when the watchdog last fired.
+    let (mut served, mut seen) = (0u64, 0u64);
+    loop {
+        let (ctx, head) = loop {
+            // Taken per read: a reload while the connection sat idle
+            // applies to its next request.
+            let ctx = ctx.latest();
+            match head::parse(&conn.buf, ctx.request_id.as_str().as_bytes()) {
+                Parsed::Complete(head) => break (ctx, head),
+                Parsed::NotForUs => return Served::Handover(conn.buf),
+                // hyper answers 431.
+                Parsed::Partial if conn.buf.len() > MAX_HEAD => return Served::Handover(conn.buf),
+                Parsed::Partial => {}
+            }
+            if conn.buf.capacity() - conn.buf.len() < 1024 {
+                conn.buf.reserve(4096);
+            }
+            let read = tokio::select! {
+                biased;
+                () = stop.fired() => return Served::Closed,
+                r = conn.tcp.read_buf(&mut conn.buf) => r,
+                () = &mut watchdog => {
+                    if served == seen {
+                        debug!("no request head within the timeout; closing");
+                        return Served::Closed;
+                    }
+                    seen = served;
+                    watchdog.as_mut().reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
+                    continue;
+                }
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return Served::Closed;
+            }
+        };
+        let Some(route) = ours(&ctx, &head, &conn.buf) else {
+            return Served::Handover(conn.buf);
+        };
+        let start = Instant::now();
+        match conn.exchange(&ctx, route, &head, peer, stop, start).await {
+            Ok(true) => served += 1,
+            Ok(false) | Err(_) => return Served::Closed,
+        }
+    }
+}
+
+/// The route when this path takes the request: one matches, its cluster
+/// speaks HTTP/1.1 on the fast path, the body is small enough to keep.
+fn ours<'c>(ctx: &'c HttpContext, head: &ReqHead, buf: &[u8]) -> Option<&'c RouteEntry> {
+    if head.content_length as u64 > ctx.config.max_retry_body.0 {
+        return None;
+    }
+    let target = head.target(buf);
+    let path = target.split('?').next().unwrap_or(target);
+    let route = &ctx.routes[ctx.router.find(Some(head.host(buf)), path)?];
+    route.cluster.pool.raw_ok().then_some(route)
+}
+
+impl Conn<'_> {
+    /// One request, its body read, forwarded, answered. `Ok(true)` when
+    /// the connection may serve another.
+    async fn exchange(
+        &mut self,
+        ctx: &HttpContext,
+        route: &RouteEntry,
+        head: &ReqHead,
+        peer: &HeaderValue,
+        stop: &mut Signal,
+        start: Instant,
+    ) -> std::io::Result<bool> {
+        let total = head.len + head.content_length;
+        let idle = ctx.config.stream_idle_timeout.0;
+        let id_name = ctx.request_id.as_str().as_bytes();
+        // Made only when the app sent none.
+        let new_id = match head.request_id(&self.buf) {
+            Some(_) => [0; 36],
+            None => headers::new_request_id(),
+        };
+        if !self.read_body(total, idle).await? {
+            let error = LocalError::BadRequest(IdleTimeout(idle).to_string());
+            let id = head.request_id(&self.buf).unwrap_or(&new_id);
+            answer_local(&mut self.out, id_name, head, &error, id);
+            record(route, error.status().as_u16(), start);
+            self.flush().await?;
+            return Ok(false);
+        }
+        let traceparent = match head.keeps_traceparent() {
+            true => [0; 55],
+            false => headers::new_traceparent(),
+        };
+        let add = Added {
+            peer: peer.as_bytes(),
+            request_id_name: id_name,
+            request_id: &new_id,
+            traceparent: &traceparent,
+        };
+        let result = forward(ctx, route, head, &self.buf[..total], &add, start).await;
+        let close = head.close || stop.begun();
+        let id = head.request_id(&self.buf).unwrap_or(&new_id);
+        let keep = match result {
+            Ok(RawResponse { head: rh, mut body }) => {
+                let chunked = body.needs_framing();
+                head::write_response_head(&mut self.out, &rh, chunked, (id_name, id), close);
+                record(route, rh.status.as_u16(), start);
+                let relayed = self.relay(&mut body, chunked, idle).await;
+                if let Err(error) = &relayed {
+                    debug!(%error, route = route.index, "response body cut short");
+                }
+                relayed.is_ok()
+            }
+            Err(error) => {
+                debug!(%error, route = route.index, cluster = %route.cluster.name, "request failed");
+                route.stats.local_error();
+                route.cluster.stats.local_error();
+                answer_local(&mut self.out, id_name, head, &error, id);
+                record(route, error.status().as_u16(), start);
+                true
+            }
+        };
+        self.flush().await?;
+        self.buf.advance(total);
+        Ok(keep && !close)
+    }
+
+    /// Reads until `total` bytes (head and body) are in the buffer; false
+    /// when the body stalled past `idle`.
+    async fn read_body(&mut self, total: usize, idle: Duration) -> std::io::Result<bool> {
+        while self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            match tokio::time::timeout(idle, self.tcp.read_buf(&mut self.buf)).await {
+                Err(_) => return Ok(false),
+                Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(r) => {
+                    r?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Copies the body to the app, framed as the head said; what is
+    /// already at hand goes out with the head in one write.
+    async fn relay(
+        &mut self,
+        body: &mut RawBody,
+        chunked: bool,
+        idle: Duration,
+    ) -> Result<(), BodyError> {
+        loop {
+            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
+            let frame = match next.now_or_never() {
+                Some(frame) => frame,
+                None => {
+                    // Nothing at hand: what is gathered goes out first.
+                    self.flush().await?;
+                    let next =
+                        std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
+                    tokio::time::timeout(idle, next)
+                        .await
+                        .map_err(|_| BodyError::Idle(IdleTimeout(idle)))?
+                }
+            };
+            let Some(frame) = frame else { break };
+            let Ok(data) = frame.map_err(BodyError::Upstream)?.into_data() else {
+                continue;
+            };
+            if chunked {
+                self.out
+                    .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            }
+            if data.len() >= DIRECT_WRITE {
+                self.flush().await?;
+                self.tcp.write_all(&data).await?;
+            } else {
+                self.out.extend_from_slice(&data);
+            }
+            if chunked {
+                self.out.extend_from_slice(b"\r\n");
+            }
+            if self.out.len() >= WRITE_CHUNK {
+                self.flush().await?;
+            }
+        }
+        if chunked {
+            self.out.extend_from_slice(b"0\r\n\r\n");
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.tcp.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Why a response body could not be relayed whole.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error(transparent)]
+    Idle(IdleTimeout),
+    #[error("upstream: {0}")]
+    Upstream(crate::core::http::BoxError),
+    #[error("app connection: {0}")]
+    App(#[from] std::io::Error),
+}
+
+/// Attaché's own answer, as hyper's requests get it.
+fn answer_local(
+    out: &mut BytesMut,
+    id_name: &[u8],
+    head: &ReqHead,
+    error: &LocalError,
+    request_id: &[u8],
+) {
+    let body = error.body();
+    head::write_status(out, error.status());
+    out.extend_from_slice(b"x-attache-error: ");
+    out.extend_from_slice(error.cause().as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
+    let mut names = [&b"x-request-id"[..], id_name];
+    let n = if id_name.eq_ignore_ascii_case(b"x-request-id") {
+        1
+    } else {
+        2
+    };
+    for name in &mut names[..n] {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(request_id);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    if head.method != Method::HEAD {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+fn record(route: &RouteEntry, status: u16, start: Instant) {
+    let elapsed = start.elapsed();
+    route.stats.response(status, elapsed);
+    route.cluster.stats.response(status, elapsed);
+}
+
+/// Admission, then the retry loop, for a request whose head and body are
+/// `buf`.
+async fn forward(
+    ctx: &HttpContext,
+    route: &RouteEntry,
+    head: &ReqHead,
+    buf: &[u8],
+    add: &Added<'_>,
+    start: Instant,
+) -> Result<RawResponse, LocalError> {
+    let cluster = &route.cluster;
+    let _slot = cluster.admit().await.map_err(|_| {
+        cluster.stats.overflowed();
+        LocalError::Overflow(cluster.name.clone())
+    })?;
+    let original = head.target(buf);
+    let rewritten = ctx.router.rewrite(route.index, original);
+    if let Some(r) = &rewritten {
+        http::uri::PathAndQuery::try_from(r.as_str())
+            .map_err(|e| LocalError::BadRequest(format!("rewritten path: {e}")))?;
+    }
+    let repeatable = route.cfg.retry_non_idempotent || head.method.is_idempotent();
+    cluster.budget.record_request(start);
+    let client_host = HeaderValue::from_str(head.host(buf)).ok();
+    let exchange = RawTry {
+        head,
+        buf,
+        target: rewritten.as_deref().unwrap_or(original),
+        add,
+        client_host: client_host.as_ref(),
+    };
+    Attempt::new(route, exchange, repeatable, start).run().await
+}
+
+/// A request tried on the fast path straight from the app's bytes.
+struct RawTry<'a> {
+    head: &'a ReqHead,
+    /// The app's head and body.
+    buf: &'a [u8],
+    target: &'a str,
+    add: &'a Added<'a>,
+    client_host: Option<&'a HeaderValue>,
+}
+
+impl Exchange for RawTry<'_> {
+    type Resp = RawResponse;
+
+    fn status(resp: &RawResponse) -> u16 {
+        resp.head.status.as_u16()
+    }
+
+    fn replayable(&self) -> bool {
+        true
+    }
+
+    async fn send(
+        &mut self,
+        route: &RouteEntry,
+        ep: &Endpoint,
+        repeatable: bool,
+    ) -> Result<RawResponse, TryError> {
+        let head = self.head;
+        let body = &self.buf[head.len..];
+        let build = |host: &HeaderValue| {
+            let mut b = BytesMut::with_capacity(head.len + 256);
+            let method = head.method.as_str().as_bytes();
+            start_request(&mut b, method, self.target.as_bytes(), host.as_bytes());
+            head.write_fields(self.buf, &mut b, self.add);
+            end_request(&mut b, &head.method, body.len());
+            b
+        };
+        let head_method = head.method == Method::HEAD;
+        raw_try(
+            route,
+            ep,
+            repeatable,
+            self.client_host,
+            build,
+            body,
+            head_method,
+        )
+        .await
+    }
+}
