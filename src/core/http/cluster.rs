@@ -221,6 +221,12 @@ impl Cluster {
     /// The Host header sent upstream: `host_header` when configured, else
     /// the endpoint's name when it was given by name, else the app's Host
     /// (the endpoint's address when the app sent none).
+    /// Whether `ep` gets the app's own Host (when it sent one): an IP
+    /// endpoint, and no `host_header` configured.
+    pub fn passes_client_host(&self, ep: &Endpoint) -> bool {
+        self.host_header.is_none() && !ep.by_name
+    }
+
     pub fn host_for(
         &self,
         ep: &Endpoint,
@@ -229,8 +235,8 @@ impl Cluster {
         if let Some(h) = &self.host_header {
             return Some(h.clone());
         }
-        let by_name = ep.host.parse::<std::net::IpAddr>().is_err();
-        if !by_name {
+        let by_name = ep.by_name;
+        if self.passes_client_host(ep) {
             if let Some(h) = client_host {
                 return Some(h.clone());
             }

@@ -41,6 +41,8 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     pub weight: u32,
+    /// `host` is a DNS name, not an IP literal.
+    pub by_name: bool,
     /// Origin of the nanosecond timestamps below (atomics hold no
     /// `Instant`); instants before it count as the origin itself.
     born: Instant,
@@ -86,6 +88,7 @@ impl Endpoint {
     pub fn new(addr: SocketAddr, host: String, port: u16, weight: u32) -> Self {
         Self {
             addr,
+            by_name: host.parse::<std::net::IpAddr>().is_err(),
             host,
             port,
             weight,

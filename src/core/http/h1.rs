@@ -76,7 +76,7 @@ impl H1Error {
 pub struct Outgoing<'a> {
     pub method: &'a Method,
     pub target: &'a str,
-    pub host: &'a HeaderValue,
+    pub host: &'a [u8],
     pub headers: &'a HeaderMap,
     pub body: &'a Bytes,
 }
@@ -121,8 +121,13 @@ impl RawConn {
         self.io.flush().await?;
         let head = loop {
             let head = self.read_head().await?;
+            // No upgrade was asked for on this path: a 101 leaves the
+            // connection in an unknown protocol.
+            if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(H1Error::Invalid("101 to a request without Upgrade".into()));
+            }
             // Interim answers (100 Continue, 103 Early Hints) are skipped.
-            if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
+            if head.status.is_informational() {
                 continue;
             }
             break head;
@@ -176,7 +181,7 @@ pub fn encode_request(out: &Outgoing<'_>) -> BytesMut {
         &mut b,
         out.method.as_str().as_bytes(),
         out.target.as_bytes(),
-        out.host.as_bytes(),
+        out.host,
     );
     for (name, value) in out.headers {
         if name == header::HOST || name == header::CONTENT_LENGTH {
@@ -212,6 +217,16 @@ pub fn end_request(b: &mut BytesMut, method: &Method, body_len: usize) {
         let _ = write!(b, "content-length: {body_len}\r\n");
     }
     b.extend_from_slice(b"\r\n");
+}
+
+/// A `Content-Length` value: digits only (no sign, no inner spaces), so
+/// every parser on the path agrees on where a message ends.
+pub fn parse_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// An upstream's answer on the fast path: its head as received and its body.

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use http::HeaderValue;
 use rand::Rng;
 
 use super::error::LocalError;
@@ -226,15 +225,22 @@ pub(super) async fn raw_try(
     route: &RouteEntry,
     ep: &Endpoint,
     repeatable: bool,
-    client_host: Option<&HeaderValue>,
-    head: impl Fn(&HeaderValue) -> BytesMut,
+    client_host: Option<&[u8]>,
+    head: impl Fn(&[u8]) -> BytesMut,
     body: &[u8],
     head_method: bool,
 ) -> Result<RawResponse, TryError> {
     let cluster = &route.cluster;
-    let host = cluster
-        .host_for(ep, client_host)
-        .ok_or_else(|| TryError::Reset(Fault::NoHost.into()))?;
+    let made;
+    let host = match client_host {
+        Some(h) if cluster.passes_client_host(ep) => h,
+        _ => {
+            made = cluster
+                .host_for(ep, None)
+                .ok_or_else(|| TryError::Reset(Fault::NoHost.into()))?;
+            made.as_bytes()
+        }
+    };
     let pool = Arc::downgrade(&cluster.pool);
     for _ in 0..MAX_STALE {
         let (conn, reused) = cluster
@@ -243,7 +249,7 @@ pub(super) async fn raw_try(
             .await
             .map_err(TryError::Connect)?;
         match conn
-            .exchange(head(&host), body, head_method, ep.addr, pool.clone())
+            .exchange(head(host), body, head_method, ep.addr, pool.clone())
             .await
         {
             Ok(resp) => return Ok(resp),

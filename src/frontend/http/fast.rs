@@ -21,6 +21,7 @@
 
 mod head;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,8 @@ pub(super) async fn serve(
             // applies to its next request.
             let ctx = ctx.latest();
             match head::parse(&conn.buf, ctx.request_id.as_str().as_bytes()) {
+                // hyper answers 431.
+                Parsed::Complete(head) if head.len > MAX_HEAD => return Served::Handover(conn.buf),
                 Parsed::Complete(head) => break (ctx, head),
                 Parsed::NotForUs => return Served::Handover(conn.buf),
                 // hyper answers 431.
@@ -157,10 +160,19 @@ impl Conn<'_> {
             Some(_) => [0; 36],
             None => headers::new_request_id(),
         };
-        if !self.read_body(total, idle).await? {
+        // Most requests are whole already: no timer then.
+        let read = match self.buf.len() < total {
+            true => tokio::time::timeout(idle, self.read_body(total)).await,
+            false => Ok(Ok(())),
+        };
+        if let Ok(r) = read {
+            r?;
+        } else {
             let error = LocalError::BadRequest(IdleTimeout(idle).to_string());
             let id = head.request_id(&self.buf).unwrap_or(&new_id);
-            answer_local(&mut self.out, id_name, head, &error, id);
+            answer_local(&mut self.out, id_name, head, &error, id, true);
+            route.stats.local_error();
+            route.cluster.stats.local_error();
             record(route, error.status().as_u16(), start);
             self.flush().await?;
             return Ok(false);
@@ -193,7 +205,7 @@ impl Conn<'_> {
                 debug!(%error, route = route.index, cluster = %route.cluster.name, "request failed");
                 route.stats.local_error();
                 route.cluster.stats.local_error();
-                answer_local(&mut self.out, id_name, head, &error, id);
+                answer_local(&mut self.out, id_name, head, &error, id, close);
                 record(route, error.status().as_u16(), start);
                 true
             }
@@ -203,20 +215,17 @@ impl Conn<'_> {
         Ok(keep && !close)
     }
 
-    /// Reads until `total` bytes (head and body) are in the buffer; false
-    /// when the body stalled past `idle`.
-    async fn read_body(&mut self, total: usize, idle: Duration) -> std::io::Result<bool> {
+    /// Reads until `total` bytes (head and body) are in the buffer. The
+    /// caller bounds the whole read in time (as hyper's requests are), and
+    /// memory grows only as bytes arrive.
+    async fn read_body(&mut self, total: usize) -> std::io::Result<()> {
         while self.buf.len() < total {
-            self.buf.reserve(total - self.buf.len());
-            match tokio::time::timeout(idle, self.tcp.read_buf(&mut self.buf)).await {
-                Err(_) => return Ok(false),
-                Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(r) => {
-                    r?;
-                }
+            self.buf.reserve((total - self.buf.len()).min(64 << 10));
+            if self.tcp.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Copies the body to the app, framed as the head said; what is
@@ -246,8 +255,8 @@ impl Conn<'_> {
                 continue;
             };
             if chunked {
-                self.out
-                    .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                // Into the buffer itself: cannot fail, no allocation.
+                let _ = write!(self.out, "{:x}\r\n", data.len());
             }
             if data.len() >= DIRECT_WRITE {
                 self.flush().await?;
@@ -295,9 +304,14 @@ fn answer_local(
     head: &ReqHead,
     error: &LocalError,
     request_id: &[u8],
+    close: bool,
 ) {
     let body = error.body();
     head::write_status(out, error.status());
+    head::write_date(out);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
     out.extend_from_slice(b"x-attache-error: ");
     out.extend_from_slice(error.cause().as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
@@ -313,7 +327,7 @@ fn answer_local(
         out.extend_from_slice(request_id);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
     if head.method != Method::HEAD {
         out.extend_from_slice(body.as_bytes());
     }
@@ -348,13 +362,12 @@ async fn forward(
     }
     let repeatable = route.cfg.retry_non_idempotent || head.method.is_idempotent();
     cluster.budget.record_request(start);
-    let client_host = HeaderValue::from_str(head.host(buf)).ok();
     let exchange = RawTry {
         head,
         buf,
         target: rewritten.as_deref().unwrap_or(original),
         add,
-        client_host: client_host.as_ref(),
+        client_host: head.host(buf).as_bytes(),
     };
     Attempt::new(route, exchange, repeatable, start).run().await
 }
@@ -366,7 +379,7 @@ struct RawTry<'a> {
     buf: &'a [u8],
     target: &'a str,
     add: &'a Added<'a>,
-    client_host: Option<&'a HeaderValue>,
+    client_host: &'a [u8],
 }
 
 impl Exchange for RawTry<'_> {
@@ -388,10 +401,10 @@ impl Exchange for RawTry<'_> {
     ) -> Result<RawResponse, TryError> {
         let head = self.head;
         let body = &self.buf[head.len..];
-        let build = |host: &HeaderValue| {
+        let build = |host: &[u8]| {
             let mut b = BytesMut::with_capacity(head.len + 256);
             let method = head.method.as_str().as_bytes();
-            start_request(&mut b, method, self.target.as_bytes(), host.as_bytes());
+            start_request(&mut b, method, self.target.as_bytes(), host);
             head.write_fields(self.buf, &mut b, self.add);
             end_request(&mut b, &head.method, body.len());
             b
@@ -401,7 +414,7 @@ impl Exchange for RawTry<'_> {
             route,
             ep,
             repeatable,
-            self.client_host,
+            Some(self.client_host),
             build,
             body,
             head_method,

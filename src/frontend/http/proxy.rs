@@ -212,7 +212,7 @@ impl HyperTry<'_> {
         repeatable: bool,
         body: &bytes::Bytes,
     ) -> Result<Response<Body>, TryError> {
-        let head = |host: &HeaderValue| {
+        let head = |host: &[u8]| {
             encode_request(&Outgoing {
                 method: &self.parts.method,
                 target: self.target.as_str(),
@@ -222,7 +222,8 @@ impl HyperTry<'_> {
             })
         };
         let head_method = self.parts.method == http::Method::HEAD;
-        let raw = raw_try(route, ep, repeatable, self.host, head, body, head_method).await?;
+        let client_host = self.host.map(HeaderValue::as_bytes);
+        let raw = raw_try(route, ep, repeatable, client_host, head, body, head_method).await?;
         raw.into_response().map_err(|e| TryError::Reset(e.into()))
     }
 }

@@ -44,23 +44,28 @@ impl Framing {
             return Ok(Framing::Empty);
         }
         let mut length = None;
+        // The last coding of the last field (RFC 9112 §6.3).
+        let mut coding: Option<&[u8]> = None;
         for (name, value) in head.fields() {
             if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                // The last coding says how the message ends (RFC 9112 §6.3).
-                let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
-                if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                    return Ok(Framing::Chunked(Chunk::Size));
-                }
+                coding = value.rsplit(|&b| b == b',').next().map(<[u8]>::trim_ascii);
             } else if name.eq_ignore_ascii_case(b"content-length") {
-                let n = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
+                let n = super::parse_length(value)
                     .ok_or_else(|| H1Error::Invalid("content-length".into()))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(H1Error::Invalid("conflicting content-length".into()));
                 }
                 length = Some(n);
             }
+        }
+        match coding {
+            Some(c) if c.eq_ignore_ascii_case(b"chunked") => {
+                return Ok(Framing::Chunked(Chunk::Size))
+            }
+            // Encoded but not chunked: the body ends when the connection
+            // does, whatever a Content-Length says.
+            Some(_) => return Ok(Framing::Close),
+            None => {}
         }
         Ok(match length {
             Some(0) => Framing::Empty,

@@ -15,7 +15,7 @@ fn request_head_is_one_buffer_with_our_host_and_length() {
     let out = Outgoing {
         method: &Method::POST,
         target: "/charge?x=1",
-        host: &host,
+        host: host.as_bytes(),
         headers: &headers,
         body: &body,
     };

@@ -14,7 +14,7 @@
 use bytes::BytesMut;
 use http::{Method, StatusCode};
 
-use crate::core::http::h1::RawHead;
+use crate::core::http::h1::{parse_length, RawHead};
 
 /// Most request fields taken on this path (hyper's own limit too).
 pub const MAX_FIELDS: usize = 100;
@@ -121,7 +121,8 @@ pub fn parse(buf: &[u8], request_id: &[u8]) -> Parsed {
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Parsed::NotForUs;
     };
-    if method == Method::CONNECT || !path.starts_with('/') {
+    // A fragment never goes on the wire; hyper drops it, so let hyper.
+    if method == Method::CONNECT || !path.starts_with('/') || path.contains('#') {
         return Parsed::NotForUs;
     }
     let base = buf.as_ptr() as usize;
@@ -162,6 +163,16 @@ pub fn parse(buf: &[u8], request_id: &[u8]) -> Parsed {
     if hosts != 1 || lengths > 1 {
         return Parsed::NotForUs;
     }
+    if head.connections > 0 {
+        // Named by `Connection`, these are hop-by-hop too: dropped, and
+        // the proxy's own take their place.
+        if head.named_by_connection(buf, b"traceparent") {
+            head.traceparent_ok = false;
+        }
+        if head.named_by_connection(buf, b"x-forwarded-for") {
+            head.forwarded_for = None;
+        }
+    }
     Parsed::Complete(head)
 }
 
@@ -183,9 +194,7 @@ impl ReqHead {
             }
             Kind::ContentLength => {
                 *lengths += 1;
-                let n = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<usize>().ok());
+                let n = parse_length(value).and_then(|n| usize::try_from(n).ok());
                 n.map(|n| self.content_length = n).is_some()
             }
             Kind::Connection => {
@@ -215,7 +224,9 @@ impl ReqHead {
                 true
             }
             Kind::RequestId => {
-                if self.request_id.is_none() && !value.is_empty() {
+                // The first one counts; empty, a new id replaces them all.
+                let first = !self.kinds[..i].contains(&Kind::RequestId);
+                if first && !value.is_empty() {
                     self.request_id = Some(i);
                 }
                 true
@@ -276,10 +287,13 @@ impl ReqHead {
                     forwarded_host |= keep && k == Kind::ForwardedHost;
                     keep
                 }
-                Kind::RequestId => self.request_id == Some(i),
+                Kind::RequestId => self.request_id.is_some(),
                 Kind::Traceparent => self.traceparent_ok,
                 // `TE: trailers` is the one TE value that may pass.
-                Kind::Te => value.eq_ignore_ascii_case(b"trailers"),
+                Kind::Te => {
+                    value.eq_ignore_ascii_case(b"trailers")
+                        && (self.connections == 0 || !self.named_by_connection(buf, b"te"))
+                }
                 _ => false,
             };
             if keep {
@@ -357,16 +371,17 @@ pub fn write_response_head(
             .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
             .any(|(_, v)| tokens(v).any(|t| t.eq_ignore_ascii_case(name)))
     };
-    let mut has_id = false;
+    let (mut has_id, mut has_date) = (false, false);
     for (name, value) in head.fields() {
+        has_date |= name.eq_ignore_ascii_case(b"date");
         let keep = match kind(name, request_id.0) {
             Kind::Other | Kind::ForwardedFor | Kind::ForwardedProto | Kind::ForwardedHost => {
                 !named(name)
             }
             Kind::Traceparent | Kind::Host | Kind::Expect => !named(name),
             Kind::RequestId => {
-                has_id |= !value.is_empty();
-                !value.is_empty()
+                has_id = true;
+                true
             }
             Kind::ContentLength => !chunked,
             Kind::Te => value.eq_ignore_ascii_case(b"trailers"),
@@ -379,6 +394,10 @@ pub fn write_response_head(
     if !has_id {
         field(out, request_id.0, request_id.1);
     }
+    if !has_date {
+        // RFC 9110 §6.6.1: a recipient with a clock adds the missing Date.
+        write_date(out);
+    }
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -386,6 +405,12 @@ pub fn write_response_head(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `date: <now>` (IMF-fixdate).
+pub fn write_date(out: &mut BytesMut) {
+    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+    field(out, b"date", now.as_bytes());
 }
 
 /// `HTTP/1.1 <code> <reason>`.

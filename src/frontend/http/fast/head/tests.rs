@@ -47,6 +47,10 @@ fn requests_hyper_must_serve_are_not_ours() {
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: three\r\n\r\n",
         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n",
+        "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
     ];
     for req in not_ours {
         assert!(
@@ -126,6 +130,38 @@ fn what_the_app_set_is_kept_and_extended() {
 }
 
 #[test]
+fn fields_named_by_connection_give_way_to_the_proxys_own() {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: traceparent, x-forwarded-for, te\r\n\
+         traceparent: {tp}\r\nX-Forwarded-For: 6.6.6.6\r\nTE: trailers\r\n\r\n"
+    );
+    assert!(!complete(&req).keeps_traceparent());
+    let out = fields(&req, &ADD);
+    assert_eq!(
+        out,
+        "x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: a\r\n\
+         x-request-id: new-id\r\ntraceparent: 00-new-01\r\n"
+    );
+}
+
+#[test]
+fn the_first_request_id_counts() {
+    let req = "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id:\r\nX-Request-Id: second\r\n\r\n";
+    let head = complete(req);
+    assert_eq!(
+        head.request_id(req.as_bytes()),
+        None,
+        "empty first: a new id"
+    );
+    assert!(fields(req, &ADD).ends_with("x-request-id: new-id\r\ntraceparent: 00-new-01\r\n"));
+    assert!(!fields(req, &ADD).contains("second"));
+    let two = "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: one\r\nX-Request-Id: two\r\n\r\n";
+    assert_eq!(complete(two).request_id(two.as_bytes()), Some(&b"one"[..]));
+    assert!(fields(two, &ADD).starts_with("X-Request-Id: one\r\nX-Request-Id: two\r\n"));
+}
+
+#[test]
 fn a_forwarded_header_named_by_connection_is_replaced() {
     let req = "GET / HTTP/1.1\r\nHost: a\r\nConnection: x-forwarded-proto\r\nX-Forwarded-Proto: spoof\r\n\r\n";
     let out = fields(req, &ADD);
@@ -144,16 +180,20 @@ fn response_head(resp: &str, chunked: bool, close: bool) -> String {
 #[test]
 fn response_heads_drop_hop_by_hop_and_carry_the_request_id() {
     let resp = "HTTP/1.1 200 Whatever\r\nServer: up\r\nConnection: keep-alive, X-Internal\r\n\
-                Keep-Alive: timeout=5\r\nX-Internal: 1\r\nContent-Length: 3\r\n\r\n";
+                Keep-Alive: timeout=5\r\nX-Internal: 1\r\nContent-Length: 3\r\nDate: d\r\n\r\n";
     assert_eq!(
         response_head(resp, false, false),
-        "HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 3\r\nx-request-id: rid\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 3\r\nDate: d\r\nx-request-id: rid\r\n\r\n"
     );
     let chunked = "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\
                    X-Request-Id: up-id\r\n\r\n";
+    let out = response_head(chunked, true, true);
+    let (head, date) = out.split_once("date: ").expect("a missing Date is added");
+    assert_eq!(head, "HTTP/1.1 404 Not Found\r\nX-Request-Id: up-id\r\n");
+    let (date, rest) = date.split_once("\r\n").unwrap();
+    assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
     assert_eq!(
-        response_head(chunked, true, true),
-        "HTTP/1.1 404 Not Found\r\nX-Request-Id: up-id\r\ntransfer-encoding: chunked\r\n\
-         connection: close\r\n\r\n"
+        rest,
+        "transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
     );
 }
