@@ -14,6 +14,7 @@ mod body;
 
 use std::fmt::Write as _;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Weak;
@@ -253,18 +254,18 @@ impl RawResponse {
 }
 
 /// A response head as it came: its bytes, status and where each field is
-/// (offsets kept on the stack: no header map, no allocation per field).
+/// (one small allocation for the offsets, no header map; a fixed array
+/// would be copied at every layer the response is returned through).
 pub struct RawHead {
     pub status: StatusCode,
     bytes: Bytes,
-    spans: [(u32, u32, u32, u32); MAX_HEADERS],
-    count: usize,
+    spans: Vec<(u32, u32, u32, u32)>,
 }
 
 impl RawHead {
     /// The fields in order, names as the upstream spelled them.
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.spans[..self.count].iter().map(|&(n, nl, v, vl)| {
+        self.spans.iter().map(|&(n, nl, v, vl)| {
             let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
             (&self.bytes[n..n + nl], &self.bytes[v..v + vl])
         })
@@ -272,8 +273,8 @@ impl RawHead {
 
     /// The fields as a header map (values share the head's bytes).
     fn header_map(&self) -> Result<HeaderMap, H1Error> {
-        let mut headers = HeaderMap::with_capacity(self.count);
-        for &(n, nl, v, vl) in &self.spans[..self.count] {
+        let mut headers = HeaderMap::with_capacity(self.spans.len());
+        for &(n, nl, v, vl) in &self.spans {
             let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
             let name = HeaderName::from_bytes(&self.bytes[n..n + nl])
                 .map_err(|e| H1Error::Invalid(e.to_string()))?;
@@ -296,9 +297,12 @@ impl RawHead {
 /// A complete response head at the front of `buf`, split off; `None` while
 /// incomplete.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<RawHead>, H1Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    // Uninitialized: zeroing the slots costs more than parsing 5 fields.
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(H1Error::Invalid(e.to_string())),
@@ -307,20 +311,21 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<RawHead>, H1Error> {
     let status =
         StatusCode::from_u16(code).map_err(|_| H1Error::Invalid(format!("status {code}")))?;
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let count = resp.headers.len();
     let at = |p: *const u8| u32::try_from(p as usize - base).unwrap_or(u32::MAX);
-    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-        let nl = u32::try_from(h.name.len()).unwrap_or(0);
-        let vl = u32::try_from(h.value.len()).unwrap_or(0);
-        *span = (at(h.name.as_ptr()), nl, at(h.value.as_ptr()), vl);
-    }
+    let spans = resp
+        .headers
+        .iter()
+        .map(|h| {
+            let nl = u32::try_from(h.name.len()).unwrap_or(0);
+            let vl = u32::try_from(h.value.len()).unwrap_or(0);
+            (at(h.name.as_ptr()), nl, at(h.value.as_ptr()), vl)
+        })
+        .collect();
     let bytes = buf.split_to(len).freeze();
     Ok(Some(RawHead {
         status,
         bytes,
         spans,
-        count,
     }))
 }
 

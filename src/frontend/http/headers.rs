@@ -3,10 +3,12 @@
 //! not the message), `X-Forwarded-*` say who asked and how, every request
 //! gets an id, and a W3C `traceparent` is kept or started.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use rand::RngCore;
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -110,10 +112,22 @@ pub fn request_id(headers: &mut HeaderMap, name: &HeaderName) -> HeaderValue {
     v
 }
 
+thread_local! {
+    /// Ids need to be unique, not secret: a small fast generator per
+    /// thread, seeded from the OS-seeded one (which costs several times
+    /// more per call, on every proxied request).
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(rand::thread_rng())
+        .unwrap_or_else(|_| SmallRng::from_entropy()));
+}
+
+fn fill_random(out: &mut [u8]) {
+    IDS.with(|rng| rng.borrow_mut().fill_bytes(out));
+}
+
 /// A new random request id, UUIDv4-shaped (8-4-4-4-12 hex digits).
 pub fn new_request_id() -> [u8; 36] {
     let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
+    fill_random(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     // Written in place (no String per request).
@@ -150,9 +164,8 @@ pub fn ensure_traceparent(headers: &mut HeaderMap) {
 pub fn new_traceparent() -> [u8; 55] {
     let mut trace = [0u8; 16];
     let mut span = [0u8; 8];
-    let mut rng = rand::thread_rng();
-    rng.fill_bytes(&mut trace);
-    rng.fill_bytes(&mut span);
+    fill_random(&mut trace);
+    fill_random(&mut span);
     // All-zero ids are invalid; one random byte forced non-zero suffices.
     trace[15] |= 1;
     span[7] |= 1;

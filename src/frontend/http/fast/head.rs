@@ -11,6 +11,8 @@
 //! not framed by one `Content-Length`, `Expect`, upgrades, `CONNECT`,
 //! absolute-form targets, a missing or repeated `Host`, parse errors.
 
+use std::mem::MaybeUninit;
+
 use bytes::BytesMut;
 use http::{Method, StatusCode};
 
@@ -68,11 +70,12 @@ fn kind(name: &[u8], request_id: &[u8]) -> Kind {
     k
 }
 
-/// Offsets of a name and value in the head.
-#[derive(Debug, Clone, Copy, Default)]
+/// Offsets of a name and value in the head, and what the name means.
+#[derive(Debug, Clone, Copy)]
 struct Field {
     name: (u32, u32),
     value: (u32, u32),
+    kind: Kind,
 }
 
 /// A request head this path serves, as offsets into the read buffer.
@@ -83,9 +86,9 @@ pub struct ReqHead {
     pub method: Method,
     target: (u32, u32),
     host: (u32, u32),
-    fields: [Field; MAX_FIELDS],
-    kinds: [Kind; MAX_FIELDS],
-    count: usize,
+    /// One small allocation: a fixed array here would be zeroed and
+    /// copied on every request.
+    fields: Vec<Field>,
     pub content_length: usize,
     /// The app asked to close after this exchange.
     pub close: bool,
@@ -103,14 +106,17 @@ pub enum Parsed {
     Partial,
     /// Something hyper should handle (see the module doc).
     NotForUs,
-    Complete(Box<ReqHead>),
+    Complete(ReqHead),
 }
 
 /// Reads the request head at the front of `buf`.
 pub fn parse(buf: &[u8], request_id: &[u8]) -> Parsed {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
+    // Uninitialized: zeroing the slots costs more than parsing a few fields.
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::NotForUs,
@@ -131,14 +137,12 @@ pub fn parse(buf: &[u8], request_id: &[u8]) -> Parsed {
         let at = u32::try_from(s.as_ptr() as usize - base).unwrap_or(u32::MAX);
         (at, u32::try_from(s.len()).unwrap_or(0))
     };
-    let mut head = Box::new(ReqHead {
+    let mut head = ReqHead {
         len,
         method,
         target: span(path.as_bytes()),
         host: (0, 0),
-        fields: [Field::default(); MAX_FIELDS],
-        kinds: [Kind::Other; MAX_FIELDS],
-        count: req.headers.len(),
+        fields: Vec::with_capacity(req.headers.len()),
         content_length: 0,
         close: false,
         connection: [0; MAX_CONNECTION],
@@ -146,16 +150,16 @@ pub fn parse(buf: &[u8], request_id: &[u8]) -> Parsed {
         forwarded_for: None,
         request_id: None,
         traceparent_ok: false,
-    });
+    };
     let mut hosts = 0;
     let mut lengths = 0;
     for (i, h) in req.headers.iter().enumerate() {
-        head.fields[i] = Field {
+        let k = kind(h.name.as_bytes(), request_id);
+        head.fields.push(Field {
             name: span(h.name.as_bytes()),
             value: span(h.value),
-        };
-        let k = kind(h.name.as_bytes(), request_id);
-        head.kinds[i] = k;
+            kind: k,
+        });
         if !head.note(i, k, h.value, &mut hosts, &mut lengths) {
             return Parsed::NotForUs;
         }
@@ -216,7 +220,7 @@ impl ReqHead {
             }
             Kind::Traceparent => {
                 // The first one counts, as `HeaderMap::get` would have it.
-                let first = !self.kinds[..i].contains(&Kind::Traceparent);
+                let first = !self.fields[..i].iter().any(|f| f.kind == Kind::Traceparent);
                 if first {
                     self.traceparent_ok = std::str::from_utf8(value)
                         .is_ok_and(super::super::headers::valid_traceparent);
@@ -225,7 +229,7 @@ impl ReqHead {
             }
             Kind::RequestId => {
                 // The first one counts; empty, a new id replaces them all.
-                let first = !self.kinds[..i].contains(&Kind::RequestId);
+                let first = !self.fields[..i].iter().any(|f| f.kind == Kind::RequestId);
                 if first && !value.is_empty() {
                     self.request_id = Some(i);
                 }
@@ -277,10 +281,9 @@ impl ReqHead {
     /// `Content-Length`: [`crate::core::http::h1`] writes those).
     pub fn write_fields(&self, buf: &[u8], out: &mut BytesMut, add: &Added<'_>) {
         let (mut proto, mut forwarded_host) = (false, false);
-        for i in 0..self.count {
-            let f = self.fields[i];
+        for f in &self.fields {
             let (name, value) = (self.slice(buf, f.name), self.slice(buf, f.value));
-            let keep = match self.kinds[i] {
+            let keep = match f.kind {
                 k @ (Kind::Other | Kind::ForwardedProto | Kind::ForwardedHost) => {
                     let keep = self.connections == 0 || !self.named_by_connection(buf, name);
                     proto |= keep && k == Kind::ForwardedProto;
@@ -324,7 +327,7 @@ impl ReqHead {
     /// The number of fields the app sent.
     #[cfg(test)]
     pub fn field_count(&self) -> usize {
-        self.count
+        self.fields.len()
     }
 }
 

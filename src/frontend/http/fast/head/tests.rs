@@ -4,7 +4,7 @@ use super::*;
 
 const ID: &[u8] = b"x-request-id";
 
-fn complete(req: &str) -> Box<ReqHead> {
+fn complete(req: &str) -> ReqHead {
     match parse(req.as_bytes(), ID) {
         Parsed::Complete(h) => h,
         other => panic!("{req:?}: {other:?}"),
