@@ -44,6 +44,8 @@ const COALESCE: usize = 16 << 10;
 pub struct RawConn {
     pub(super) io: Stream,
     buf: BytesMut,
+    /// When its current (or last) request began.
+    pub(super) used: std::time::Instant,
     /// Held while the connection is open: `max_connections`.
     _permit: OwnedSemaphorePermit,
 }
@@ -83,10 +85,11 @@ pub struct Outgoing<'a> {
 }
 
 impl RawConn {
-    pub(super) fn new(io: Stream, permit: OwnedSemaphorePermit) -> Self {
+    pub(super) fn new(io: Stream, permit: OwnedSemaphorePermit, used: std::time::Instant) -> Self {
         Self {
             io,
             buf: BytesMut::new(),
+            used,
             _permit: permit,
         }
     }

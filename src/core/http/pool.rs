@@ -182,23 +182,25 @@ impl Pool {
 
     /// A fast-path connection to `ep` (live idle or new) and whether it
     /// served before. `probe`: check even a connection idle for a moment
-    /// (for a request that cannot be repeated if the reuse fails).
+    /// (for a request that cannot be repeated if the reuse fails). `now`:
+    /// the caller's clock reading, which also stamps the connection's use.
     pub async fn checkout_raw(
         &self,
         ep: &Endpoint,
         probe: bool,
+        now: Instant,
     ) -> Result<(RawConn, bool), ConnectError> {
-        if let Some(conn) = self.take_raw(ep.addr, probe) {
+        if let Some(mut conn) = self.take_raw(ep.addr, probe, now) {
+            conn.used = now;
             return Ok((conn, true));
         }
         let (stream, _, permit) = self.open_conn(ep).await?;
-        Ok((RawConn::new(stream, permit), false))
+        Ok((RawConn::new(stream, permit, now), false))
     }
 
-    fn take_raw(&self, addr: SocketAddr, probe: bool) -> Option<RawConn> {
+    fn take_raw(&self, addr: SocketAddr, probe: bool, now: Instant) -> Option<RawConn> {
         let mut slots = lock(&self.slots);
         let slot = slots.get_mut(&addr)?;
-        let now = Instant::now();
         while let Some((conn, since)) = slot.raw.pop() {
             let idle = now.duration_since(since);
             // A connection idle for a moment is not probed (a syscall per
@@ -215,12 +217,15 @@ impl Pool {
         None
     }
 
-    /// A fast-path connection whose response ended cleanly.
+    /// A fast-path connection whose response ended cleanly. It counts as
+    /// idle from when its request began (no clock reading per request; an
+    /// error on the safe side: probed or expired a little early).
     pub(super) fn put_raw(&self, addr: SocketAddr, conn: RawConn) {
         let mut slots = lock(&self.slots);
         let slot = slots.entry(addr).or_default();
         if slot.raw.len() < self.settings.max_idle {
-            slot.raw.push((conn, Instant::now()));
+            let since = conn.used;
+            slot.raw.push((conn, since));
         }
     }
 

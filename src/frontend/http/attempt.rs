@@ -36,12 +36,13 @@ pub(super) trait Exchange {
     fn status(resp: &Self::Resp) -> u16;
     /// Whether the request's body can be sent again.
     fn replayable(&self) -> bool;
-    /// One try on `ep`, until the response head.
+    /// One try on `ep`, until the response head; `now` is when it began.
     async fn send(
         &mut self,
         route: &RouteEntry,
         ep: &Endpoint,
         repeatable: bool,
+        now: Instant,
     ) -> Result<Self::Resp, TryError>;
 }
 
@@ -55,6 +56,8 @@ pub(super) struct Attempt<'a, X> {
     /// Filled from the front (`tries` of them): no allocation per request.
     tried: [SocketAddr; MAX_TRIES],
     tries: usize,
+    /// When the relayed response's head arrived.
+    pub answered: Option<Instant>,
 }
 
 enum TryOutcome<R> {
@@ -76,6 +79,7 @@ impl<'a, X: Exchange> Attempt<'a, X> {
             deadline: start + route.cfg.timeout.0,
             tried: [UNSET; MAX_TRIES],
             tries: 0,
+            answered: None,
         }
     }
 
@@ -139,7 +143,7 @@ impl<'a, X: Exchange> Attempt<'a, X> {
             .per_try_timeout
             .map_or(self.route.cfg.timeout.0, |d| d.0)
             .min(self.deadline.saturating_duration_since(now));
-        let send = self.exchange.send(self.route, &ep, self.repeatable);
+        let send = self.exchange.send(self.route, &ep, self.repeatable, now);
         let sent = tokio::time::timeout_at((now + per_try).into(), send).await;
         let retry_on = |r: RetryOn| self.route.cfg.retry_on.contains(&r);
         let replayable = self.repeatable && self.exchange.replayable();
@@ -169,6 +173,7 @@ impl<'a, X: Exchange> Attempt<'a, X> {
             ),
             Ok(Ok(resp)) => {
                 let done = Instant::now();
+                self.answered = Some(done);
                 ep.observe_latency(done.saturating_duration_since(now), done);
                 let status = X::status(&resp);
                 let outcome = if status >= 500 {
@@ -218,18 +223,31 @@ impl<'a, X: Exchange> Attempt<'a, X> {
     }
 }
 
-/// One try on the HTTP/1.1 fast path: `head` makes the request head for
-/// the Host the endpoint gets. A reused connection that turns out closed
-/// before any answer is replaced when the request may be repeated.
-pub(super) async fn raw_try(
+/// A request for [`raw_try`].
+pub(super) struct RawRequest<'a, F> {
+    /// The Host the app sent.
+    pub client_host: Option<&'a [u8]>,
+    /// Makes the request head for the Host the endpoint gets.
+    pub head: F,
+    pub body: &'a [u8],
+    pub head_method: bool,
+}
+
+/// One try on the HTTP/1.1 fast path. A reused connection that turns out
+/// closed before any answer is replaced when the request may be repeated.
+pub(super) async fn raw_try<F: Fn(&[u8]) -> BytesMut>(
     route: &RouteEntry,
     ep: &Endpoint,
     repeatable: bool,
-    client_host: Option<&[u8]>,
-    head: impl Fn(&[u8]) -> BytesMut,
-    body: &[u8],
-    head_method: bool,
+    now: Instant,
+    req: RawRequest<'_, F>,
 ) -> Result<RawResponse, TryError> {
+    let RawRequest {
+        client_host,
+        head,
+        body,
+        head_method,
+    } = req;
     let cluster = &route.cluster;
     let made;
     let host = match client_host {
@@ -245,7 +263,7 @@ pub(super) async fn raw_try(
     for _ in 0..MAX_STALE {
         let (conn, reused) = cluster
             .pool
-            .checkout_raw(ep, !repeatable)
+            .checkout_raw(ep, !repeatable, now)
             .await
             .map_err(TryError::Connect)?;
         match conn

@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use self::head::{Added, Parsed, ReqHead};
-use super::attempt::{raw_try, Attempt, Exchange, TryError};
+use super::attempt::{raw_try, Attempt, Exchange, RawRequest, TryError};
 use super::error::LocalError;
 use super::idle::IdleTimeout;
 use super::{headers, HttpContext, RouteEntry, MAX_HEAD};
@@ -191,10 +191,10 @@ impl Conn<'_> {
         let close = head.close || stop.begun();
         let id = head.request_id(&self.buf).unwrap_or(&new_id);
         let keep = match result {
-            Ok(RawResponse { head: rh, mut body }) => {
+            Ok((RawResponse { head: rh, mut body }, answered)) => {
                 let chunked = body.needs_framing();
                 head::write_response_head(&mut self.out, &rh, chunked, (id_name, id), close);
-                record(route, rh.status.as_u16(), start);
+                record_at(route, rh.status.as_u16(), start, answered);
                 let relayed = self.relay(&mut body, chunked, idle).await;
                 if let Err(error) = &relayed {
                     debug!(%error, route = route.index, "response body cut short");
@@ -334,13 +334,20 @@ fn answer_local(
 }
 
 fn record(route: &RouteEntry, status: u16, start: Instant) {
-    let elapsed = start.elapsed();
+    record_at(route, status, start, None);
+}
+
+/// [`record`] with the clock reading taken when the answer came, if any.
+fn record_at(route: &RouteEntry, status: u16, start: Instant, at: Option<Instant>) {
+    let elapsed = at
+        .unwrap_or_else(Instant::now)
+        .saturating_duration_since(start);
     route.stats.response(status, elapsed);
     route.cluster.stats.response(status, elapsed);
 }
 
 /// Admission, then the retry loop, for a request whose head and body are
-/// `buf`.
+/// `buf`; the answer, and when its head arrived.
 async fn forward(
     ctx: &HttpContext,
     route: &RouteEntry,
@@ -348,7 +355,7 @@ async fn forward(
     buf: &[u8],
     add: &Added<'_>,
     start: Instant,
-) -> Result<RawResponse, LocalError> {
+) -> Result<(RawResponse, Option<Instant>), LocalError> {
     let cluster = &route.cluster;
     let _slot = cluster.admit().await.map_err(|_| {
         cluster.stats.overflowed();
@@ -369,7 +376,9 @@ async fn forward(
         add,
         client_host: head.host(buf).as_bytes(),
     };
-    Attempt::new(route, exchange, repeatable, start).run().await
+    let mut attempt = Attempt::new(route, exchange, repeatable, start);
+    let resp = attempt.run().await?;
+    Ok((resp, attempt.answered))
 }
 
 /// A request tried on the fast path straight from the app's bytes.
@@ -398,6 +407,7 @@ impl Exchange for RawTry<'_> {
         route: &RouteEntry,
         ep: &Endpoint,
         repeatable: bool,
+        now: Instant,
     ) -> Result<RawResponse, TryError> {
         let head = self.head;
         let body = &self.buf[head.len..];
@@ -414,10 +424,13 @@ impl Exchange for RawTry<'_> {
             route,
             ep,
             repeatable,
-            Some(self.client_host),
-            build,
-            body,
-            head_method,
+            now,
+            RawRequest {
+                client_host: Some(self.client_host),
+                head: build,
+                body,
+                head_method,
+            },
         )
         .await
     }

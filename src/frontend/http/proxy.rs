@@ -15,7 +15,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
-use super::attempt::{raw_try, Attempt, Exchange, Fault, TryError, MAX_STALE};
+use super::attempt::{raw_try, Attempt, Exchange, Fault, RawRequest, TryError, MAX_STALE};
 use super::body::ReqBody;
 use super::error::LocalError;
 use super::headers;
@@ -159,13 +159,14 @@ impl Exchange for HyperTry<'_> {
         route: &RouteEntry,
         ep: &Endpoint,
         repeatable: bool,
+        now: Instant,
     ) -> Result<Response<Body>, TryError> {
         let cluster = &route.cluster;
         // Upgrades need hyper's hand-over of the connection.
         let upgrade = self.parts.headers.contains_key(header::UPGRADE);
         if cluster.pool.raw_ok() && !upgrade {
             if let ReqBody::Buffered(body) = &self.body {
-                return self.send_raw(route, ep, repeatable, body).await;
+                return self.send_raw(route, ep, repeatable, body, now).await;
             }
         }
         let tls = cluster.config.tls.is_some();
@@ -211,6 +212,7 @@ impl HyperTry<'_> {
         ep: &Endpoint,
         repeatable: bool,
         body: &bytes::Bytes,
+        now: Instant,
     ) -> Result<Response<Body>, TryError> {
         let head = |host: &[u8]| {
             encode_request(&Outgoing {
@@ -223,7 +225,19 @@ impl HyperTry<'_> {
         };
         let head_method = self.parts.method == http::Method::HEAD;
         let client_host = self.host.map(HeaderValue::as_bytes);
-        let raw = raw_try(route, ep, repeatable, client_host, head, body, head_method).await?;
+        let raw = raw_try(
+            route,
+            ep,
+            repeatable,
+            now,
+            RawRequest {
+                client_host,
+                head,
+                body,
+                head_method,
+            },
+        )
+        .await?;
         raw.into_response().map_err(|e| TryError::Reset(e.into()))
     }
 }
