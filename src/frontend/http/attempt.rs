@@ -23,6 +23,7 @@ use crate::core::http::balance::Pick;
 use crate::core::http::endpoint::{Endpoint, Outcome};
 use crate::core::http::h1::RawResponse;
 use crate::core::http::ConnectError;
+use crate::core::timer::LazyTimer;
 
 /// Tries per request at most: the first and `retries` (≤ 10) more.
 const MAX_TRIES: usize = 11;
@@ -58,6 +59,9 @@ pub(super) struct Attempt<'a, X> {
     tries: usize,
     /// When the relayed response's head arrived.
     pub answered: Option<Instant>,
+    /// The connection's try timer, if it has one (else a tokio timeout
+    /// per try).
+    timer: Option<&'a mut LazyTimer>,
 }
 
 enum TryOutcome<R> {
@@ -80,7 +84,14 @@ impl<'a, X: Exchange> Attempt<'a, X> {
             tried: [UNSET; MAX_TRIES],
             tries: 0,
             answered: None,
+            timer: None,
         }
+    }
+
+    /// Tries are timed with the connection's `timer`.
+    pub fn with_timer(mut self, timer: &'a mut LazyTimer) -> Self {
+        self.timer = Some(timer);
+        self
     }
 
     /// The retry loop: tries until done, out of retries, out of budget or
@@ -144,7 +155,15 @@ impl<'a, X: Exchange> Attempt<'a, X> {
             .map_or(self.route.cfg.timeout.0, |d| d.0)
             .min(self.deadline.saturating_duration_since(now));
         let send = self.exchange.send(self.route, &ep, self.repeatable, now);
-        let sent = tokio::time::timeout_at((now + per_try).into(), send).await;
+        let sent = match self.timer.as_deref_mut() {
+            Some(timer) => {
+                let at = tokio::time::Instant::from_std(now + per_try);
+                timer.within(at, send).await.ok_or(())
+            }
+            None => tokio::time::timeout_at((now + per_try).into(), send)
+                .await
+                .map_err(drop),
+        };
         let retry_on = |r: RetryOn| self.route.cfg.retry_on.contains(&r);
         let replayable = self.repeatable && self.exchange.replayable();
         match sent {

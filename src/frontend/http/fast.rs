@@ -40,6 +40,7 @@ use super::idle::IdleTimeout;
 use super::{headers, HttpContext, RouteEntry, MAX_HEAD};
 use crate::core::http::endpoint::Endpoint;
 use crate::core::http::h1::{end_request, start_request, RawBody, RawResponse};
+use crate::core::timer::LazyTimer;
 use crate::server::Signal;
 
 /// A connection waiting longer than this for a request head is closed
@@ -63,6 +64,8 @@ struct Conn<'a> {
     tcp: &'a mut TcpStream,
     buf: BytesMut,
     out: BytesMut,
+    /// Times every try of this connection's requests.
+    timer: LazyTimer,
 }
 
 /// Serves requests until the app closes, shutdown, or a request this path
@@ -77,6 +80,7 @@ pub(super) async fn serve(
         tcp,
         buf: BytesMut::with_capacity(4096),
         out: BytesMut::new(),
+        timer: LazyTimer::default(),
     };
     let watchdog = tokio::time::sleep(HEAD_TIMEOUT);
     tokio::pin!(watchdog);
@@ -187,7 +191,8 @@ impl Conn<'_> {
             request_id: &new_id,
             traceparent: &traceparent,
         };
-        let result = forward(ctx, route, head, &self.buf[..total], &add, start).await;
+        let body = &self.buf[..total];
+        let result = forward(ctx, route, head, body, &add, &mut self.timer, start).await;
         let close = head.close || stop.begun();
         let id = head.request_id(&self.buf).unwrap_or(&new_id);
         let keep = match result {
@@ -354,6 +359,7 @@ async fn forward(
     head: &ReqHead,
     buf: &[u8],
     add: &Added<'_>,
+    timer: &mut LazyTimer,
     start: Instant,
 ) -> Result<(RawResponse, Option<Instant>), LocalError> {
     let cluster = &route.cluster;
@@ -376,7 +382,7 @@ async fn forward(
         add,
         client_host: head.host(buf).as_bytes(),
     };
-    let mut attempt = Attempt::new(route, exchange, repeatable, start);
+    let mut attempt = Attempt::new(route, exchange, repeatable, start).with_timer(timer);
     let resp = attempt.run().await?;
     Ok((resp, attempt.answered))
 }

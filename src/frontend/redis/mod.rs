@@ -11,7 +11,6 @@ mod order;
 mod replies;
 mod route;
 mod session;
-mod timer;
 mod txn;
 
 use std::collections::HashSet;

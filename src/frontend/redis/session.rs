@@ -24,9 +24,9 @@ use tokio::time::Instant;
 use super::local::{self, Local};
 use super::order::Channel;
 use super::replies::{write_ready, Queued, Slot};
-use super::timer::ReplyTimer;
 use super::{dedicated, route, txn, RedisContext};
 use crate::core::redis::{Reply, Setup};
+use crate::core::timer::LazyTimer;
 use crate::server::Shutdown;
 
 /// Spreads clients over the shared pipes.
@@ -46,7 +46,7 @@ pub(super) struct Session {
     pub name: Option<Bytes>,
     pub slots: VecDeque<Slot>,
     /// Guards the oldest reply's deadline.
-    pub reply_timer: ReplyTimer,
+    pub reply_timer: LazyTimer,
     /// A MULTI/WATCH transaction, while one is open.
     pub txn: Option<txn::Txn>,
     /// Transactions opened so far (see `Channel::Private`).
@@ -104,7 +104,7 @@ pub(super) async fn run(
         db: 0,
         name: None,
         slots: VecDeque::new(),
-        reply_timer: ReplyTimer::default(),
+        reply_timer: LazyTimer::default(),
         txn: None,
         transactions: 0,
         pending_relay: None,
