@@ -75,7 +75,15 @@ enum TryOutcome<R> {
 }
 
 impl<'a, X: Exchange> Attempt<'a, X> {
-    pub fn new(route: &'a RouteEntry, exchange: X, repeatable: bool, start: Instant) -> Self {
+    /// `timer`: the connection's try timer, if it has one (else a tokio
+    /// timeout per try).
+    pub fn new(
+        route: &'a RouteEntry,
+        exchange: X,
+        repeatable: bool,
+        start: Instant,
+        timer: Option<&'a mut LazyTimer>,
+    ) -> Self {
         Self {
             route,
             exchange,
@@ -84,14 +92,8 @@ impl<'a, X: Exchange> Attempt<'a, X> {
             tried: [UNSET; MAX_TRIES],
             tries: 0,
             answered: None,
-            timer: None,
+            timer,
         }
-    }
-
-    /// Tries are timed with the connection's `timer`.
-    pub fn with_timer(mut self, timer: &'a mut LazyTimer) -> Self {
-        self.timer = Some(timer);
-        self
     }
 
     /// The retry loop: tries until done, out of retries, out of budget or

@@ -382,7 +382,7 @@ async fn forward(
         add,
         client_host: head.host(buf).as_bytes(),
     };
-    let mut attempt = Attempt::new(route, exchange, repeatable, start).with_timer(timer);
+    let mut attempt = Attempt::new(route, exchange, repeatable, start, Some(timer));
     let resp = attempt.run().await?;
     Ok((resp, attempt.answered))
 }

@@ -129,7 +129,7 @@ async fn forward(
         host,
         target,
     };
-    let mut resp = Attempt::new(route, exchange, repeatable, start)
+    let mut resp = Attempt::new(route, exchange, repeatable, start, None)
         .run()
         .await?;
     if let Some(on_client) = client_upgrade {
