@@ -5,7 +5,10 @@
 //! costs several task wake-ups per request. Here the request head and body
 //! go out in one write, the response head is parsed with `httparse` from
 //! the connection's buffer, and the body is read from the socket as the app
-//! side polls it, then the connection goes back to the pool.
+//! side polls it, then the connection goes back to the pool. The head comes
+//! back as received ([`RawHead`]: bytes and field offsets), so the app
+//! side's HTTP/1.1 pass-through relays it without a header map; hyper's
+//! server gets it as an `http::Response` ([`RawResponse::into_response`]).
 //!
 //! hyper stays in charge of everything else: HTTP/2, upgrades, streamed
 //! request bodies.

@@ -1,6 +1,8 @@
-//! Accept → respond (HTTP egress): one app connection, HTTP/1.1 or h2c
-//! (told apart by the HTTP/2 preface), served by hyper; each request goes
-//! through [`proxy`] to an upstream cluster from `core::http`.
+//! Accept → respond (HTTP egress): one app connection. Its HTTP/1.1
+//! requests are served by the pass-through loop in [`fast`] until one it
+//! does not take; from then on (and for h2c from the start) hyper serves
+//! the connection, each request going through [`proxy`]. Both reach the
+//! upstream clusters of `core::http` through the retry loop in [`attempt`].
 //!
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, request ids,
 //!   `traceparent`.
