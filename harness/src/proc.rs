@@ -53,20 +53,48 @@ pub(crate) fn is_alive(pid: u32) -> bool {
     matches!(stat_of(pid), Some((state, _)) if state != 'Z' && state != 'X')
 }
 
-/// SIGKILLs the postmaster and, since pg_ctl makes it a process-group leader, its backends
-/// too, so client connections break at once like on a real crash. Waits (bounded) until gone.
+/// SIGKILLs the postmaster and its backends, so client connections break at
+/// once like on a real crash: the process group when pg_ctl made the
+/// postmaster its leader, and every child by pid too (a backend that outlives
+/// its postmaster can still commit for a moment, which a crash test must not
+/// see). Waits (bounded) until all of them are gone.
 pub(crate) fn kill_postmaster(pid: u32) {
-    let target = match stat_of(pid) {
-        Some((_, pgrp)) if pgrp == pid => format!("-{pid}"),
-        _ => pid.to_string(),
+    let children = children_of(pid);
+    let mut targets: Vec<String> = match stat_of(pid) {
+        Some((_, pgrp)) if pgrp == pid => vec![format!("-{pid}")],
+        _ => vec![pid.to_string()],
     };
+    targets.extend(children.iter().map(u32::to_string));
     let _ = Command::new("kill")
-        .args(["-s", "KILL", "--", &target])
+        .args(["-s", "KILL", "--"])
+        .args(&targets)
         .output();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while is_alive(pid) && Instant::now() < deadline {
+    let any_alive = || is_alive(pid) || children.iter().any(|&c| is_alive(c));
+    while any_alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The pids whose parent is `pid` (from `/proc/<pid>/stat`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&c| {
+            std::fs::read_to_string(format!("/proc/{c}/stat"))
+                .ok()
+                .and_then(|s| parse_ppid(&s))
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// The parent pid from the text of `/proc/<pid>/stat`.
+fn parse_ppid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Removes a System V shared-memory segment left behind by a killed postmaster.

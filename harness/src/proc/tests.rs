@@ -48,3 +48,32 @@ fn kill_postmaster_kills_a_process_group_leader_and_its_members() {
     assert!(!status.success());
     assert!(!is_alive(pid));
 }
+
+#[test]
+fn kill_postmaster_kills_the_children_of_a_parent_that_leads_no_group() {
+    // Not a group leader (no setsid): its children must die by pid, the
+    // test's own process group untouched.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "sleep 30 & sleep 30 & wait"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut kids = children_of(pid);
+    while kids.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        kids = children_of(pid);
+    }
+    assert_eq!(kids.len(), 2, "two sleeps started");
+    kill_postmaster(pid);
+    child.wait().unwrap();
+    for k in kids {
+        assert!(!is_alive(k), "child {k} survived");
+    }
+}
+
+#[test]
+fn ppid_is_read_past_a_command_name_with_spaces() {
+    assert_eq!(parse_ppid("42 (a b) c) S 7 42 42 0"), Some(7));
+    assert_eq!(parse_ppid("garbage"), None);
+}
