@@ -174,10 +174,15 @@ impl Conn<'_> {
         } else {
             let error = LocalError::BadRequest(IdleTimeout(idle).to_string());
             let id = head.request_id(&self.buf).unwrap_or(&new_id);
-            answer_local(&mut self.out, id_name, head, &error, id, true);
-            route.stats.local_error();
-            route.cluster.stats.local_error();
-            record(route, error.status().as_u16(), start);
+            answer_local(
+                &mut self.out,
+                (id_name, id),
+                route,
+                head,
+                &error,
+                start,
+                true,
+            );
             self.flush().await?;
             return Ok(false);
         }
@@ -199,7 +204,7 @@ impl Conn<'_> {
             Ok((RawResponse { head: rh, mut body }, answered)) => {
                 let chunked = body.needs_framing();
                 head::write_response_head(&mut self.out, &rh, chunked, (id_name, id), close);
-                record_at(route, rh.status.as_u16(), start, answered);
+                record(route, rh.status.as_u16(), start, answered);
                 let relayed = self.relay(&mut body, chunked, idle).await;
                 if let Err(error) = &relayed {
                     debug!(%error, route = route.index, "response body cut short");
@@ -208,10 +213,15 @@ impl Conn<'_> {
             }
             Err(error) => {
                 debug!(%error, route = route.index, cluster = %route.cluster.name, "request failed");
-                route.stats.local_error();
-                route.cluster.stats.local_error();
-                answer_local(&mut self.out, id_name, head, &error, id, close);
-                record(route, error.status().as_u16(), start);
+                answer_local(
+                    &mut self.out,
+                    (id_name, id),
+                    route,
+                    head,
+                    &error,
+                    start,
+                    close,
+                );
                 true
             }
         };
@@ -242,14 +252,12 @@ impl Conn<'_> {
         idle: Duration,
     ) -> Result<(), BodyError> {
         loop {
-            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
-            let frame = match next.now_or_never() {
+            let mut next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
+            let frame = match (&mut next).now_or_never() {
                 Some(frame) => frame,
                 None => {
                     // Nothing at hand: what is gathered goes out first.
                     self.flush().await?;
-                    let next =
-                        std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
                     tokio::time::timeout(idle, next)
                         .await
                         .map_err(|_| BodyError::Idle(IdleTimeout(idle)))?
@@ -302,15 +310,19 @@ enum BodyError {
     App(#[from] std::io::Error),
 }
 
-/// Attaché's own answer, as hyper's requests get it.
+/// Attaché's own answer, as hyper's requests get it, counted as theirs are.
 fn answer_local(
     out: &mut BytesMut,
-    id_name: &[u8],
+    (id_name, request_id): (&[u8], &[u8]),
+    route: &RouteEntry,
     head: &ReqHead,
     error: &LocalError,
-    request_id: &[u8],
+    start: Instant,
     close: bool,
 ) {
+    route.stats.local_error();
+    route.cluster.stats.local_error();
+    record(route, error.status().as_u16(), start, None);
     let body = error.body();
     head::write_status(out, error.status());
     head::write_date(out);
@@ -338,12 +350,9 @@ fn answer_local(
     }
 }
 
-fn record(route: &RouteEntry, status: u16, start: Instant) {
-    record_at(route, status, start, None);
-}
-
-/// [`record`] with the clock reading taken when the answer came, if any.
-fn record_at(route: &RouteEntry, status: u16, start: Instant, at: Option<Instant>) {
+/// Route and cluster stats for an answer; `at`: when its head arrived, if
+/// known (else now).
+fn record(route: &RouteEntry, status: u16, start: Instant, at: Option<Instant>) {
     let elapsed = at
         .unwrap_or_else(Instant::now)
         .saturating_duration_since(start);

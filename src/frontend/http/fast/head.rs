@@ -369,19 +369,41 @@ pub fn write_response_head(
     close: bool,
 ) {
     write_status(out, head.status);
+    // Names the upstream's `Connection` fields make hop-by-hop, gathered
+    // once; `keep-alive` and `close` (the usual ones) name nothing kept.
+    let mut listed: [&[u8]; 8] = [&[]; 8];
+    let mut n = 0;
+    for (_, v) in head
+        .fields()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+    {
+        for t in tokens(v) {
+            if !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close") {
+                // More than fit: the rest are checked by a scan.
+                listed[n.min(7)] = t;
+                n += 1;
+            }
+        }
+    }
     let named = |name: &[u8]| {
+        if n <= listed.len() {
+            return listed[..n].iter().any(|t| t.eq_ignore_ascii_case(name));
+        }
         head.fields()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .filter(|(f, _)| f.eq_ignore_ascii_case(b"connection"))
             .any(|(_, v)| tokens(v).any(|t| t.eq_ignore_ascii_case(name)))
     };
     let (mut has_id, mut has_date) = (false, false);
     for (name, value) in head.fields() {
         has_date |= name.eq_ignore_ascii_case(b"date");
         let keep = match kind(name, request_id.0) {
-            Kind::Other | Kind::ForwardedFor | Kind::ForwardedProto | Kind::ForwardedHost => {
-                !named(name)
-            }
-            Kind::Traceparent | Kind::Host | Kind::Expect => !named(name),
+            Kind::Other
+            | Kind::ForwardedFor
+            | Kind::ForwardedProto
+            | Kind::ForwardedHost
+            | Kind::Traceparent
+            | Kind::Host
+            | Kind::Expect => !named(name),
             Kind::RequestId => {
                 has_id = true;
                 true
