@@ -218,15 +218,15 @@ impl Cluster {
         }
     }
 
-    /// The Host header sent upstream: `host_header` when configured, else
-    /// the endpoint's name when it was given by name, else the app's Host
-    /// (the endpoint's address when the app sent none).
     /// Whether `ep` gets the app's own Host (when it sent one): an IP
     /// endpoint, and no `host_header` configured.
     pub fn passes_client_host(&self, ep: &Endpoint) -> bool {
         self.host_header.is_none() && !ep.by_name
     }
 
+    /// The Host header sent upstream: `host_header` when configured, else
+    /// the endpoint's name when it was given by name, else the app's Host
+    /// (the endpoint's address when the app sent none).
     pub fn host_for(
         &self,
         ep: &Endpoint,
