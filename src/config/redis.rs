@@ -72,13 +72,11 @@ pub struct RedisConfig {
     #[serde(default)]
     pub client_users: std::collections::BTreeMap<String, Secret>,
     /// Multiplexed connections per server, shared by every client. Each
-    /// opens on its first command, so unused ones cost nothing. Sixteen by
-    /// default: Redis answers everything it read from a connection in one
-    /// go, so the clients sharing a connection move in lock-step, and with
-    /// few connections the whole pipeline moves in a few large steps that
-    /// leave Redis, the clients and Attaché waiting on each other in turn
-    /// (measured at `-c 50 -P 16`: 4 connections 0.71× direct Redis, 8
-    /// 0.76×, 16 and 32 about 0.9×; no change without pipelining).
+    /// opens on its first command, so unused ones cost nothing. Clients
+    /// fill the first connection up to a cap of commands in flight and
+    /// overflow onto the next (see `core::redis::mux::load`), so this is
+    /// an upper bound that only heavy concurrency reaches: sixteen by
+    /// default, so that a burst of large pipelines still spreads.
     #[serde(default = "defaults::connections_per_node")]
     pub connections_per_node: usize,
     /// Commands answered with an error instead of being run.
