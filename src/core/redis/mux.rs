@@ -81,8 +81,17 @@ impl NodeStats {
     }
 }
 
-fn micros_since(t: std::time::Instant) -> u64 {
-    t.elapsed().as_micros().min(u64::MAX as u128) as u64
+/// A reply slot filled: its latency, and the pipe's progress (one clock
+/// read for both).
+fn answered(pipe: Pipe<'_>, w: &Waiting) {
+    let now = std::time::Instant::now();
+    let micros = now.saturating_duration_since(w.sent).as_micros();
+    pipe.stats
+        .latency
+        .record(micros.min(u64::MAX as u128) as u64);
+    pipe.load
+        .progress
+        .store(load::stamp(now), Ordering::Relaxed);
 }
 
 /// Whether a reply frame starting with `first` is an error reply.
@@ -328,7 +337,12 @@ async fn run(
         let mut queue = |r: Request, wbuf: &mut BytesMut| {
             wbuf.extend_from_slice(&r.bytes);
             let replies = r.replies;
-            outstanding.fetch_add(replies, Ordering::AcqRel);
+            if outstanding.fetch_add(replies, Ordering::AcqRel) == 0 {
+                // Owing nothing until now: the stall clock starts here.
+                pipe.load
+                    .progress
+                    .store(load::stamp(started), Ordering::Relaxed);
+            }
             let _ = slots_tx.send(Waiting {
                 replies: r.replies,
                 commands: replies,
@@ -454,7 +468,7 @@ async fn read_replies(
                     errors += errs;
                     if let Some(w) = current.take() {
                         outstanding.fetch_sub(w.commands, Ordering::AcqRel);
-                        pipe.stats.latency.record(micros_since(w.sent));
+                        answered(pipe, &w);
                         let _ = w.reply.send(Ok(buf.split_to(len).freeze()));
                     }
                     continue;
@@ -513,7 +527,7 @@ async fn read_replies(
                         (None, Some(all)) => all.freeze(),
                         (None, None) => Bytes::new(),
                     };
-                    pipe.stats.latency.record(micros_since(w.sent));
+                    answered(pipe, &w);
                     let _ = w.reply.send(Ok(answer));
                 }
             }

@@ -11,13 +11,22 @@
 //! about 25 % more throughput than spreading them over sixteen (one
 //! write and one read per client batch on each of them). The cap bounds
 //! how much one slow reply can hold up behind it and how large one
-//! lock-step round of a pipe grows.
+//! lock-step round of a pipe grows. A pipe that has answered nothing for
+//! [`STALL`] while owing replies (a slow command at its head, or a server
+//! that stopped answering) is passed over while another can take the
+//! batch, so clients free to move are not queued behind it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Most commands queued or in flight on a pipe that a batch still joins;
 /// past it, the batch goes on to the next pipe.
 pub(super) const FILL_MAX: usize = 256;
+
+/// How long a pipe that owes replies may answer nothing before batches
+/// that may go elsewhere do.
+pub(super) const STALL: Duration = Duration::from_millis(100);
 
 /// A batch of this many commands or more already shares one write, so
 /// its pipe never waits a scheduler turn for company before writing.
@@ -35,6 +44,9 @@ pub(super) struct PipeLoad {
     /// at once, so a client free to choose goes elsewhere (other
     /// connections to the same server may be fine).
     pub(super) down: AtomicBool,
+    /// When the pipe last made progress ([`stamp`]): a reply slot filled,
+    /// or a write that found nothing unanswered before it.
+    pub(super) progress: AtomicU64,
 }
 
 impl PipeLoad {
@@ -43,6 +55,14 @@ impl PipeLoad {
             return usize::MAX;
         }
         self.unsent.load(Ordering::Relaxed) + self.unanswered.load(Ordering::Relaxed)
+    }
+
+    /// Owes replies and has made no progress for [`STALL`]. Reads the
+    /// clock (`now`, once per pick) only for a pipe that owes replies.
+    fn stalled(&self, now: &mut impl FnMut() -> u64) -> bool {
+        self.unanswered.load(Ordering::Relaxed) > 0
+            && now().saturating_sub(self.progress.load(Ordering::Relaxed))
+                >= STALL.as_millis() as u64
     }
 }
 
@@ -59,22 +79,43 @@ impl Loads {
         }
     }
 
-    /// The pipe for a batch of `commands`: the first (not backing off)
-    /// that stays within [`FILL_MAX`] with it, else the one with the
-    /// fewest commands queued or in flight (the first of equals, so a
-    /// batch larger than the cap still prefers the first pipe when all
-    /// are idle).
+    /// The pipe for a batch of `commands`: the first that is neither
+    /// backing off nor stalled and stays within [`FILL_MAX`] with it;
+    /// else the least busy, stalled ones last (the first of equals, so a
+    /// batch larger than the cap still takes the first pipe when all are
+    /// idle); else, every pipe backing off, the first.
     pub(super) fn pick(&self, commands: usize) -> usize {
-        let fits = self.pipes.iter().position(|p| {
-            let load = p.total();
-            load != usize::MAX && load.saturating_add(commands) <= FILL_MAX
-        });
-        fits.unwrap_or_else(|| {
-            (0..self.pipes.len())
-                .min_by_key(|&i| self.pipes[i].total())
-                .unwrap_or(0)
+        let mut now = None;
+        self.pick_at(commands, || {
+            *now.get_or_insert_with(|| stamp(Instant::now()))
         })
     }
+
+    fn pick_at(&self, commands: usize, mut now: impl FnMut() -> u64) -> usize {
+        let mut best: Option<((bool, usize), usize)> = None;
+        for (i, pipe) in self.pipes.iter().enumerate() {
+            let load = pipe.total();
+            if load == usize::MAX {
+                continue;
+            }
+            let stalled = pipe.stalled(&mut now);
+            if !stalled && load.saturating_add(commands) <= FILL_MAX {
+                return i;
+            }
+            if best.is_none_or(|(key, _)| (stalled, load) < key) {
+                best = Some(((stalled, load), i));
+            }
+        }
+        best.map_or(0, |(_, i)| i)
+    }
+}
+
+/// `t` in milliseconds since the first stamp the process took: an instant
+/// an atomic can hold.
+pub(super) fn stamp(t: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    t.saturating_duration_since(epoch).as_millis() as u64
 }
 
 #[cfg(test)]

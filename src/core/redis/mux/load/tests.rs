@@ -79,3 +79,49 @@ fn a_pipe_backing_off_is_passed_over_while_another_is_up() {
     l.pipes[0].down.store(false, Ordering::Relaxed);
     assert_eq!(l.pick(1), 0);
 }
+
+const STALL_MS: u64 = STALL.as_millis() as u64;
+
+#[test]
+fn a_pipe_owing_replies_without_progress_is_passed_over() {
+    let l = Loads::new(3);
+    // Pipe 0 owes 3 replies and last moved at t = 1,000 ms.
+    set(&l, 0, 0, 3);
+    l.pipes[0].progress.store(1_000, Ordering::Relaxed);
+    assert_eq!(l.pick_at(1, || 1_000 + STALL_MS - 1), 0);
+    assert_eq!(l.pick_at(1, || 1_000 + STALL_MS), 1);
+    // It answers (owes nothing): preferred again, however long ago it moved.
+    set(&l, 0, 0, 0);
+    assert_eq!(l.pick_at(1, || 1_000_000), 0);
+}
+
+#[test]
+fn a_stalled_pipe_is_the_last_resort() {
+    let l = Loads::new(3);
+    set(&l, 0, 0, 1);
+    set(&l, 1, 0, FILL_MAX + 50);
+    set(&l, 2, 0, FILL_MAX + 20);
+    for p in l.pipes.iter() {
+        p.progress.store(0, Ordering::Relaxed);
+    }
+    // Pipe 0 is the least busy but stalled; 1 and 2 moved just now.
+    l.pipes[1].progress.store(10_000, Ordering::Relaxed);
+    l.pipes[2].progress.store(10_000, Ordering::Relaxed);
+    assert_eq!(l.pick_at(1, || 10_000), 2);
+    // Every pipe stalled: the least busy.
+    assert_eq!(l.pick_at(1, || 10_000 + STALL_MS), 0);
+}
+
+#[test]
+fn the_clock_is_read_only_for_pipes_that_owe_replies() {
+    let l = Loads::new(4);
+    let mut reads = 0;
+    assert_eq!(
+        l.pick_at(1, || {
+            reads += 1;
+            0
+        }),
+        0
+    );
+    assert_eq!(reads, 0);
+}
