@@ -3,7 +3,7 @@
 //! checked: pipelined requests answered in order, a request the loop does
 //! not take (a chunked upload) handing the connection to hyper mid-way
 //! with the bytes already read, HEAD, large and echoed bodies, an idle
-//! upload cut with a 400.
+//! upload cut with a 400, an app that stops reading cut off.
 
 mod support;
 
@@ -108,8 +108,13 @@ async fn read_body(tcp: &mut TcpStream, buf: &mut Vec<u8>, wire: &Wire) -> Vec<u
 }
 
 async fn setup(extra: &str) -> (Upstream, attache::app::Attache, TcpStream) {
+    setup_with(extra, "").await
+}
+
+/// [`setup`], with `cluster` lines in the cluster's table.
+async fn setup_with(extra: &str, cluster: &str) -> (Upstream, attache::app::Attache, TcpStream) {
     let up = Upstream::start("svc").await.unwrap();
-    let toml = one_route("/", "svc", up.addr(), "", "").replacen(
+    let toml = one_route("/", "svc", up.addr(), "", cluster).replacen(
         "[http]\n",
         &format!("[http]\n{extra}"),
         1,
@@ -222,4 +227,79 @@ async fn a_stalled_upload_gets_a_400_and_others_are_unaffected() {
     assert_eq!(cut.status, 400);
     assert_eq!(cut.header("x-attache-error"), Some("bad-request"));
     assert!(String::from_utf8_lossy(&cut.body).contains("stream_idle_timeout"));
+}
+
+/// The status of `GET /ok` on a new connection.
+async fn status_of_a_new_request(addr: std::net::SocketAddr) -> u16 {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(&mut tcp, &mut Vec::new(), false).await.status
+}
+
+/// An app that stops reading a large response loses it once it has taken
+/// nothing for the stream idle timeout, and the upstream connection it
+/// held serves others again: on the pass-through path (HTTP/1.1) and on
+/// hyper's (HTTP/1.0 is handed over).
+#[tokio::test]
+async fn an_app_that_stops_reading_gives_its_upstream_connection_back() {
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let (_up, attache, mut stuck) =
+            setup_with("stream_idle_timeout = \"1s\"\n", "max_connections = 1\n").await;
+        let addr = attache.http_addr.unwrap();
+        let req = format!("GET /bytes/{} {version}\r\nHost: a\r\n\r\n", 64 << 20);
+        stuck.write_all(req.as_bytes()).await.unwrap();
+        let sent = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The one connection the cluster may open is busy with it.
+        assert_eq!(status_of_a_new_request(addr).await, 503, "{version}");
+        let freed = loop {
+            match status_of_a_new_request(addr).await {
+                200 => break sent.elapsed(),
+                503 => {}
+                other => panic!("{version}: status {other}"),
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(10),
+                "{version}: the upstream connection was still held after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            freed >= Duration::from_secs(1),
+            "{version}: freed after {freed:?}, before the timeout"
+        );
+        drop(stuck);
+        attache.shutdown().await;
+    }
+}
+
+/// A `Connection: close` request followed by more bytes (requests the app
+/// pipelined anyway): the response arrives and the connection ends
+/// cleanly, because Attaché reads and drops the rest before closing
+/// instead of leaving it unread, which makes the kernel answer with a
+/// reset (seen here as an error after the response).
+#[tokio::test]
+async fn bytes_after_a_close_request_do_not_reset_the_response() {
+    let (_up, _attache, mut tcp) = setup("").await;
+    let mut req = b"GET /bytes/1000 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_vec();
+    let next = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n";
+    while req.len() < 64 << 10 {
+        req.extend_from_slice(next);
+    }
+    tcp.write_all(&req).await.unwrap();
+    // Attaché answers and closes before the app reads anything.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut buf = Vec::new();
+    let wire = read_response(&mut tcp, &mut buf, false).await;
+    assert_eq!(wire.status, 200);
+    assert_eq!(wire.body.len(), 1000);
+    // And then the connection ends, with nothing more.
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest))
+        .await
+        .expect("closed within the linger time");
+    assert_eq!(n.map(|_| rest.len()).ok(), Some(0), "{buf:?}");
+    assert!(buf.is_empty());
 }

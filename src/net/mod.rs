@@ -5,6 +5,8 @@
 pub mod prefixed;
 pub mod stream;
 pub mod tls;
+pub mod write_idle;
 
 pub use prefixed::Prefixed;
 pub use stream::Stream;
+pub use write_idle::WriteIdle;

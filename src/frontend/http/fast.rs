@@ -41,6 +41,7 @@ use super::{headers, HttpContext, RouteEntry, MAX_HEAD};
 use crate::core::http::endpoint::Endpoint;
 use crate::core::http::h1::{end_request, start_request, RawBody, RawResponse};
 use crate::core::timer::LazyTimer;
+use crate::net::WriteIdle;
 use crate::server::Signal;
 
 /// A connection waiting longer than this for a request head is closed
@@ -52,6 +53,9 @@ const WRITE_CHUNK: usize = 64 << 10;
 /// Body pieces at least this large are written from where they are.
 const DIRECT_WRITE: usize = 16 << 10;
 
+/// Longest an ended connection waits for the app to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// How the loop ended.
 pub(super) enum Served {
     Closed,
@@ -61,7 +65,9 @@ pub(super) enum Served {
 
 /// One app connection's read and write buffers.
 struct Conn<'a> {
-    tcp: &'a mut TcpStream,
+    /// Writes give up once the app takes nothing for the stream idle
+    /// timeout (set per request).
+    tcp: &'a mut WriteIdle<TcpStream>,
     buf: BytesMut,
     out: BytesMut,
     /// Times every try of this connection's requests.
@@ -72,7 +78,7 @@ struct Conn<'a> {
 /// does not take.
 pub(super) async fn serve(
     ctx: &Arc<HttpContext>,
-    tcp: &mut TcpStream,
+    tcp: &mut WriteIdle<TcpStream>,
     peer: &HeaderValue,
     stop: &mut Signal,
 ) -> Served {
@@ -127,9 +133,30 @@ pub(super) async fn serve(
         let start = Instant::now();
         match conn.exchange(&ctx, route, &head, peer, stop, start).await {
             Ok(true) => served += 1,
-            Ok(false) | Err(_) => return Served::Closed,
+            Ok(false) | Err(_) => {
+                linger(conn.tcp, !stop.begun()).await;
+                return Served::Closed;
+            }
         }
     }
+}
+
+/// Closes an app connection that Attaché ends (the app asked for it, or
+/// it failed) the way nginx's lingering close does: Attaché's FIN first,
+/// then what the app still sends (pipelined requests after a `close`, an
+/// upload's rest) is read and dropped until the app closes too, for at
+/// most [`LINGER`] (`wait`; while shutting down, only what is already
+/// there). Closing with those bytes unread makes the kernel send a reset:
+/// the app sees its connection fail after the response (on some systems
+/// instead of the response, if it had not read it yet).
+async fn linger(tcp: &mut WriteIdle<TcpStream>, wait: bool) {
+    if tcp.shutdown().await.is_err() {
+        return;
+    }
+    let limit = if wait { LINGER } else { Duration::ZERO };
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(limit, drain).await;
 }
 
 /// The route when this path takes the request: one matches, its cluster
@@ -158,6 +185,7 @@ impl Conn<'_> {
     ) -> std::io::Result<bool> {
         let total = head.len + head.content_length;
         let idle = ctx.config.stream_idle_timeout.0;
+        self.tcp.set_timeout(idle);
         let id_name = ctx.request_id.as_str().as_bytes();
         // Made only when the app sent none.
         let new_id = match head.request_id(&self.buf) {

@@ -36,7 +36,7 @@ use crate::core::gauge::Held;
 use crate::core::http::route::Router;
 use crate::core::http::stats::Stats;
 use crate::core::http::{Cluster, ClusterError};
-use crate::net::Prefixed;
+use crate::net::{Prefixed, WriteIdle};
 use crate::server::{App, Shutdown};
 
 /// Streams one app connection may have open at once (HTTP/2).
@@ -154,12 +154,16 @@ impl App for HttpContext {
         "http"
     }
 
-    async fn serve(self: Arc<Self>, mut tcp: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
+    async fn serve(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, mut shutdown: Shutdown) {
         let listener = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("client", protocol = "http", listener, client.addr = %peer);
         let connection = async move {
             let _connected = Held::new(&self.clients);
             let _ = tcp.set_nodelay(true);
+            // An app that stops reading gives its responses up after the
+            // stream idle timeout, on either path (set per request on the
+            // pass-through one, so a reload applies).
+            let mut tcp = WriteIdle::new(tcp, self.latest().config.stream_idle_timeout.0);
             let ctx = self.clone();
             // Made once per connection, cloned (a refcount) per request.
             let peer_ip = headers::peer_value(peer.ip());
