@@ -40,7 +40,8 @@ pub struct HttpConfig {
     /// The header carrying each request's id (kept when the app sent one).
     #[serde(default = "defaults::request_id_header")]
     pub request_id_header: String,
-    /// A request or response body that sends nothing for this long is cut
+    /// A request or response body that sends nothing for this long is cut,
+    /// and so is an app that takes no response bytes for this long
     /// (Envoy's `stream_idle_timeout`); default 5 minutes.
     #[serde(default = "defaults::stream_idle_timeout")]
     pub stream_idle_timeout: Dur,
