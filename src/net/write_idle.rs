@@ -21,6 +21,11 @@ pub struct WriteStalled(pub Duration);
 
 /// `inner`, whose writes fail with [`WriteStalled`] (as `TimedOut`) once
 /// one has waited `timeout` without the peer taking a byte.
+///
+/// The wait is timed from a write's first `Pending` to its next `Ready`,
+/// so a caller must retry a pending write until it completes (hyper,
+/// `write_all` and `copy_bidirectional` all do); a write given up while
+/// pending leaves its deadline to the next one that waits.
 #[derive(Debug)]
 pub struct WriteIdle<S> {
     inner: S,
@@ -56,7 +61,11 @@ impl<S> WriteIdle<S> {
         }
         if !self.waiting {
             self.waiting = true;
-            let deadline = Instant::now() + self.timeout;
+            let now = Instant::now();
+            // A timeout too large to add is no timeout (as tokio's own).
+            let deadline = now
+                .checked_add(self.timeout)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
             match &mut self.timer {
                 Some(timer) => timer.as_mut().reset(deadline),
                 None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -108,10 +117,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteIdle<S> {
         self.inner.is_write_vectored()
     }
 
+    /// Not timed: a socket's flush has nothing to wait for, and counting
+    /// its `Ready` as progress would restart a waiting write's deadline.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_flush(cx);
-        this.watch(cx, r)
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -337,12 +337,15 @@ async fn run(
         let mut queue = |r: Request, wbuf: &mut BytesMut| {
             wbuf.extend_from_slice(&r.bytes);
             let replies = r.replies;
-            if outstanding.fetch_add(replies, Ordering::AcqRel) == 0 {
-                // Owing nothing until now: the stall clock starts here.
+            if outstanding.load(Ordering::Acquire) == 0 {
+                // Owing nothing until now: the stall clock starts here,
+                // before the count makes the pipe look owing (only this
+                // writer raises it).
                 pipe.load
                     .progress
                     .store(load::stamp(started), Ordering::Relaxed);
             }
+            outstanding.fetch_add(replies, Ordering::AcqRel);
             let _ = slots_tx.send(Waiting {
                 replies: r.replies,
                 commands: replies,

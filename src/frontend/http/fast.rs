@@ -134,7 +134,7 @@ pub(super) async fn serve(
         match conn.exchange(&ctx, route, &head, peer, stop, start).await {
             Ok(true) => served += 1,
             Ok(false) | Err(_) => {
-                linger(conn.tcp, !stop.begun()).await;
+                linger(conn.tcp, stop).await;
                 return Served::Closed;
             }
         }
@@ -145,18 +145,22 @@ pub(super) async fn serve(
 /// it failed) the way nginx's lingering close does: Attaché's FIN first,
 /// then what the app still sends (pipelined requests after a `close`, an
 /// upload's rest) is read and dropped until the app closes too, for at
-/// most [`LINGER`] (`wait`; while shutting down, only what is already
-/// there). Closing with those bytes unread makes the kernel send a reset:
+/// most [`LINGER`] (once shutdown has begun, only what is already there). Closing with those bytes unread makes the kernel send a reset:
 /// the app sees its connection fail after the response (on some systems
 /// instead of the response, if it had not read it yet).
-async fn linger(tcp: &mut WriteIdle<TcpStream>, wait: bool) {
+async fn linger(tcp: &mut WriteIdle<TcpStream>, stop: &mut Signal) {
     if tcp.shutdown().await.is_err() {
         return;
     }
-    let limit = if wait { LINGER } else { Duration::ZERO };
+    let limit = if stop.begun() { Duration::ZERO } else { LINGER };
     let mut sink = [0u8; 4096];
     let drain = async { while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {} };
-    let _ = tokio::time::timeout(limit, drain).await;
+    tokio::select! {
+        biased;
+        _ = tokio::time::timeout(limit, drain) => {}
+        // Shutdown beginning meanwhile does not wait for the app.
+        () = stop.fired() => {}
+    }
 }
 
 /// The route when this path takes the request: one matches, its cluster

@@ -11,7 +11,11 @@ async fn a_peer_that_reads_nothing_fails_the_write_after_the_timeout() {
     let (near, _far) = tokio::io::duplex(1024);
     let mut s = WriteIdle::new(near, TIMEOUT);
     let start = Instant::now();
-    let err = s.write_all(&[7u8; 4096]).await.expect_err("stalled");
+    // Bounded, so a wrapper that never times out fails instead of hanging.
+    let err = tokio::time::timeout(TIMEOUT * 4, s.write_all(&[7u8; 4096]))
+        .await
+        .expect("the write gave up within the timeout")
+        .expect_err("stalled");
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     assert!(err.to_string().contains("stream_idle_timeout"), "{err}");
     assert!(start.elapsed() >= TIMEOUT, "{:?}", start.elapsed());

@@ -59,7 +59,7 @@ impl PipeLoad {
 
     /// Owes replies and has made no progress for [`STALL`]. Reads the
     /// clock (`now`, once per pick) only for a pipe that owes replies.
-    fn stalled(&self, now: &mut impl FnMut() -> u64) -> bool {
+    pub(super) fn stalled(&self, now: &mut impl FnMut() -> u64) -> bool {
         self.unanswered.load(Ordering::Relaxed) > 0
             && now().saturating_sub(self.progress.load(Ordering::Relaxed))
                 >= STALL.as_millis() as u64

@@ -40,3 +40,90 @@ fn coalesce_resumes_yielding_once_a_probe_finds_company() {
     c.record(true);
     assert!((0..10).all(|_| c.try_now()));
 }
+
+/// A fake server answering `+PONG` to each `PING` one command late (it
+/// holds the latest back until the next arrives, so its client always owes
+/// one reply), and to none once `answering` is cleared.
+async fn late_pong_server(answering: Arc<std::sync::atomic::AtomicBool>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.expect("accept");
+        let mut chunk = [0u8; 4096];
+        // The connection's setup PING is answered at once.
+        let mut setup = true;
+        let mut held = 0;
+        loop {
+            let n = match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            held += chunk[..n].windows(4).filter(|w| w == b"PING").count();
+            if !answering.load(Ordering::Relaxed) {
+                continue;
+            }
+            let answer = if std::mem::take(&mut setup) {
+                held
+            } else {
+                held - 1
+            };
+            held -= answer;
+            if tcp.write_all(&b"+PONG\r\n".repeat(answer)).await.is_err() {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+/// The pipe stamps its progress: one that always owes a reply, for longer
+/// than [`load::STALL`], but keeps answering never looks stalled; one that
+/// stops answering does.
+#[tokio::test]
+async fn a_pipe_looks_stalled_only_while_it_answers_nothing() {
+    let answering = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let target = Arc::new(RedisTarget {
+        addr: late_pong_server(answering.clone()).await,
+        tls: None,
+        username: None,
+        password: None,
+        connect_timeout: Duration::from_secs(5),
+        limits: frame::Limits::default(),
+        readonly: false,
+    });
+    let setup = Setup {
+        version: Version::Resp2,
+        db: 0,
+    };
+    let mux = Mux::new(target, setup, 1);
+    let ping = || Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
+    let now = || load::stamp(std::time::Instant::now());
+    let pipe = &mux.loads.pipes[0];
+    let mut owed = mux.send(0, ping());
+    let until = std::time::Instant::now() + load::STALL * 3;
+    while std::time::Instant::now() < until {
+        let next = mux.send(0, ping());
+        let reply = owed.await.expect("a reply").expect("PONG");
+        assert_eq!(&reply[..], b"+PONG\r\n");
+        assert!(pipe.unanswered.load(Ordering::Relaxed) > 0);
+        assert!(
+            !pipe.stalled(&mut { now }),
+            "a pipe that answers looked stalled"
+        );
+        owed = next;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Now it answers nothing; the last command stays owed.
+    answering.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!pipe.stalled(&mut { now }), "stalled before STALL passed");
+    tokio::time::sleep(load::STALL).await;
+    assert!(
+        pipe.stalled(&mut { now }),
+        "a silent pipe did not look stalled"
+    );
+    drop(owed);
+}
