@@ -145,9 +145,10 @@ pub(super) async fn serve(
 /// it failed) the way nginx's lingering close does: Attaché's FIN first,
 /// then what the app still sends (pipelined requests after a `close`, an
 /// upload's rest) is read and dropped until the app closes too, for at
-/// most [`LINGER`] (once shutdown has begun, only what is already there). Closing with those bytes unread makes the kernel send a reset:
-/// the app sees its connection fail after the response (on some systems
-/// instead of the response, if it had not read it yet).
+/// most [`LINGER`] (once shutdown has begun, only what is already there).
+/// Closing with those bytes unread makes the kernel send a reset: the app
+/// sees its connection fail after the response (on some systems instead
+/// of the response, if it had not read it yet).
 async fn linger(tcp: &mut WriteIdle<TcpStream>, stop: &mut Signal) {
     if tcp.shutdown().await.is_err() {
         return;
