@@ -387,3 +387,52 @@ def attache_build(binary: Path, stdout_only: bool = False) -> str:
     """`attache --version` and the commit it was built from."""
     return (f"{sh([str(binary), '--version'], stdout_only)} "
             f"(git {git_rev(stdout_only)}, `cargo build --release`)")
+
+
+# ---------------------------------------------------------------- /proc: CPU per process tree
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and its descendants (nginx: master and workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, ppid = _stat_fields(stat.read_text())[0:2]
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _stat_fields(text: str) -> list[int]:
+    """pid, ppid, utime, stime, cutime, cstime from /proc/PID/stat (comm
+    may hold spaces)."""
+    pid = int(text.split(" ", 1)[0])
+    rest = text.rsplit(")", 1)[1].split()
+    return [pid, int(rest[1]), int(rest[11]), int(rest[12]), int(rest[13]), int(rest[14])]
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time of `root`'s process tree, counting processes that exited
+    too (through the waited-for children's time of the parent that reaped
+    them): PostgreSQL's backends come and go with their connections."""
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            total += sum(_stat_fields(Path(f"/proc/{pid}/stat").read_text())[2:6])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """All cores' non-idle time so far, from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / CLK_TCK

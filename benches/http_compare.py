@@ -41,13 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import benchlib
-from benchlib import ATTACHE_BIN, REPO, loadavg, sh
+from benchlib import (ATTACHE_BIN, REPO, cpu_seconds, loadavg, machine_busy_seconds, sh,
+                      tree_pids)
 
 MARK_START = "<!-- http-results:start -->"
 MARK_END = "<!-- http-results:end -->"
 TARGETS = ["direct", "attache", "haproxy", "nginx"]
 PROXIES = TARGETS[1:]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 RSS_BAR_MB = 20.0
 ADDED_P50_BAR_MS = 0.1
 
@@ -361,47 +361,7 @@ def start_stack(stack: Stack, args: argparse.Namespace) -> dict[str, float]:
     return idle
 
 
-# ---------------------------------------------------------------- /proc
-
-
-def tree_pids(root: int) -> list[int]:
-    """`root` and its descendants (nginx: master and workers)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, ppid = _stat_fields(stat.read_text())[0:2]
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
-
-
-def _stat_fields(text: str) -> list[int]:
-    """pid, ppid, utime, stime from /proc/PID/stat (comm may hold spaces)."""
-    pid = int(text.split(" ", 1)[0])
-    rest = text.rsplit(")", 1)[1].split()
-    return [pid, int(rest[1]), int(rest[11]), int(rest[12])]
-
-
-def cpu_seconds(root: int) -> float:
-    total = 0
-    for pid in tree_pids(root):
-        try:
-            total += sum(_stat_fields(Path(f"/proc/{pid}/stat").read_text())[2:4])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total / CLK_TCK
-
-
-def machine_busy_seconds() -> float:
-    """All cores' non-idle time so far, from /proc/stat."""
-    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / CLK_TCK
+# ---------------------------------------------------------------- memory
 
 
 def _status_kb(pid: int, key: str) -> int:

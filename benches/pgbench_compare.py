@@ -22,10 +22,12 @@ from __future__ import annotations
 import glob
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +90,8 @@ class RunResult:
     processed: int | None = None
     failure: str | None = None
     error_lines: list[str] = field(default_factory=list)
+    # % of one core during the run: pooler, postgres, pgbench, other.
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- processes
@@ -305,15 +309,38 @@ def error_lines(stderr: str, limit: int = 6) -> list[str]:
     return seen[:limit]
 
 
+def postmaster_pid(stack: Stack) -> int | None:
+    """The first cluster's postmaster (pg_ctl started it: not our child)."""
+    try:
+        return int((stack.pg_data[0] / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (IndexError, OSError, ValueError):
+        return None
+
+
 def run_pgbench(stack: Stack, target: str, wl: Workload, duration: int) -> RunResult:
+    """One pgbench run, with the CPU the pooler, PostgreSQL (postmaster and
+    backends), pgbench and everything else used during it: a rate alone
+    cannot say whether a slow run waited on the pooler or on the box."""
     cmd = [str(stack.pg_bin / "pgbench"), "-h", "127.0.0.1", "-p", str(stack.ports[target]),
            "-n", "-T", str(duration), *wl.args, DB]
     limit = duration + 120
+    sides = {"pooler": stack.procs[target].pid} if target in stack.procs else {}
+    if (pm := postmaster_pid(stack)) is not None:
+        sides["postgres"] = pm
+    before = {k: benchlib.cpu_seconds(pid) for k, pid in sides.items()}
+    kids_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_before, t0 = benchlib.machine_busy_seconds(), time.monotonic()
     try:
         r = subprocess.run(cmd, env=client_env(), capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
         return RunResult(failure=f"pgbench still running after {limit} s; killed")
+    wall = time.monotonic() - t0
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = parse_pgbench(r.returncode, r.stdout, r.stderr, wl.clients)
+    used = {k: benchlib.cpu_seconds(pid) - before[k] for k, pid in sides.items()}
+    used["pgbench"] = (kids.ru_utime + kids.ru_stime) - (kids_before.ru_utime + kids_before.ru_stime)
+    used["other"] = max(0.0, benchlib.machine_busy_seconds() - busy_before - sum(used.values()))
+    res.cpu = {k: 100 * v / wall for k, v in used.items()}
     for name, proc in stack.procs.items():
         if name == target and proc.poll() is not None:
             res.failure = f"{name} exited with status {proc.returncode} during the run"
@@ -348,7 +375,8 @@ def run_matrix(stack: Stack) -> dict[tuple[str, str], list[RunResult]]:
         return run_pgbench(stack, target, wl, DURATION)
 
     def shown(res: RunResult) -> str:
-        return f"FAILED ({res.failure})" if res.failure else f"{res.tps:.0f} tps"
+        cpu = "  ".join(f"{k} {v:.0f}%" for k, v in res.cpu.items())
+        return f"FAILED ({res.failure})" if res.failure else f"{res.tps:>6.0f} tps  CPU {cpu}"
 
     return benchlib.run_matrix(WORKLOADS, TARGETS, ROUNDS, run, shown, (28, 10))
 
@@ -362,6 +390,7 @@ def summarize(runs: list[RunResult]) -> RunResult:
         tps=statistics.median(r.tps for r in runs),
         latency_ms=statistics.median(r.latency_ms for r in runs if r.latency_ms is not None),
         failed_txns=sum(r.failed_txns for r in runs),
+        cpu={k: statistics.median(r.cpu.get(k, 0.0) for r in runs) for k in runs[0].cpu},
     )
 
 
@@ -377,17 +406,20 @@ def table_rows(summary: Summary) -> list[list[str]]:
         for target in TARGETS:
             r = summary[(wl.name, target)]
             if r.failure:
-                rows.append([wl.name, target, "FAILED", "—", str(r.failed_txns), r.failure])
+                rows.append([wl.name, target, "FAILED", "—", str(r.failed_txns), "—", r.failure])
                 continue
             ratio = "—" if direct.failure or not direct.tps else f"{r.tps / direct.tps:.2f}×"
             lat = "—" if r.latency_ms is None else f"{r.latency_ms:.3f}"
-            rows.append([wl.name, target, f"{r.tps:,.0f}", lat, str(r.failed_txns), ratio])
+            cpu = " / ".join(f"{r.cpu[k]:.0f}%" if k in r.cpu else "—"
+                             for k in ("pooler", "postgres", "pgbench", "other"))
+            rows.append([wl.name, target, f"{r.tps:,.0f}", lat, str(r.failed_txns), cpu, ratio])
     return rows
 
 
-HEADER = ["workload", "target", "TPS", "mean latency ms", "failed txns", "vs direct"]
+HEADER = ["workload", "target", "TPS", "mean latency ms", "failed txns",
+          "CPU pooler / postgres / pgbench / other", "vs direct"]
 # "vs direct" holds a failure's reason too: left-aligned.
-ALIGN = "|---|---|--:|--:|--:|---|"
+ALIGN = "|---|---|--:|--:|--:|--:|---|"
 
 
 def bar_checks(summary: Summary) -> list[tuple[bool | None, str]]:
