@@ -232,7 +232,11 @@ async fn supervise(
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(first) = rx.recv().await else { return };
-        match conn::connect(&target, setup).await {
+        let connected = {
+            let _connecting = load::connecting(&load);
+            conn::connect(&target, setup).await
+        };
+        match connected {
             Ok((tcp, leftover)) => {
                 backoff = Duration::from_millis(50);
                 NodeStats::add(&stats.connects, 1);

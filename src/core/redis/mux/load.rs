@@ -13,8 +13,10 @@
 //! how much one slow reply can hold up behind it and how large one
 //! lock-step round of a pipe grows. A pipe that has answered nothing for
 //! [`STALL`] while owing replies (a slow command at its head, or a server
-//! that stopped answering) is passed over while another can take the
-//! batch, so clients free to move are not queued behind it.
+//! that stopped answering), or that has spent as long connecting (a
+//! server that takes the connection but not the handshake), is passed
+//! over while another can take the batch, so clients free to move are not
+//! queued behind it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -44,8 +46,13 @@ pub(super) struct PipeLoad {
     /// at once, so a client free to choose goes elsewhere (other
     /// connections to the same server may be fine).
     pub(super) down: AtomicBool,
+    /// Connecting (or reconnecting): what it is given waits for the
+    /// handshake, so it owes replies as much as a pipe with commands in
+    /// flight does.
+    pub(super) connecting: AtomicBool,
     /// When the pipe last made progress ([`stamp`]): a reply slot filled,
-    /// or a write that found nothing unanswered before it.
+    /// a write that found nothing unanswered before it, or a connect
+    /// begun.
     pub(super) progress: AtomicU64,
 }
 
@@ -57,10 +64,11 @@ impl PipeLoad {
         self.unsent.load(Ordering::Relaxed) + self.unanswered.load(Ordering::Relaxed)
     }
 
-    /// Owes replies and has made no progress for [`STALL`]. Reads the
-    /// clock (`now`, once per pick) only for a pipe that owes replies.
+    /// Owes replies (or is connecting) and has made no progress for
+    /// [`STALL`]. Reads the clock (`now`, once per pick) only for a pipe
+    /// that owes replies.
     pub(super) fn stalled(&self, now: &mut impl FnMut() -> u64) -> bool {
-        self.unanswered.load(Ordering::Relaxed) > 0
+        (self.unanswered.load(Ordering::Relaxed) > 0 || self.connecting.load(Ordering::Relaxed))
             && now().saturating_sub(self.progress.load(Ordering::Relaxed))
                 >= STALL.as_millis() as u64
     }
@@ -107,6 +115,24 @@ impl Loads {
             }
         }
         best.map_or(0, |(_, i)| i)
+    }
+}
+
+/// Marks `load` connecting from now until the guard drops.
+pub(super) fn connecting(load: &PipeLoad) -> Connecting<'_> {
+    load.progress
+        .store(stamp(Instant::now()), Ordering::Relaxed);
+    load.connecting.store(true, Ordering::Relaxed);
+    Connecting(load)
+}
+
+/// Clears [`PipeLoad::connecting`] when the connect ends, however it
+/// ends (a dropped connect future included).
+pub(super) struct Connecting<'a>(&'a PipeLoad);
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.connecting.store(false, Ordering::Relaxed);
     }
 }
 

@@ -79,14 +79,10 @@ async fn late_pong_server(answering: Arc<std::sync::atomic::AtomicBool>) -> Stri
     addr
 }
 
-/// The pipe stamps its progress: one that always owes a reply, for longer
-/// than [`load::STALL`], but keeps answering never looks stalled; one that
-/// stops answering does.
-#[tokio::test]
-async fn a_pipe_looks_stalled_only_while_it_answers_nothing() {
-    let answering = Arc::new(std::sync::atomic::AtomicBool::new(true));
+/// A mux of one pipe to `addr`.
+fn one_pipe(addr: String) -> Mux {
     let target = Arc::new(RedisTarget {
-        addr: late_pong_server(answering.clone()).await,
+        addr,
         tls: None,
         username: None,
         password: None,
@@ -98,9 +94,24 @@ async fn a_pipe_looks_stalled_only_while_it_answers_nothing() {
         version: Version::Resp2,
         db: 0,
     };
-    let mux = Mux::new(target, setup, 1);
-    let ping = || Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
-    let now = || load::stamp(std::time::Instant::now());
+    Mux::new(target, setup, 1)
+}
+
+fn ping() -> Bytes {
+    Bytes::from_static(b"*1\r\n$4\r\nPING\r\n")
+}
+
+fn now() -> u64 {
+    load::stamp(std::time::Instant::now())
+}
+
+/// The pipe stamps its progress: one that always owes a reply, for longer
+/// than [`load::STALL`], but keeps answering never looks stalled; one that
+/// stops answering does.
+#[tokio::test]
+async fn a_pipe_looks_stalled_only_while_it_answers_nothing() {
+    let answering = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mux = one_pipe(late_pong_server(answering.clone()).await);
     let pipe = &mux.loads.pipes[0];
     let mut owed = mux.send(0, ping());
     let until = std::time::Instant::now() + load::STALL * 3;
@@ -126,4 +137,41 @@ async fn a_pipe_looks_stalled_only_while_it_answers_nothing() {
         "a silent pipe did not look stalled"
     );
     drop(owed);
+}
+
+/// A server that takes the connection but never answers the handshake:
+/// the pipe owes what it was given from the moment it starts connecting,
+/// so once that has lasted [`load::STALL`] it looks stalled (and batches
+/// free to move go to another pipe), and not before.
+#[tokio::test]
+async fn a_pipe_stuck_connecting_looks_stalled() {
+    let answering = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mux = one_pipe(late_pong_server(answering).await);
+    let pipe = &mux.loads.pipes[0];
+    assert!(!pipe.connecting.load(Ordering::Relaxed));
+    let owed = mux.send(0, ping());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(pipe.connecting.load(Ordering::Relaxed));
+    assert_eq!(pipe.unanswered.load(Ordering::Relaxed), 0);
+    assert!(!pipe.stalled(&mut { now }), "stalled before STALL passed");
+    tokio::time::sleep(load::STALL).await;
+    assert!(
+        pipe.stalled(&mut { now }),
+        "a pipe stuck connecting did not look stalled"
+    );
+    drop(owed);
+}
+
+/// A connect that ends, here by failing, clears the mark.
+#[tokio::test]
+async fn a_failed_connect_is_no_longer_connecting() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let mux = one_pipe(addr);
+    let reply = mux.send(0, ping()).await.expect("an answer");
+    assert!(reply.is_err(), "a refused connect answered {reply:?}");
+    let pipe = &mux.loads.pipes[0];
+    assert!(!pipe.connecting.load(Ordering::Relaxed));
+    assert!(pipe.down.load(Ordering::Relaxed));
 }

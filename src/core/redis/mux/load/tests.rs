@@ -104,6 +104,20 @@ fn a_pipe_owing_replies_without_progress_is_passed_over() {
 }
 
 #[test]
+fn a_pipe_connecting_for_too_long_is_passed_over() {
+    let l = Loads::new(2);
+    // Pipe 0 has a batch queued and began connecting at t = 1,000 ms.
+    set(&l, 0, 16, 0);
+    l.pipes[0].connecting.store(true, Ordering::Relaxed);
+    l.pipes[0].progress.store(1_000, Ordering::Relaxed);
+    assert_eq!(l.pick_at(1, || 1_000 + STALL_MS - 1), 0);
+    assert_eq!(l.pick_at(1, || 1_000 + STALL_MS), 1);
+    // Connected: preferred again.
+    l.pipes[0].connecting.store(false, Ordering::Relaxed);
+    assert_eq!(l.pick_at(1, || 1_000 + STALL_MS), 0);
+}
+
+#[test]
 fn a_stalled_pipe_is_the_last_resort() {
     let l = Loads::new(3);
     set(&l, 0, 0, 1);
