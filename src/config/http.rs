@@ -42,7 +42,8 @@ pub struct HttpConfig {
     pub request_id_header: String,
     /// A request or response body that sends nothing for this long is cut,
     /// and so is an app that takes no response bytes for this long
-    /// (Envoy's `stream_idle_timeout`); default 5 minutes.
+    /// (Envoy's `stream_idle_timeout`, though 0 is refused here rather
+    /// than meaning no limit); default 5 minutes.
     #[serde(default = "defaults::stream_idle_timeout")]
     pub stream_idle_timeout: Dur,
     /// Tried in file order; the first that matches serves the request.

@@ -22,6 +22,11 @@ pub(super) fn check_http(h: &HttpConfig, errs: &mut Errors) {
             format!("{:?} is not a valid header name", h.request_id_header),
         );
     }
+    // Zero would cut every body and every response that is not ready at
+    // once; a user who wants no limit writes a long one.
+    if h.stream_idle_timeout.0.is_zero() {
+        errs.push("http.stream_idle_timeout", "must be more than 0");
+    }
     if h.clusters.is_empty() {
         errs.push("http.clusters", "at least one cluster is required");
     }

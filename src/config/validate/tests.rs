@@ -363,6 +363,7 @@ fn http_rules_name_their_paths() {
 [http]
 listen = "nowhere"
 request_id_header = "bad header"
+stream_idle_timeout = "0s"
 
 [[http.routes]]
 prefix = "payments"
@@ -387,6 +388,7 @@ retry_budget = { percent = 150.0 }
     let want = [
         "http.listen: invalid socket address \"nowhere\"",
         "http.request_id_header: \"bad header\" is not a valid header name",
+        "http.stream_idle_timeout: must be more than 0",
         "http.routes[0].cluster: no cluster named \"missing\" in [http.clusters]",
         "http.routes[0].prefix: must start with /",
         "http.routes[0].per_try_timeout: must be more than 0 and at most timeout",
