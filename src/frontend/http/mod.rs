@@ -182,6 +182,11 @@ impl App for HttpContext {
                 .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, tcp)), service);
             tokio::pin!(conn);
             let result = tokio::select! {
+                // The connection first: a request the fast path read and
+                // handed over is hyper's to parse before a shutdown that
+                // began meanwhile is told, or hyper, finding itself idle,
+                // would close without answering it.
+                biased;
                 r = conn.as_mut() => r,
                 () = shutdown.wait() => {
                     // Finish what is in flight, take nothing new.
