@@ -142,7 +142,9 @@ impl ShutdownTrigger {
         // The flag first: a session polled between the two steps finds
         // the flag set and asks the channel, whose send then wakes it.
         self.begun.store(true, Ordering::Release);
-        let _ = self.tx.send(true);
+        // `send` would drop the value while no session is subscribed, and
+        // one subscribing after that would never see shutdown begin.
+        self.tx.send_replace(true);
     }
 
     /// Signals shutdown and waits until every session has ended, or until

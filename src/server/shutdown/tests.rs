@@ -96,3 +96,18 @@ async fn a_signal_polled_every_turn_fires_when_the_trigger_is_dropped() {
         .expect("the loop saw the trigger go")
         .expect("no panic");
 }
+
+/// Triggered while nobody was subscribed (no session yet, or all gone):
+/// a session subscribing afterwards still sees shutdown begun, through
+/// `wait` as through its signal.
+#[tokio::test]
+async fn a_shutdown_subscribed_after_an_unwatched_trigger_has_begun() {
+    let trigger = ShutdownTrigger::new();
+    trigger.trigger();
+    let mut shutdown = trigger.subscribe();
+    tokio::time::timeout(Duration::from_secs(5), shutdown.wait())
+        .await
+        .expect("wait() did not see the shutdown that had begun");
+    let mut signal = shutdown.signal();
+    assert!(poll_once(&mut signal, Waker::noop()).is_ready());
+}
