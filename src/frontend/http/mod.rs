@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use http::header::HeaderName;
+use bytes::BytesMut;
+use http::header::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -147,6 +148,43 @@ impl HttpContext {
     pub fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
     }
+
+    /// Serves the rest of an app connection with hyper, from `read` (what
+    /// the fast path read and did not take) on.
+    async fn serve_hyper(
+        self: &Arc<Self>,
+        read: BytesMut,
+        tcp: WriteIdle<TcpStream>,
+        peer_ip: HeaderValue,
+        shutdown: &mut Shutdown,
+    ) {
+        let ctx = self.clone();
+        let service = service_fn(move |req| {
+            let ctx = ctx.clone();
+            let peer_ip = peer_ip.clone();
+            async move { Ok::<_, Infallible>(proxy::handle(ctx.latest(), req, peer_ip).await) }
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, tcp)), service);
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            // The connection first: a request the fast path read and
+            // handed over is hyper's to parse before a shutdown that began
+            // meanwhile is told, or hyper, finding itself idle, would close
+            // without answering it.
+            biased;
+            r = conn.as_mut() => r,
+            () = shutdown.wait() => {
+                // Finish what is in flight, take nothing new.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(error) = result {
+            debug!(%error, "http client connection ended with an error");
+        }
+    }
 }
 
 impl App for HttpContext {
@@ -164,7 +202,6 @@ impl App for HttpContext {
             // stream idle timeout, on either path (set per request on the
             // pass-through one, so a reload applies).
             let mut tcp = WriteIdle::new(tcp, self.latest().config.stream_idle_timeout.0);
-            let ctx = self.clone();
             // Made once per connection, cloned (a refcount) per request.
             let peer_ip = headers::peer_value(peer.ip());
             let mut stop = shutdown.signal();
@@ -172,31 +209,7 @@ impl App for HttpContext {
                 fast::Served::Closed => return,
                 fast::Served::Handover(read) => read,
             };
-            let service = service_fn(move |req| {
-                let ctx = ctx.clone();
-                let peer_ip = peer_ip.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(ctx.latest(), req, peer_ip).await) }
-            });
-            let conn = self
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, tcp)), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                // The connection first: a request the fast path read and
-                // handed over is hyper's to parse before a shutdown that
-                // began meanwhile is told, or hyper, finding itself idle,
-                // would close without answering it.
-                biased;
-                r = conn.as_mut() => r,
-                () = shutdown.wait() => {
-                    // Finish what is in flight, take nothing new.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(error) = result {
-                debug!(%error, "http client connection ended with an error");
-            }
+            self.serve_hyper(read, tcp, peer_ip, &mut shutdown).await;
         };
         // What logs above debug level here is about upstreams, not this client.
         crate::server::traced(span, connection).await
@@ -211,3 +224,6 @@ impl App for HttpContext {
         let _ = tcp.write_all(resp.as_bytes()).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
