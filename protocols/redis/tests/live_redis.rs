@@ -10,7 +10,7 @@ use attache_redis_protocol::inline::split_args;
 use attache_redis_protocol::slot::hash_slot;
 use attache_redis_protocol::{Command, Frame};
 use bytes::Bytes;
-use support::{start_redis, Client};
+use support::{serves_dir, start_redis, Client};
 
 const CASES: &str = include_str!("../testdata/key_cases.txt");
 
@@ -113,4 +113,16 @@ fn hash_slots_match_cluster_keyslot() {
             String::from_utf8_lossy(key)
         );
     }
+}
+
+/// The harness takes a port as its server's only when that server names
+/// its own directory: another test's server on a port we probed as free
+/// would not.
+#[test]
+fn a_server_is_recognised_by_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let (_redis, port) = start_redis(dir.path(), "redis", &[]);
+    assert!(serves_dir(port, dir.path()));
+    assert!(!serves_dir(port, other.path()));
 }

@@ -123,12 +123,46 @@ pub fn start_redis(dir: &Path, name: &str, extra: &[&str]) -> (Proc, u16) {
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut proc = Proc::spawn(&bin, &args, dir, name);
-        if proc.wait_for_port(port) {
+        if proc.wait_for_port(port) && serves_dir(port, dir) {
             return (proc, port);
         }
         // Lost the port to someone else between probing and binding: retry.
     }
     panic!("redis-server {name} failed to start five times");
+}
+
+/// Whether the Redis answering on `port` is the one started in `dir`.
+/// Another test's server may take the port between the probe and our
+/// server's bind; a connect to it succeeds as well, and its first answer
+/// to us may be a reset.
+pub fn serves_dir(port: u16, dir: &Path) -> bool {
+    let Ok(want) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let want = want.display().to_string();
+    // The reply is small: read until it names the directory or ends.
+    while let Ok(n) = stream.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        if String::from_utf8_lossy(&reply).contains(&want) {
+            return true;
+        }
+    }
+    false
 }
 
 /// A blocking RESP client built on this crate's framing.
