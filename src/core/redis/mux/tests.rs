@@ -105,6 +105,8 @@ fn now() -> u64 {
     load::stamp(std::time::Instant::now())
 }
 
+const STALL_MS: u64 = load::STALL.as_millis() as u64;
+
 /// The pipe stamps its progress: one that always owes a reply, for longer
 /// than [`load::STALL`], but keeps answering never looks stalled; one that
 /// stops answering does.
@@ -130,7 +132,10 @@ async fn a_pipe_looks_stalled_only_while_it_answers_nothing() {
     // Now it answers nothing; the last command stays owed.
     answering.store(false, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(!pipe.stalled(&mut { now }), "stalled before STALL passed");
+    // Not stalled just short of STALL after its last progress (a clock
+    // fixed there: a slow machine may oversleep any real margin).
+    let last = pipe.progress.load(Ordering::Relaxed);
+    assert!(!pipe.stalled(&mut || last + STALL_MS - 1), "stalled early");
     tokio::time::sleep(load::STALL).await;
     assert!(
         pipe.stalled(&mut { now }),
@@ -149,11 +154,19 @@ async fn a_pipe_stuck_connecting_looks_stalled() {
     let mux = one_pipe(late_pong_server(answering).await);
     let pipe = &mux.loads.pipes[0];
     assert!(!pipe.connecting.load(Ordering::Relaxed));
+    // Past the process's first stamp, so an unstamped 0 cannot pass.
+    let _ = now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let sent = now();
     let owed = mux.send(0, ping());
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(pipe.connecting.load(Ordering::Relaxed));
     assert_eq!(pipe.unanswered.load(Ordering::Relaxed), 0);
-    assert!(!pipe.stalled(&mut { now }), "stalled before STALL passed");
+    // The connect's start is its progress stamp; just short of STALL
+    // after it (a fixed clock), the pipe is not stalled yet.
+    let began = pipe.progress.load(Ordering::Relaxed);
+    assert!(began >= sent, "the connect's start was not stamped");
+    assert!(!pipe.stalled(&mut || began + STALL_MS - 1), "stalled early");
     tokio::time::sleep(load::STALL).await;
     assert!(
         pipe.stalled(&mut { now }),
