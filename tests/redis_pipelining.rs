@@ -131,8 +131,8 @@ async fn commands_before_auth_in_the_same_write_are_refused() {
 
 /// A client with nothing unanswered may be moved to another shared server
 /// connection for its next batch (the first with room for it, or the
-/// least busy when none has). Many clients alternating single commands and pipelined ones
-/// must still read their own writes every time.
+/// least busy when none has). Many clients alternating single commands
+/// and pipelined ones must still read their own writes every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_moved_between_shared_connections_read_their_own_writes() {
     let (server, _attache, addr) = rig("connections_per_node = 4").await;

@@ -65,8 +65,8 @@ impl PipeLoad {
     }
 
     /// Owes replies (or is connecting) and has made no progress for
-    /// [`STALL`]. Reads the clock (`now`, once per pick) only for a pipe
-    /// that owes replies.
+    /// [`STALL`]. Reads the clock (`now`, once per pick) only for such a
+    /// pipe: an idle one never waits on anything.
     pub(super) fn stalled(&self, now: &mut impl FnMut() -> u64) -> bool {
         (self.unanswered.load(Ordering::Relaxed) > 0 || self.connecting.load(Ordering::Relaxed))
             && now().saturating_sub(self.progress.load(Ordering::Relaxed))
