@@ -9,17 +9,10 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use support::pgwire::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Every raw read is bounded, so a misbehaving Attaché fails the test
-/// instead of hanging it.
-const READ_BUDGET: Duration = Duration::from_secs(5);
-
-const SSL_REQUEST: i32 = 80_877_103;
-const GSSENC_REQUEST: i32 = 80_877_104;
-const PROTOCOL_3_0: i32 = 3 << 16;
 
 /// A trusting server and an Attaché with trust client auth, so raw clients
 /// need no password exchange.
@@ -36,111 +29,11 @@ async fn trust_setup(extra: &str) -> (PgServer, attache::app::Attache, SocketAdd
     (pg, attache, addr)
 }
 
-/// An untagged packet: length, then `code` and `rest`.
-fn untagged(code: i32, rest: &[u8]) -> Vec<u8> {
-    let mut out = ((8 + rest.len()) as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(rest);
-    out
-}
-
-fn startup_packet(version: i32, params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    untagged(version, &body)
-}
-
-async fn read_byte(s: &mut TcpStream) -> u8 {
-    tokio::time::timeout(READ_BUDGET, s.read_u8())
-        .await
-        .expect("Attaché must answer within the read budget")
-        .expect("one byte")
-}
-
-/// Reads one tagged message; `None` when Attaché closed the connection.
-async fn read_message(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let read = async {
-        let tag = s.read_u8().await.ok()?;
-        let len = s.read_i32().await.ok()?;
-        assert!((4..1 << 20).contains(&len), "bad length {len}");
-        let mut body = vec![0; len as usize - 4];
-        s.read_exact(&mut body).await.ok()?;
-        Some((tag, body))
-    };
-    tokio::time::timeout(READ_BUDGET, read)
-        .await
-        .expect("Attaché must answer or close within the read budget")
-}
-
-/// The `C` (SQLSTATE) and `M` fields of an ErrorResponse body.
-fn error_fields(body: &[u8]) -> (String, String) {
-    let (mut code, mut message) = (String::new(), String::new());
-    for field in body.split(|b| *b == 0).filter(|f| !f.is_empty()) {
-        let text = String::from_utf8_lossy(&field[1..]).into_owned();
-        match field[0] {
-            b'C' => code = text,
-            b'M' => message = text,
-            _ => {}
-        }
-    }
-    (code, message)
-}
-
-/// Reads the login answer up to ReadyForQuery; returns the tags seen.
-async fn read_until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
-    let mut seen = Vec::new();
-    loop {
-        let Some((tag, body)) = read_message(s).await else {
-            panic!("connection closed during login after {:?}", tags(&seen));
-        };
-        if tag == b'E' {
-            panic!("login failed: {:?}", error_fields(&body));
-        }
-        seen.push((tag, body));
-        if tag == b'Z' {
-            return seen;
-        }
-    }
-}
-
-fn tags(seen: &[(u8, Vec<u8>)]) -> String {
-    seen.iter().map(|(t, _)| *t as char).collect()
-}
-
-/// A simple query over a raw session; returns the first DataRow's first
-/// column as text.
-async fn raw_query_one(s: &mut TcpStream, sql: &str) -> String {
-    let mut msg = vec![b'Q'];
-    msg.extend_from_slice(&((4 + sql.len() + 1) as i32).to_be_bytes());
-    msg.extend_from_slice(sql.as_bytes());
-    msg.push(0);
-    s.write_all(&msg).await.unwrap();
-    let mut value = None;
-    loop {
-        let (tag, body) = read_message(s).await.expect("query answer");
-        match tag {
-            b'D' if value.is_none() => {
-                let len = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
-                value = Some(String::from_utf8(body[6..6 + len].to_vec()).unwrap());
-            }
-            b'E' => panic!("query failed: {:?}", error_fields(&body)),
-            b'Z' => return value.expect("a row"),
-            _ => {}
-        }
-    }
-}
-
 /// Logs in with a 3.0 startup on `s` and checks a query works.
 async fn login_and_query(s: &mut TcpStream) {
     let p = startup_packet(PROTOCOL_3_0, &[("user", "app"), ("database", "app")]);
     s.write_all(&p).await.unwrap();
-    let seen = read_until_ready(s).await;
+    let seen = read_login(s).await;
     assert_eq!(seen[0].0, b'R', "{}", tags(&seen));
     assert_eq!(raw_query_one(s, "select 40 + 2").await, "42");
 }
@@ -195,7 +88,7 @@ async fn newer_minor_version_and_pq_options_are_negotiated() {
         s.write_all(&startup_packet(version, &params))
             .await
             .unwrap();
-        let seen = read_until_ready(&mut s).await;
+        let seen = read_login(&mut s).await;
         assert_eq!(tags(&seen[..2]), "vR", "all: {}", tags(&seen));
         let (minor, names) = parse_negotiate(&seen[0].1);
         assert_eq!(minor, 0, "Attaché speaks 3.0");

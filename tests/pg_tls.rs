@@ -292,3 +292,37 @@ async fn upstream_client_certificate_authenticates() {
         "a clear error, not a dropped connection: {e:?}"
     );
 }
+
+/// A client that asks for TLS, is told yes (`S`) and then says nothing is
+/// dropped once the opening's time is up, like one that sends no startup:
+/// it must not hold a client slot for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_silent_in_the_tls_handshake_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = certs();
+    let pg = app_server();
+    let tls = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}",
+        certs.server_cert.display(),
+        certs.server_key.display()
+    );
+    let attache = start_attache(&pg_config(&pg, "app", &tls, "")).await;
+    let addr = attache.postgres_addr.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let ssl_request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    s.write_all(&ssl_request).await.unwrap();
+    assert_eq!(s.read_u8().await.unwrap(), b'S');
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(30), s.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the silent handshake must be closed: {read:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "closed early, after {:?}",
+        started.elapsed()
+    );
+    attache.shutdown().await;
+}

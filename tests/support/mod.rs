@@ -10,6 +10,7 @@ pub use attache_harness::{HbaAuth, PgBuilder, PgServer, TestCerts};
 use tokio_postgres::{Client, NoTls};
 
 pub mod http;
+pub mod pgwire;
 
 /// Starts Attaché from a TOML text; `listen` is forced to a free port.
 pub async fn start_attache(toml: &str) -> Attache {

@@ -127,6 +127,12 @@ pub struct ServerConn {
     pub prepared_tick: u64,
     /// Set when the protocol state is unknown; the pool then discards it.
     pub broken: bool,
+    /// An extended-protocol message went out after the last Sync: the
+    /// server may hold an implicit transaction, or skip everything after an
+    /// error, until a Sync comes, so the connection belongs to this client
+    /// until it sends one (and it is answered), whatever the last
+    /// ReadyForQuery said.
+    pub unsynced: bool,
     pub created: Instant,
     pub max_message_size: usize,
 }
@@ -182,6 +188,7 @@ impl ServerConn {
             prepared: HashMap::new(),
             prepared_tick: 0,
             broken: false,
+            unsynced: false,
             created: Instant::now(),
             max_message_size: target.max_message_size,
         };

@@ -125,8 +125,10 @@ pub enum CheckoutError {
 }
 
 impl Reusable for ServerConn {
+    /// Mid-batch counts as broken: the next client's first message would
+    /// land inside this one's batch (see [`ServerConn::unsynced`]).
     fn is_broken(&self) -> bool {
-        self.broken
+        self.broken || self.unsynced
     }
 
     fn created(&self) -> Instant {

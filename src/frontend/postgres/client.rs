@@ -126,6 +126,13 @@ impl Session {
                 return Err(e);
             }
         }
+        if matches!(m.tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H') {
+            // Part of an extended batch may be on the server now: it stays
+            // this client's until the batch's Sync is answered.
+            if let Some(s) = self.server.as_mut() {
+                s.unsynced = true;
+            }
+        }
         Ok(Flow::Continue)
     }
 
@@ -185,7 +192,10 @@ impl Session {
 
     fn on_sync(&mut self, m: MessageRef<'_>) {
         self.skip_until_sync = false;
-        if self.server.is_some() {
+        if let Some(s) = self.server.as_mut() {
+            // Its ReadyForQuery is now expected; the connection is free
+            // once that (and everything before it) is answered.
+            s.unsynced = false;
             self.sout.extend_from_slice(m.frame);
             self.expect.push_back(Expect::Reply(b'S'));
         } else {

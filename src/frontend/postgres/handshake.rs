@@ -62,7 +62,11 @@ async fn upgrade(ctx: &PgContext, mut stream: Stream) -> Result<Stream, Frontend
     match (&ctx.state().local_tls, stream) {
         (Some(config), Stream::Plain(mut tcp)) => {
             tcp.write_all(b"S").await?;
-            let tls = tls::accept(config.clone(), tcp).await?;
+            // Bounded like the rest of the opening: a client that stops
+            // mid-handshake must not hold its slot.
+            let tls = tokio::time::timeout(OPENING_TIMEOUT, tls::accept(config.clone(), tcp))
+                .await
+                .map_err(|_| FrontendError::ClientTimeout)??;
             Ok(Stream::ServerTls(Box::new(tls)))
         }
         (None, Stream::Plain(mut tcp)) => {

@@ -58,6 +58,8 @@ impl Session {
         if let Some(conn) = self.server.take() {
             self.pool.discard(conn);
         }
+        // A Sync sent now is answered by Attaché, as outside any COPY.
+        self.copy_in = false;
         if let Ok(mut slot) = self.cancel.slot.lock() {
             *slot = None;
         }

@@ -116,6 +116,13 @@ impl Session {
             }
         }
         self.copy_in = true;
+        if extended {
+            // The Syncs already sent are ignored: the batch ends with the
+            // one the client sends after CopyDone.
+            if let Some(s) = self.server.as_mut() {
+                s.unsynced = true;
+            }
+        }
     }
 
     /// Handles one message from the server.
@@ -178,6 +185,10 @@ impl Session {
     }
 
     fn on_server_error(&mut self, m: MessageRef<'_>) {
+        // An error ends copy-in on the server's side; the client's own
+        // CopyDone or CopyFail may never be forwarded (the connection can
+        // go back to the pool first), so it cannot be what ends it here.
+        self.copy_in = false;
         self.pool
             .stats
             .server_errors

@@ -394,6 +394,9 @@ impl Session {
         if let Some(server) = self.server.as_mut() {
             server.rbuf = rbuf;
         }
+        // Attaché's own replies queued behind the server's last one go out
+        // now: after a Flush, no further server message may come to send them.
+        self.drain_synth();
         match result {
             Ok(()) => Ok(()),
             Err(e) => self.server_lost(&e.to_string()).await,
@@ -416,7 +419,10 @@ impl Session {
     /// Transaction pooling: hand the server back once it is idle with
     /// nothing outstanding.
     fn maybe_release(&mut self) {
-        if self.server.is_none() || self.tx_status != b'I' || !self.expect.is_empty() {
+        let Some(conn) = self.server.as_ref() else {
+            return;
+        };
+        if conn.unsynced || self.tx_status != b'I' || !self.expect.is_empty() {
             return;
         }
         if self.mode == PoolMode::Transaction && !self.pinned && !self.skip_until_sync {
@@ -437,6 +443,7 @@ impl Session {
         self.in_flight = None;
         self.wrote = false;
         self.replay = None;
+        self.copy_in = false;
         if let Some(conn) = self.server.take() {
             if conn.broken {
                 self.pool.discard(conn);
@@ -515,7 +522,8 @@ impl Session {
                 self.expect.clear();
             }
         }
-        let clean = self.tx_status == b'I' && self.expect.is_empty() && !conn.broken;
+        let clean =
+            self.tx_status == b'I' && self.expect.is_empty() && !conn.broken && !conn.unsynced;
         // A connection going back waits out a cancel forwarded to it.
         if !clean || (conn.cancel.gate.busy() && !conn.cancel.gate.wait_idle(CANCEL_TIMEOUT).await)
         {
