@@ -1,9 +1,11 @@
 //! Parse → route → backend (Postgres), end to end: when a pooled server
-//! connection may go back to the pool. Extended-protocol batches without a
-//! Sync yet, COPY cut short by the server, and Attaché's own replies after a
-//! Flush, spoken byte by byte to a real server through Attaché in
-//! transaction mode with a pool of one, so that a connection released too
-//! early is the very one the next client gets.
+//! connection may go back to the pool, and in what state. Extended-protocol
+//! batches without a Sync yet, COPY cut short by the server, Attaché's own
+//! replies after a Flush, and session state changed where a quick look at
+//! the text would miss it (behind a comment, through the extended
+//! protocol, a role), spoken byte by byte to a real server through Attaché
+//! in transaction mode with a pool of one, so that a connection released
+//! too early is the very one the next client gets.
 
 mod support;
 
@@ -23,8 +25,9 @@ async fn one_connection_pool() -> (PgServer, attache::app::Attache, SocketAddr) 
         .database("app")
         .start()
         .unwrap();
-    pg.psql("app", "create table t (n int); grant all on t to app;")
-        .unwrap();
+    let schema =
+        "create table t (n int); grant all on t to app; create role other; grant other to app;";
+    pg.psql("app", schema).unwrap();
     let extra =
         "auth = \"trust\"\npool_mode = \"transaction\"\npool_size = 1\ncheckout_timeout = \"20s\"";
     let attache = start_attache(&pg_config(&pg, "app", extra, "")).await;
@@ -57,9 +60,18 @@ async fn read_until(s: &mut TcpStream, tag: u8) -> Vec<(u8, Vec<u8>)> {
 /// Starts a second client's `select count(*) from t`; its answer (the
 /// count, or why it failed) comes on the handle.
 fn count_rows(addr: SocketAddr) -> tokio::task::JoinHandle<Result<String, String>> {
+    query_value(addr, "select count(*) from t")
+}
+
+/// Starts another client's query; its first value (or why it failed)
+/// comes on the handle.
+fn query_value(
+    addr: SocketAddr,
+    sql: &'static str,
+) -> tokio::task::JoinHandle<Result<String, String>> {
     tokio::spawn(async move {
         let mut s = raw_login(addr, "app", "app").await;
-        send(&mut s, &[query("select count(*) from t")]).await;
+        send(&mut s, &[query(sql)]).await;
         let seen = tokio::time::timeout(Duration::from_secs(15), read_until_ready_or_close(&mut s))
             .await
             .map_err(|_| "no answer in 15 s".to_owned())??;
@@ -213,4 +225,100 @@ async fn attaches_own_reply_after_a_flush_is_sent() {
     assert_eq!(tags(&read_until(&mut a, b'3').await), "2DC3");
     send(&mut a, &[sync()]).await;
     read_until(&mut a, b'Z').await;
+}
+
+/// Sends an unnamed-statement batch (Parse/Bind/Execute/Sync) and reads
+/// its answer, which must not be an error.
+async fn extended(s: &mut TcpStream, sql: &str) -> Vec<(u8, Vec<u8>)> {
+    send(s, &[parse("", sql), bind("", ""), execute(""), sync()]).await;
+    read_until(s, b'Z').await
+}
+
+/// A SET behind a comment is still a SET: tracked, so the next client on
+/// that connection does not inherit it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_behind_a_comment_does_not_leak() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    send(
+        &mut a,
+        &[query("/* app */ -- set\n SET application_name = 'leak'")],
+    )
+    .await;
+    read_until(&mut a, b'Z').await;
+    assert_eq!(raw_query_one(&mut a, "show application_name").await, "leak");
+    let other = query_value(addr, "show application_name");
+    let name = other.await.unwrap().expect("the other client's query");
+    assert_ne!(name, "leak", "another client's setting leaked");
+    // The first client still has its own.
+    assert_eq!(raw_query_one(&mut a, "show application_name").await, "leak");
+}
+
+/// SET ROLE changes who the session is, and RESET ALL does not undo it:
+/// the client keeps its connection, which is reset (DISCARD ALL) before
+/// anyone else gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_set_by_one_client_never_reaches_another() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    send(&mut a, &[query("SET ROLE other")]).await;
+    read_until(&mut a, b'Z').await;
+    assert_eq!(raw_query_one(&mut a, "select current_user").await, "other");
+    let other = query_value(addr, "select current_user");
+    still_waiting(&other).await;
+    drop(a);
+    let user = other.await.unwrap().expect("the other client's query");
+    assert_eq!(user, "app");
+}
+
+/// A SET sent through the extended protocol (as JDBC sends it) is not
+/// classified from its text; its CommandComplete pins the client instead,
+/// so the setting does not leak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_protocol_set_does_not_leak() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    extended(&mut a, "set application_name = 'ext'").await;
+    assert_eq!(raw_query_one(&mut a, "show application_name").await, "ext");
+    let other = query_value(addr, "show application_name");
+    still_waiting(&other).await;
+    drop(a);
+    let name = other.await.unwrap().expect("the other client's query");
+    assert_ne!(name, "ext", "another client's setting leaked");
+}
+
+/// DEALLOCATE ALL through the extended protocol drops the server-side
+/// statements Attaché shares on that connection: its cache must forget
+/// them, so a later Bind prepares the statement again instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_protocol_deallocate_all_is_followed() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    send(&mut a, &[parse("s1", "select 7"), sync()]).await;
+    read_until(&mut a, b'Z').await;
+    send(&mut a, &[bind("", "s1"), execute(""), sync()]).await;
+    assert_eq!(
+        first_column(&read_until(&mut a, b'Z').await).as_deref(),
+        Some("7")
+    );
+    extended(&mut a, "deallocate all").await;
+    // The client's own statement is gone too, as on a plain server.
+    send(&mut a, &[parse("s1", "select 8"), sync()]).await;
+    read_until(&mut a, b'Z').await;
+    send(&mut a, &[bind("", "s1"), execute(""), sync()]).await;
+    assert_eq!(
+        first_column(&read_until(&mut a, b'Z').await).as_deref(),
+        Some("8")
+    );
+    // Another client preparing the first text gets it prepared again.
+    let mut b = raw_login(addr, "app", "app").await;
+    send(
+        &mut b,
+        &[parse("x", "select 7"), bind("", "x"), execute(""), sync()],
+    )
+    .await;
+    assert_eq!(
+        first_column(&read_until(&mut b, b'Z').await).as_deref(),
+        Some("7")
+    );
 }

@@ -39,13 +39,16 @@ pub enum SessionCommand {
     Listen,
     /// `UNLISTEN channel` or `UNLISTEN *`.
     Unlisten,
-    /// Settings that must not be tracked as plain session settings: `SET
+    /// Settings scoped to the transaction, which need no tracking: `SET
     /// LOCAL`, `SET TRANSACTION`, `SET SESSION CHARACTERISTICS`, `SET
-    /// CONSTRAINTS`, `RESET TRANSACTION ISOLATION LEVEL`, the
-    /// `transaction_*` parameters, and the identity changers `SET ROLE` /
-    /// `SET SESSION AUTHORIZATION` (also via `SET role = …`), which are
-    /// grouped here so the router decides their policy in one place.
+    /// CONSTRAINTS`, `RESET TRANSACTION ISOLATION LEVEL` and the
+    /// `transaction_*` parameters.
     SetLocalOrTransaction,
+    /// `SET [SESSION] ROLE` and `SET SESSION AUTHORIZATION` (also via
+    /// `SET role = …`): who the session is. `RESET ALL` leaves them, so
+    /// they cannot be replayed and undone like other settings; a router
+    /// pins the session instead.
+    SetIdentity,
     /// Anything else, including statements PostgreSQL would reject.
     Other,
 }
@@ -122,6 +125,47 @@ fn is_sql_space(b: u8) -> bool {
 
 fn trim_sql(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii() && is_sql_space(c as u8))
+}
+
+/// `sql` from its first token on: leading whitespace, `-- …` lines and
+/// (nested) `/* … */` blocks skipped. For the cheap first-keyword checks
+/// that run on every query before anything is tokenized; an unterminated
+/// comment leaves nothing (PostgreSQL rejects it).
+pub fn skip_leading_comments(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_ascii() && is_sql_space(c as u8));
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.find('\n').map_or("", |i| &after[i + 1..]);
+        } else if rest.starts_with("/*") {
+            rest = after_block_comment(rest);
+        } else {
+            return rest;
+        }
+    }
+}
+
+/// What follows the block comment `s` starts with ("" if unterminated).
+fn after_block_comment(s: &str) -> &str {
+    let b = s.as_bytes();
+    let (mut depth, mut i) = (0usize, 0);
+    while i + 1 < b.len() {
+        match (b[i], b[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return &s[i..];
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    ""
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -402,8 +446,11 @@ impl Parser<'_> {
         }
         if self.kw_at(0, "SESSION") && !self.name_follows_at(1) {
             self.pos += 1;
-            if self.kw_at(0, "CHARACTERISTICS") || self.kw_at(0, "AUTHORIZATION") {
+            if self.kw_at(0, "CHARACTERISTICS") {
                 return Some(SessionCommand::SetLocalOrTransaction);
+            }
+            if self.kw_at(0, "AUTHORIZATION") {
+                return Some(SessionCommand::SetIdentity);
             }
         }
         if !self.name_follows_at(1) {
@@ -417,14 +464,16 @@ impl Parser<'_> {
     /// The keyword forms of SET. Outer `None`: not a special form.
     fn set_special(&mut self) -> Option<Option<SessionCommand>> {
         let slot = Some(Some(SessionCommand::SetLocalOrTransaction));
-        if ["TRANSACTION", "ROLE", "CONSTRAINTS"]
+        if ["TRANSACTION", "CONSTRAINTS"]
             .iter()
             .any(|k| self.kw_at(0, k))
         {
             return slot;
         }
-        if self.kw_at(0, "SESSION") && self.kw_at(1, "AUTHORIZATION") {
-            return slot;
+        let identity =
+            self.kw_at(0, "ROLE") || (self.kw_at(0, "SESSION") && self.kw_at(1, "AUTHORIZATION"));
+        if identity {
+            return Some(Some(SessionCommand::SetIdentity));
         }
         if self.kw_at(0, "TIME") && self.kw_at(1, "ZONE") {
             self.pos += 2;
@@ -453,8 +502,11 @@ impl Parser<'_> {
             self.pos += 1;
         }
         let value = self.value(&["DEFAULT"])?;
-        if is_one_of(&name, TRANSACTION_SCOPED) || is_one_of(&name, IDENTITY) {
+        if is_one_of(&name, TRANSACTION_SCOPED) {
             return Some(SessionCommand::SetLocalOrTransaction);
+        }
+        if is_one_of(&name, IDENTITY) {
+            return Some(SessionCommand::SetIdentity);
         }
         Some(SessionCommand::Set { name, value })
     }

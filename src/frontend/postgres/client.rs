@@ -235,7 +235,7 @@ impl Session {
         // on another server: like LISTEN, it keeps the session on this one.
         let foreign = matches!(sql, Cow::Owned(_));
         let pins = |c: &SessionCommand| match c {
-            SessionCommand::Listen => true,
+            SessionCommand::Listen | SessionCommand::SetIdentity => true,
             SessionCommand::Set { .. } => foreign,
             _ => false,
         };
@@ -391,7 +391,7 @@ fn session_commands(sql: &str) -> Vec<SessionCommand> {
         "listen",
         "unlisten",
     ];
-    let head = sql.trim_start();
+    let head = classify::skip_leading_comments(sql);
     let has_more = head.trim_end().trim_end_matches(';').contains(';');
     let word_len = head.bytes().take_while(u8::is_ascii_alphabetic).count();
     let first = &head[..word_len];

@@ -138,7 +138,12 @@ impl Session {
                 self.cout.extend_from_slice(m.frame);
                 return;
             }
-            b'C' => self.last_commit = m.body().starts_with(b"COMMIT"),
+            b'C' => {
+                self.last_commit = m.body().starts_with(b"COMMIT");
+                if matches!(self.expect.front(), Some(Expect::Reply(b'E'))) {
+                    self.on_execute_done(m.body());
+                }
+            }
             b'G' => self.on_copy_in(),
             _ => {}
         }
@@ -289,6 +294,33 @@ impl Session {
             self.commit_settings(&commands);
         } else {
             self.settings.in_transaction.extend(commands);
+        }
+    }
+
+    /// CommandComplete of an Execute. Session commands sent through the
+    /// extended protocol were not classified (only a simple Query's text
+    /// is), so their tag says what changed: what Attaché cannot replay on
+    /// another server (a SET, whose text it has not kept) pins the client
+    /// to this one, and a connection whose statements are no longer what
+    /// Attaché's cache says is cleared or, when which is unknown, not
+    /// reused after this client.
+    fn on_execute_done(&mut self, tag: &[u8]) {
+        let tag = tag.strip_suffix(b"\0").unwrap_or(tag);
+        match tag {
+            b"SET" | b"RESET" | b"LISTEN" => self.pinned = true,
+            b"DISCARD ALL" => self.apply_effects(b'I', vec![SessionCommand::DiscardAll]),
+            b"DEALLOCATE ALL" => {
+                self.statements.clear();
+                if let Some(s) = self.server.as_mut() {
+                    s.prepared.clear();
+                }
+            }
+            b"DEALLOCATE" => {
+                if let Some(s) = self.server.as_mut() {
+                    s.broken = true;
+                }
+            }
+            _ => {}
         }
     }
 

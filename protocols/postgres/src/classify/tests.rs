@@ -141,10 +141,12 @@ fn classify_table() {
             slot.clone(),
         ),
         ("SET CONSTRAINTS ALL DEFERRED", slot.clone()),
-        ("SET ROLE admin", slot.clone()),
-        ("SET role = admin", slot.clone()),
-        ("SET SESSION ROLE admin", slot.clone()),
-        ("SET SESSION AUTHORIZATION alice", slot.clone()),
+        ("SET ROLE admin", SetIdentity),
+        ("SET role = admin", SetIdentity),
+        ("SET SESSION ROLE admin", SetIdentity),
+        ("SET SESSION AUTHORIZATION alice", SetIdentity),
+        ("SET LOCAL ROLE admin", slot.clone()),
+        ("set session authorization default", SetIdentity),
         ("SET transaction_isolation = 'serializable'", slot.clone()),
         ("RESET TimeZone", reset("timezone")),
         ("reset \"Mixed\"", reset("Mixed")),
@@ -297,5 +299,28 @@ fn odd_input_never_panics() {
             let _ = classify_session(piece);
         }
         let _ = classify_session(input);
+    }
+}
+
+#[test]
+fn leading_comments_are_skipped_to_the_first_token() {
+    let cases: &[(&str, &str)] = &[
+        ("SET x TO 1", "SET x TO 1"),
+        ("  \n\tSET x", "SET x"),
+        ("/* app */ SET x", "SET x"),
+        ("-- c\nDISCARD ALL", "DISCARD ALL"),
+        (
+            "/* a /* nested */ still */ -- d\n  /**/LISTEN c",
+            "LISTEN c",
+        ),
+        ("/* unterminated", ""),
+        ("-- only a comment", ""),
+        ("/*/ SET x", ""),
+        ("select 1 /* c */", "select 1 /* c */"),
+        ("-", "-"),
+        ("/", "/"),
+    ];
+    for (sql, rest) in cases {
+        assert_eq!(skip_leading_comments(sql), *rest, "{sql:?}");
     }
 }
