@@ -88,6 +88,11 @@ pub struct RedisConfig {
     pub connect_timeout: Dur,
     #[serde(default = "defaults::max_client_connections")]
     pub max_client_connections: usize,
+    /// Databases a client may SELECT (0 to `databases - 1`), as Redis's own
+    /// `databases` setting. Each one selected gets its own shared
+    /// connections, so the bound also bounds those.
+    #[serde(default = "defaults::databases")]
+    pub databases: u32,
     /// Requests one client may have in flight before Attaché stops reading
     /// from it.
     #[serde(default = "defaults::max_pipeline")]
@@ -246,6 +251,10 @@ pub(crate) mod defaults {
     }
     pub fn max_client_connections() -> usize {
         10_000
+    }
+    /// Redis's default `databases`.
+    pub fn databases() -> u32 {
+        16
     }
     pub fn max_pipeline() -> usize {
         10_000

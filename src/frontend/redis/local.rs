@@ -233,9 +233,11 @@ fn client(s: &mut Session, cmd: &Command) -> Local {
     Local::Answered
 }
 
-/// SELECT: later commands use shared connections set to that database. The
-/// new database is checked with a PING through those connections, so an
-/// out-of-range index gets the server's own error.
+/// SELECT: later commands use shared connections set to that database. An
+/// index past `databases` is refused before anything is made for it: each
+/// database gets its own set of shared connections, kept for good, so any
+/// index let through would cost a mux per value a client cares to try.
+/// The new database is then checked with a PING through its connections.
 pub(super) async fn select(s: &mut Session, cmd: &Command) {
     let db = cmd
         .arg(1)
@@ -246,6 +248,9 @@ pub(super) async fn select(s: &mut Session, cmd: &Command) {
     };
     if s.ctx.topology.cluster().is_some() && db != 0 {
         return s.error("ERR SELECT is not allowed in cluster mode");
+    }
+    if db >= s.ctx.config.databases {
+        return s.error("ERR DB index is out of range");
     }
     if s.in_transaction() {
         return s.error("ERR attache: SELECT inside a transaction is not supported");

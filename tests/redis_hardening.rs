@@ -1,0 +1,99 @@
+//! End to end (Redis, `single` mode): commands one client could use to
+//! hurt Attaché or the other clients on its shared server connections,
+//! against a real `redis-server`: SELECT of any index (a set of shared
+//! connections per value), replication and cluster-state commands that
+//! would change a shared connection under everyone else, and error replies
+//! echoing arbitrarily large input.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use attache::app::Attache;
+use attache_harness::{RedisBuilder, RedisServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[path = "support/resp.rs"]
+mod resp;
+use resp::{encode, parse, Resp};
+
+async fn setup() -> (RedisServer, Attache, SocketAddr) {
+    let server =
+        tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis-server starts");
+    let toml = format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
+         nodes = [\"{}\"]\n",
+        server.addr()
+    );
+    let cfg = attache::config::parse(&toml).expect("test config must be valid");
+    let attache = Attache::start(cfg).await.expect("attache starts");
+    let addr = attache.redis_addr.expect("redis listener");
+    (server, attache, addr)
+}
+
+/// A raw RESP2 connection, also for the length of a reply's bytes.
+struct Raw {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        Raw {
+            tcp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The reply to `args` and how many bytes it took.
+    async fn sized(&mut self, args: &[&str]) -> (Resp, usize) {
+        self.tcp.write_all(&encode(args)).await.expect("write");
+        loop {
+            if let Some((r, used)) = parse(&self.buf) {
+                self.buf.drain(..used);
+                return (r, used);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), self.tcp.read(&mut chunk))
+                .await
+                .expect("a reply within 5 s")
+                .expect("read");
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn cmd(&mut self, args: &[&str]) -> Resp {
+        self.sized(args).await.0
+    }
+}
+
+/// `total_connections_received` of the server, asked on `direct`.
+async fn connections_received(direct: &mut Raw) -> u64 {
+    let info = direct.cmd(&["INFO", "stats"]).await.text();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_connections_received")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_past_the_database_count_is_refused_without_a_connection() {
+    let (server, attache, addr) = setup().await;
+    let mut c = Raw::connect(addr).await;
+    let mut direct = Raw::connect(server.addr()).await;
+    assert_eq!(c.cmd(&["SET", "a", "1"]).await, Resp::ok());
+    let before = connections_received(&mut direct).await;
+    for db in (16..48).chain([u32::MAX]) {
+        let got = c.cmd(&["SELECT", &db.to_string()]).await;
+        assert_eq!(got.err(), "ERR DB index is out of range", "SELECT {db}");
+    }
+    // Nothing was made for the refused indexes: no connection reached Redis.
+    assert_eq!(connections_received(&mut direct).await, before);
+    assert_eq!(c.cmd(&["GET", "a"]).await, Resp::bulk("1"), "still on db 0");
+    assert_eq!(c.cmd(&["SELECT", "15"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["GET", "a"]).await, Resp::Nil, "now on db 15");
+    drop((c, direct));
+    attache.shutdown().await;
+}
