@@ -97,3 +97,28 @@ async fn select_past_the_database_count_is_refused_without_a_connection() {
     drop((c, direct));
     attache.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_and_connection_flag_commands_stay_off_shared_connections() {
+    let (_server, attache, addr) = setup().await;
+    let mut c = Raw::connect(addr).await;
+    let mut other = Raw::connect(addr).await;
+    assert_eq!(other.cmd(&["SET", "r", "1"]).await, Resp::ok());
+    for args in [
+        &["SYNC"][..],
+        &["PSYNC", "?", "-1"],
+        &["REPLCONF", "listening-port", "6390"],
+        &["ASKING"],
+    ] {
+        let got = c.cmd(args).await;
+        assert!(got.err().starts_with("ERR attache: "), "{args:?}: {got:?}");
+    }
+    // No-ops through Attaché: `read_from` decides where reads go.
+    assert_eq!(c.cmd(&["READONLY"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["READWRITE"]).await, Resp::ok());
+    // The shared connections still answer both clients normally.
+    assert_eq!(c.cmd(&["GET", "r"]).await, Resp::bulk("1"));
+    assert_eq!(other.cmd(&["INCR", "r"]).await, Resp::Int(2));
+    drop((c, other));
+    attache.shutdown().await;
+}

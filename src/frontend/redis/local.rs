@@ -16,6 +16,12 @@ pub(super) enum Local {
     Forward,
 }
 
+/// SYNC/PSYNC/REPLCONF turn the connection they arrive on into a
+/// replication link: forwarded to a shared connection, every other client
+/// on it would get the RDB stream and the command stream instead of replies.
+const REPLICATION: &str =
+    "ERR attache: replication commands (SYNC, PSYNC, REPLCONF) cannot go through a proxy; connect the replica to the server";
+
 /// Redis's version as reported in HELLO; clients use it to pick features.
 const SERVER_VERSION: &str = "7.0.0";
 
@@ -38,6 +44,16 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
         _ if s.ctx.is_denied(name) => s.error(&format!(
             "ERR command '{name}' is disabled by Attaché's configuration"
         )),
+        // They would make a shared connection a replication link (see
+        // `REPLICATION`), as twemproxy and Envoy refuse them too.
+        "SYNC" | "PSYNC" | "REPLCONF" => s.error(REPLICATION),
+        // Flags on the connection for the next command, which on a shared
+        // connection is another client's. Attaché follows ASK itself, and
+        // `read_from` decides where reads go.
+        "ASKING" => s.error(
+            "ERR attache: ASKING cannot go through a proxy; Attaché follows ASK redirects itself",
+        ),
+        "READONLY" | "READWRITE" => s.ready(bytes::Bytes::from_static(b"+OK\r\n")),
         _ if lookup_command(cmd).is_none() => unknown(s, cmd),
         // Inside MULTI these are queued by the server like any command.
         _ if s.in_multi() => return Local::Forward,
