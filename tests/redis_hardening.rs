@@ -122,3 +122,33 @@ async fn replication_and_connection_flag_commands_stay_off_shared_connections() 
     drop((c, other));
     attache.shutdown().await;
 }
+
+/// Error replies echo at most 128 bytes of each piece of client input, as
+/// Redis's do, whatever the client sends (even before AUTH for HELLO).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_replies_echo_at_most_128_bytes_of_input() {
+    let (_server, attache, addr) = setup().await;
+    let mut c = Raw::connect(addr).await;
+    let long = "x".repeat(100_000);
+    let (got, size) = c.sized(&[&long, &long, &long]).await;
+    let want = format!(
+        "ERR unknown command '{}', with args beginning with: '{}' ",
+        "x".repeat(128),
+        "x".repeat(128)
+    );
+    assert_eq!(got.err(), want);
+    assert!(size < 400, "{size} bytes");
+    let (got, size) = c.sized(&["HELLO", "3", &long]).await;
+    let want = format!("ERR Syntax error in HELLO option '{}'", "x".repeat(128));
+    assert_eq!(got.err(), want);
+    assert!(size < 200, "{size} bytes");
+    // CR and LF in the echo cannot end the error line early.
+    let got = c.cmd(&["NOPE\r\n+OK"]).await;
+    assert_eq!(
+        got.err(),
+        "ERR unknown command 'NOPE  +OK', with args beginning with: "
+    );
+    assert_eq!(c.cmd(&["PING"]).await, Resp::Simple("PONG".into()));
+    drop(c);
+    attache.shutdown().await;
+}

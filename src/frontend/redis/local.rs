@@ -97,12 +97,36 @@ fn wrong_arity(s: &mut Session, name: &str) {
     ));
 }
 
-/// Redis's exact wording, so clients and humans recognise it.
+/// Most bytes of client input an error reply echoes, as Redis: a reply
+/// must not grow with whatever a client (even one not authenticated yet)
+/// cares to send.
+const ECHO_MAX: usize = 128;
+
+/// Up to `max` bytes of `input` as text for an error line: cut at a
+/// character boundary, CR and LF made spaces (as Redis does) so that the
+/// echo cannot end the line.
+fn echo(input: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&input[..input.len().min(max)]);
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if out.len() + ch.len_utf8() > max {
+            break;
+        }
+        out.push(if ch == '\r' || ch == '\n' { ' ' } else { ch });
+    }
+    out
+}
+
+/// Redis's exact wording, so clients and humans recognise it, and its
+/// bounds: the name and the arguments are echoed up to 128 bytes each.
 fn unknown(s: &mut Session, cmd: &Command) {
-    let name = String::from_utf8_lossy(cmd.name()).into_owned();
+    let name = echo(cmd.name(), ECHO_MAX);
     let mut args = String::new();
-    for a in cmd.args.iter().skip(1).take(16) {
-        args.push_str(&format!("'{}' ", String::from_utf8_lossy(a)));
+    for a in cmd.args.iter().skip(1) {
+        if args.len() >= ECHO_MAX {
+            break;
+        }
+        args.push_str(&format!("'{}' ", echo(a, ECHO_MAX - args.len())));
     }
     s.error(&format!(
         "ERR unknown command '{name}', with args beginning with: {args}"
@@ -179,7 +203,7 @@ fn hello(s: &mut Session, cmd: &Command) {
         } else {
             return s.error(&format!(
                 "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(opt)
+                echo(opt, ECHO_MAX)
             ));
         }
     }
