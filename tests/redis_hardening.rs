@@ -152,3 +152,35 @@ async fn error_replies_echo_at_most_128_bytes_of_input() {
     drop(c);
     attache.shutdown().await;
 }
+
+/// The relay behind pub/sub, MONITOR, CLIENT REPLY and CLIENT TRACKING
+/// passes bytes unchecked, so with a deny list those commands are refused:
+/// `CLIENT REPLY ON` would otherwise let a denied FLUSHALL through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_list_is_not_bypassed_through_a_relay() {
+    let server =
+        tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis-server starts");
+    let toml = format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
+         nodes = [\"{}\"]\ndeny_commands = [\"FLUSHALL\"]\n",
+        server.addr()
+    );
+    let cfg = attache::config::parse(&toml).expect("test config must be valid");
+    let attache = Attache::start(cfg).await.expect("attache starts");
+    let addr = attache.redis_addr.expect("redis listener");
+    let mut c = Raw::connect(addr).await;
+    assert_eq!(c.cmd(&["SET", "keep", "me"]).await, Resp::ok());
+    for args in [
+        &["CLIENT", "REPLY", "ON"][..],
+        &["SUBSCRIBE", "ch"],
+        &["MONITOR"],
+        &["CLIENT", "TRACKING", "ON"],
+    ] {
+        let got = c.cmd(args).await;
+        assert!(got.err().starts_with("ERR attache: "), "{args:?}: {got:?}");
+    }
+    assert!(c.cmd(&["FLUSHALL"]).await.err().contains("disabled"));
+    assert_eq!(c.cmd(&["GET", "keep"]).await, Resp::bulk("me"));
+    drop(c);
+    attache.shutdown().await;
+}

@@ -79,7 +79,11 @@ pub struct RedisConfig {
     /// default, so that a burst of large pipelines still spreads.
     #[serde(default = "defaults::connections_per_node")]
     pub connections_per_node: usize,
-    /// Commands answered with an error instead of being run.
+    /// Commands answered with an error instead of being run. While any is
+    /// denied, commands that would switch a client to a dedicated relay
+    /// (SUBSCRIBE and the other pub/sub commands, MONITOR, CLIENT REPLY,
+    /// CLIENT TRACKING/CACHING) are refused too: the relay passes bytes
+    /// unchecked, so the list could not be enforced there.
     #[serde(default)]
     pub deny_commands: Vec<String>,
     #[serde(default = "defaults::command_timeout")]
