@@ -422,6 +422,12 @@ struct Scenario {
 impl Scenario {
     async fn new() -> Scenario {
         let (cluster, attache, addr) = setup().await;
+        Scenario::with(cluster, attache, addr).await
+    }
+
+    /// Preloads the hot slot through Attaché at `addr`, in front of
+    /// `cluster`.
+    async fn with(cluster: RedisCluster, attache: Attache, addr: SocketAddr) -> Scenario {
         let tag = "{mig}".to_string();
         let slot = key_slot(tag.as_bytes());
         set_all(
@@ -545,6 +551,9 @@ impl Scenario {
 }
 
 // ------------------------------------------------------------------- tests
+
+#[path = "redis_cluster/redirects.rs"]
+mod redirects;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_land_on_their_slot_owner_without_redirects() {

@@ -79,7 +79,11 @@ pub struct RedisConfig {
     /// default, so that a burst of large pipelines still spreads.
     #[serde(default = "defaults::connections_per_node")]
     pub connections_per_node: usize,
-    /// Commands answered with an error instead of being run.
+    /// Commands answered with an error instead of being run. While any is
+    /// denied, commands that would switch a client to a dedicated relay
+    /// (SUBSCRIBE and the other pub/sub commands, MONITOR, CLIENT REPLY,
+    /// CLIENT TRACKING/CACHING) are refused too: the relay passes bytes
+    /// unchecked, so the list could not be enforced there.
     #[serde(default)]
     pub deny_commands: Vec<String>,
     #[serde(default = "defaults::command_timeout")]
@@ -88,6 +92,11 @@ pub struct RedisConfig {
     pub connect_timeout: Dur,
     #[serde(default = "defaults::max_client_connections")]
     pub max_client_connections: usize,
+    /// Databases a client may SELECT (0 to `databases - 1`), as Redis's own
+    /// `databases` setting. Each one selected gets its own shared
+    /// connections, so the bound also bounds those.
+    #[serde(default = "defaults::databases")]
+    pub databases: u32,
     /// Requests one client may have in flight before Attaché stops reading
     /// from it.
     #[serde(default = "defaults::max_pipeline")]
@@ -246,6 +255,10 @@ pub(crate) mod defaults {
     }
     pub fn max_client_connections() -> usize {
         10_000
+    }
+    /// Redis's default `databases`.
+    pub fn databases() -> u32 {
+        16
     }
     pub fn max_pipeline() -> usize {
         10_000

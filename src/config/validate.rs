@@ -118,6 +118,9 @@ fn check_redis(r: &super::redis::RedisConfig, errs: &mut Errors) {
     if !(1..=64).contains(&r.connections_per_node) {
         errs.push("redis.connections_per_node", "must be between 1 and 64");
     }
+    if r.databases == 0 {
+        errs.push("redis.databases", "must be at least 1");
+    }
     if r.max_pipeline == 0 {
         errs.push("redis.max_pipeline", "must be at least 1");
     }

@@ -100,6 +100,19 @@ impl RedisCluster {
         Ok(cluster)
     }
 
+    /// Starts one more primary from `builder`, joins it with `CLUSTER MEET` and waits until
+    /// every node knows it. It owns no slot until one is moved to it ([`Self::migrate_slot`]),
+    /// as in a scale-out; it is appended to [`RedisCluster::nodes`] and its index returned.
+    pub fn add_primary(&mut self, builder: RedisBuilder) -> Result<usize, RedisError> {
+        let node = builder.cluster().start()?;
+        let port = node.port().to_string();
+        self.nodes[0].call(&["CLUSTER", "MEET", "127.0.0.1", &port])?;
+        self.nodes.push(node);
+        self.primaries += 1;
+        self.wait_ok()?;
+        Ok(self.nodes.len() - 1)
+    }
+
     /// `127.0.0.1:port` of every node, in [`RedisCluster::nodes`] order.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(RedisServer::addr).collect()

@@ -4,10 +4,19 @@
 //! The map comes from `CLUSTER SLOTS` on any known node: at start, every few
 //! seconds, and promptly after a MOVED (which means the map is stale). Until
 //! it is known, requests go to a seed and are redirected like any other.
+//!
+//! A redirect is followed only to a member of the cluster. A client can make
+//! a node answer with any error text (`EVAL "return
+//! redis.error_reply('MOVED 1 evil:6379')" 0`), and following that would
+//! hand the upstream password to whoever listens there. So an address not
+//! in the slot map (or the seeds) is checked against a fresh `CLUSTER SLOTS`
+//! and, failing that, `CLUSTER NODES` (which also lists a node added but not
+//! yet owning slots, the target of ASK during a scale-out); an address
+//! neither lists is handed back to the client as the error reply it is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use attache_redis_protocol::frame::Frame;
 use bytes::{Bytes, BytesMut};
@@ -23,6 +32,10 @@ use crate::config::redis::ReadFrom;
 const SLOTS: usize = 16384;
 const MAX_REDIRECTS: usize = 5;
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// Least time between two checks of an unknown redirect target against the
+/// cluster: a client sending fake redirects in a loop must not turn each
+/// one into a `CLUSTER SLOTS` and a `CLUSTER NODES`.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// Which node owns each slot (an index into `nodes`; `u16::MAX` = unknown).
 struct SlotMap {
@@ -45,6 +58,14 @@ pub struct Cluster {
     hint: std::sync::Mutex<Option<String>>,
     /// Round-robin position for `read_from = "round-robin"`.
     turn: std::sync::atomic::AtomicUsize,
+    /// The addresses `CLUSTER NODES` listed when last asked (see
+    /// [`Cluster::member`]): nodes without slots too, which the slot map
+    /// leaves out.
+    members: RwLock<HashSet<String>>,
+    /// Serializes the checks of unknown redirect targets, so a burst of
+    /// redirects to a new node costs one refresh; holds when the last
+    /// check ran, for [`CHECK_EVERY`].
+    checked: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// A request queued by [`Cluster::send`], awaiting [`Cluster::follow`].
@@ -81,6 +102,8 @@ impl Cluster {
             hint: std::sync::Mutex::new(None),
             known: RwLock::new(HashMap::new()),
             nudge,
+            members: RwLock::new(HashSet::new()),
+            checked: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(refresher(Arc::downgrade(&cluster), rx));
         cluster
@@ -93,9 +116,52 @@ impl Cluster {
         }
     }
 
-    /// The node for `addr`, created on first sight.
-    pub fn node_by_addr(&self, addr: &str) -> Arc<Node> {
+    /// The node for `addr`, created on first sight. Only for addresses
+    /// from the configuration or the cluster itself, never from a reply a
+    /// client could have shaped (see [`Cluster::member`]).
+    fn node_by_addr(&self, addr: &str) -> Arc<Node> {
         self.known_node(addr, false)
+    }
+
+    /// Whether `addr` belongs to the cluster as far as Attaché knows: a
+    /// seed, a primary or replica in the slot map, or a node `CLUSTER
+    /// NODES` listed.
+    fn member(&self, addr: &str) -> bool {
+        let map = self.map();
+        self.seeds.iter().any(|s| s == addr)
+            || map.nodes.iter().any(|n| n.addr == addr)
+            || map.replicas.iter().flatten().any(|n| n.addr == addr)
+            || self.members.read().is_ok_and(|m| m.contains(addr))
+    }
+
+    /// The node a redirect to `addr` may go to: a member at once; an
+    /// unknown address after asking the cluster (one check at a time, at
+    /// most one per [`CHECK_EVERY`]); `None` when the cluster does not
+    /// know it, so the redirect is not followed.
+    async fn redirect_target(&self, addr: &str) -> Option<Arc<Node>> {
+        if self.member(addr) {
+            return Some(self.node_by_addr(addr));
+        }
+        let mut last = self.checked.lock().await;
+        // Another request may have checked while this one waited.
+        if !self.member(addr) && !last.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
+            *last = Some(Instant::now());
+            if let Err(error) = self.refresh().await {
+                warn!(%error, "could not refresh the Redis Cluster slot map");
+            }
+            if !self.member(addr) {
+                self.refresh_members().await;
+            }
+        }
+        drop(last);
+        if self.member(addr) {
+            return Some(self.node_by_addr(addr));
+        }
+        warn!(
+            redirect.to = %addr,
+            "redirect to an address outside the cluster not followed; the client gets it as an error"
+        );
+        None
     }
 
     fn known_node(&self, addr: &str, readonly: bool) -> Arc<Node> {
@@ -250,27 +316,16 @@ impl Cluster {
                     return Err(e);
                 }
             };
-            let asking = match redirect(&reply) {
-                None => return Ok(reply),
-                Some(Redirect::Moved(addr)) => {
-                    on_replica = false;
-                    if let Ok(mut h) = self.hint.lock() {
-                        *h = Some(node.addr.clone());
-                    }
-                    debug!(to = %addr, "MOVED: following and refreshing the slot map");
-                    self.nudge();
-                    node = self.node_by_addr(&addr);
-                    false
-                }
-                Some(Redirect::Ask(addr)) => {
-                    node = self.node_by_addr(&addr);
-                    true
-                }
-                Some(Redirect::TryAgain) => {
-                    tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1))).await;
-                    false
-                }
+            let Some(redir) = redirect(&reply) else {
+                return Ok(reply);
             };
+            if matches!(redir, Redirect::Moved(_)) {
+                on_replica = false;
+            }
+            let Some((to, asking)) = self.hop(redir, &node, attempt).await else {
+                return Ok(reply);
+            };
+            node = to;
             last = Some(reply);
             if attempt == MAX_REDIRECTS {
                 break;
@@ -286,6 +341,56 @@ impl Cluster {
             };
         }
         last.ok_or(RedisBackendError::Lost)
+    }
+
+    /// Where a redirect sends the request next, and whether it needs
+    /// ASKING first; `None` when it is not to be followed.
+    async fn hop(
+        &self,
+        redirect: Redirect,
+        node: &Arc<Node>,
+        attempt: usize,
+    ) -> Option<(Arc<Node>, bool)> {
+        match redirect {
+            Redirect::Moved(addr) => {
+                let to = self.redirect_target(&addr).await?;
+                if let Ok(mut h) = self.hint.lock() {
+                    *h = Some(node.addr.clone());
+                }
+                debug!(to = %addr, "MOVED: following and refreshing the slot map");
+                self.nudge();
+                Some((to, false))
+            }
+            Redirect::Ask(addr) => Some((self.redirect_target(&addr).await?, true)),
+            Redirect::TryAgain => {
+                tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1))).await;
+                Some((node.clone(), false))
+            }
+        }
+    }
+
+    /// Replaces [`Cluster::members`] with what `CLUSTER NODES` says on the
+    /// first node of the map or the seeds that answers.
+    async fn refresh_members(&self) {
+        let mut candidates: Vec<String> = self.map().nodes.iter().map(|n| n.addr.clone()).collect();
+        candidates.extend(self.seeds.iter().cloned());
+        for addr in candidates {
+            let target = self.template.target(addr.clone());
+            match conn::one_shot(&target, &[b"CLUSTER", b"NODES"]).await {
+                Ok(reply) => {
+                    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&addr);
+                    let Some(text) = reply.as_bytes() else {
+                        continue;
+                    };
+                    let listed = parse_nodes(&String::from_utf8_lossy(text), host);
+                    if let Ok(mut m) = self.members.write() {
+                        *m = listed;
+                    }
+                    return;
+                }
+                Err(error) => debug!(server.addr = %addr, %error, "CLUSTER NODES failed"),
+            }
+        }
     }
 
     /// Fetches `CLUSTER SLOTS` from the first node that answers and
@@ -408,6 +513,25 @@ impl Cluster {
     }
 }
 
+/// The `ip:port` of every node in a `CLUSTER NODES` text that is joined
+/// (not still in handshake, and with an address); an empty ip is the host
+/// the text came from.
+fn parse_nodes(text: &str, seed_host: &str) -> HashSet<String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?.split(['@', ',']).next()?;
+            let flags = fields.next()?;
+            if flags.split(',').any(|f| f == "handshake" || f == "noaddr") {
+                return None;
+            }
+            let (ip, port) = addr.rsplit_once(':')?;
+            let ip = if ip.is_empty() { seed_host } else { ip };
+            Some(format!("{ip}:{port}"))
+        })
+        .collect()
+}
+
 fn redirect(reply: &[u8]) -> Option<Redirect> {
     let text = reply.strip_prefix(b"-")?;
     let line = text.split(|b| *b == b'\r').next()?;
@@ -444,3 +568,6 @@ async fn refresher(cluster: std::sync::Weak<Cluster>, mut nudges: mpsc::Receiver
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -126,7 +126,7 @@ impl Mux {
         n: usize,
         stats: Arc<NodeStats>,
     ) -> Self {
-        Self::start(target, setup, n, stats, false)
+        Self::start(target, setup, n, stats, Ends::Never)
     }
 
     /// One connection that is never replaced: once it ends (or cannot be
@@ -134,7 +134,15 @@ impl Mux {
     /// client builds up (a transaction's WATCH and MULTI): a fresh one
     /// would silently run the rest of the transaction without it.
     pub fn single_use(target: Arc<RedisTarget>, setup: Setup, stats: Arc<NodeStats>) -> Self {
-        Self::start(target, setup, 1, stats, true)
+        Self::start(target, setup, 1, stats, Ends::Once)
+    }
+
+    /// Like [`Mux::single_use`], and dropping it closes the connection at
+    /// once instead of waiting for the replies still owed. For a blocking
+    /// command whose client left: `BLPOP k 0` owes its reply forever, and
+    /// only closing the connection makes Redis stop blocking for it.
+    pub fn abandonable(target: Arc<RedisTarget>, setup: Setup, stats: Arc<NodeStats>) -> Self {
+        Self::start(target, setup, 1, stats, Ends::Abandoned)
     }
 
     fn start(
@@ -142,7 +150,7 @@ impl Mux {
         setup: Setup,
         n: usize,
         stats: Arc<NodeStats>,
-        once: bool,
+        ends: Ends,
     ) -> Self {
         let loads = Loads::new(n);
         let pipes = loads
@@ -150,7 +158,7 @@ impl Mux {
             .iter()
             .map(|load| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let pipe = supervise(target.clone(), setup, rx, stats.clone(), load.clone(), once);
+                let pipe = supervise(target.clone(), setup, rx, stats.clone(), load.clone(), ends);
                 tokio::spawn(pipe);
                 tx
             })
@@ -219,16 +227,30 @@ impl Mux {
     }
 }
 
+/// How a pipe's connection may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    /// Replaced after a failure; once its mux is dropped, closed after
+    /// the replies still owed (shared pipes).
+    Never,
+    /// Never replaced: requests after the first connection fail.
+    Once,
+    /// [`Ends::Once`], and closed as soon as its mux is dropped, owed
+    /// replies or not.
+    Abandoned,
+}
+
 /// Owns one pipe: connects lazily, runs it, reconnects after failures
-/// (`once`: never; requests after the first connection fail).
+/// (unless `ends` says otherwise).
 async fn supervise(
     target: Arc<RedisTarget>,
     setup: Setup,
     mut rx: mpsc::UnboundedReceiver<Request>,
     stats: Arc<NodeStats>,
     load: Arc<PipeLoad>,
-    once: bool,
+    ends: Ends,
 ) {
+    let once = ends != Ends::Never;
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(first) = rx.recv().await else { return };
@@ -247,6 +269,7 @@ async fn supervise(
                     version: setup.version,
                     stats: &stats,
                     load: &load,
+                    abandon: ends == Ends::Abandoned,
                 };
                 let ended = run(rd, wr, leftover, first, &mut rx, pipe).await;
                 // Every slot of the connection is answered or failed now.
@@ -302,6 +325,8 @@ struct Pipe<'a> {
     version: Version,
     stats: &'a NodeStats,
     load: &'a PipeLoad,
+    /// Close at once when the mux is dropped (see [`Ends::Abandoned`]).
+    abandon: bool,
 }
 
 async fn run(
@@ -325,10 +350,12 @@ async fn run(
             None => tokio::select! {
                 r = rx.recv() => match r {
                     Some(r) => r,
-                    // No more senders: finish delivering what is in flight.
+                    // No more senders: finish delivering what is in flight,
+                    // unless nobody waits for it (dropping the reader and
+                    // writer closes the connection).
                     None => {
                         drop(slots_tx);
-                        if outstanding.load(Ordering::Acquire) == 0 {
+                        if pipe.abandon || outstanding.load(Ordering::Acquire) == 0 {
                             return Ok(());
                         }
                         return reader.await;

@@ -84,7 +84,20 @@ impl Session {
     /// elsewhere is not.
     pub(super) fn batchable(&self, cmd: &Command) -> bool {
         const LOCAL: &[&str] = &[
-            "AUTH", "HELLO", "QUIT", "PING", "ECHO", "CLIENT", "SELECT", "RESET",
+            "AUTH",
+            "HELLO",
+            "QUIT",
+            "PING",
+            "ECHO",
+            "CLIENT",
+            "SELECT",
+            "RESET",
+            "SYNC",
+            "PSYNC",
+            "REPLCONF",
+            "ASKING",
+            "READONLY",
+            "READWRITE",
         ];
         if !self.authed || self.in_transaction() || !self.ctx.batches_plain_commands() {
             return false;

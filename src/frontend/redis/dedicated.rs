@@ -31,6 +31,11 @@ const SWITCH_NEWS: std::time::Duration = std::time::Duration::from_secs(2);
 /// primary's waiters with `-UNBLOCKED`). A pop the old primary made after
 /// the promotion is undone when it becomes the new primary's replica, so
 /// that element is still on the new primary for the command sent again.
+///
+/// When the client leaves, the session drops the receiver: the task then
+/// stops waiting and drops its connection, which is what makes Redis stop
+/// blocking for a client nobody will answer (`BLPOP k 0` would otherwise
+/// hold the task, the connection and Redis's blocked client for good).
 pub(super) fn blocking(
     node: Arc<Node>,
     sentinel: Option<Arc<Sentinel>>,
@@ -38,43 +43,59 @@ pub(super) fn blocking(
     db: u32,
     raw: Bytes,
 ) -> oneshot::Receiver<Reply> {
-    let (tx, rx) = oneshot::channel();
+    let (mut tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let setup = Setup { version, db };
-        let mut node = node;
-        loop {
-            let mux = Mux::with_stats(node.target.clone(), setup, 1, node.stats.clone());
-            let reply = mux
-                .send(0, raw.clone())
-                .await
-                .unwrap_or(Err(RedisBackendError::Lost));
-            let cut = match &reply {
-                Err(RedisBackendError::Lost | RedisBackendError::Unavailable { .. }) => true,
-                Ok(b) => b.starts_with(b"-UNBLOCKED") || b.starts_with(b"-READONLY"),
-                Err(_) => false,
-            };
-            // A failover under way may take `failover_timeout`; otherwise
-            // the news of a switch that cut the connection is due at once.
-            let next = match (&sentinel, cut) {
-                (Some(s), true) => {
-                    let limit = match s.fenced() {
-                        true => s.failover_timeout(),
-                        false => SWITCH_NEWS,
-                    };
-                    s.primary_after(&node, limit).await
-                }
-                _ => None,
-            };
-            match next {
-                Some(primary) => node = primary,
-                None => {
-                    let _ = tx.send(reply);
-                    return;
-                }
+        let reply = tokio::select! {
+            reply = run_blocking(node, sentinel, setup, raw) => reply,
+            () = tx.closed() => {
+                tracing::debug!("client gone: blocking command abandoned");
+                return;
             }
-        }
+        };
+        let _ = tx.send(reply);
     });
     rx
+}
+
+/// Sends `raw` on a connection of its own until it is answered, sending
+/// it again to a new primary when a failover cut it off (see
+/// [`blocking`]).
+async fn run_blocking(
+    mut node: Arc<Node>,
+    sentinel: Option<Arc<Sentinel>>,
+    setup: Setup,
+    raw: Bytes,
+) -> Reply {
+    loop {
+        // Dropped with this future, it closes its connection at once.
+        let mux = Mux::abandonable(node.target.clone(), setup, node.stats.clone());
+        let reply = mux
+            .send(0, raw.clone())
+            .await
+            .unwrap_or(Err(RedisBackendError::Lost));
+        let cut = match &reply {
+            Err(RedisBackendError::Lost | RedisBackendError::Unavailable { .. }) => true,
+            Ok(b) => b.starts_with(b"-UNBLOCKED") || b.starts_with(b"-READONLY"),
+            Err(_) => false,
+        };
+        // A failover under way may take `failover_timeout`; otherwise
+        // the news of a switch that cut the connection is due at once.
+        let next = match (&sentinel, cut) {
+            (Some(s), true) => {
+                let limit = match s.fenced() {
+                    true => s.failover_timeout(),
+                    false => SWITCH_NEWS,
+                };
+                s.primary_after(&node, limit).await
+            }
+            _ => None,
+        };
+        match next {
+            Some(primary) => node = primary,
+            None => return reply,
+        }
+    }
 }
 
 /// Relays bytes both ways between the client and a dedicated server

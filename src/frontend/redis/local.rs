@@ -16,6 +16,12 @@ pub(super) enum Local {
     Forward,
 }
 
+/// SYNC/PSYNC/REPLCONF turn the connection they arrive on into a
+/// replication link: forwarded to a shared connection, every other client
+/// on it would get the RDB stream and the command stream instead of replies.
+const REPLICATION: &str =
+    "ERR attache: replication commands (SYNC, PSYNC, REPLCONF) cannot go through a proxy; connect the replica to the server";
+
 /// Redis's version as reported in HELLO; clients use it to pick features.
 const SERVER_VERSION: &str = "7.0.0";
 
@@ -38,6 +44,16 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
         _ if s.ctx.is_denied(name) => s.error(&format!(
             "ERR command '{name}' is disabled by Attaché's configuration"
         )),
+        // They would make a shared connection a replication link (see
+        // `REPLICATION`), as twemproxy and Envoy refuse them too.
+        "SYNC" | "PSYNC" | "REPLCONF" => s.error(REPLICATION),
+        // Flags on the connection for the next command, which on a shared
+        // connection is another client's. Attaché follows ASK itself, and
+        // `read_from` decides where reads go.
+        "ASKING" => s.error(
+            "ERR attache: ASKING cannot go through a proxy; Attaché follows ASK redirects itself",
+        ),
+        "READONLY" | "READWRITE" => s.ready(bytes::Bytes::from_static(b"+OK\r\n")),
         _ if lookup_command(cmd).is_none() => unknown(s, cmd),
         // Inside MULTI these are queued by the server like any command.
         _ if s.in_multi() => return Local::Forward,
@@ -81,12 +97,36 @@ fn wrong_arity(s: &mut Session, name: &str) {
     ));
 }
 
-/// Redis's exact wording, so clients and humans recognise it.
+/// Most bytes of client input an error reply echoes, as Redis: a reply
+/// must not grow with whatever a client (even one not authenticated yet)
+/// cares to send.
+const ECHO_MAX: usize = 128;
+
+/// Up to `max` bytes of `input` as text for an error line: cut at a
+/// character boundary, CR and LF made spaces (as Redis does) so that the
+/// echo cannot end the line.
+fn echo(input: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&input[..input.len().min(max)]);
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if out.len() + ch.len_utf8() > max {
+            break;
+        }
+        out.push(if ch == '\r' || ch == '\n' { ' ' } else { ch });
+    }
+    out
+}
+
+/// Redis's exact wording, so clients and humans recognise it, and its
+/// bounds: the name and the arguments are echoed up to 128 bytes each.
 fn unknown(s: &mut Session, cmd: &Command) {
-    let name = String::from_utf8_lossy(cmd.name()).into_owned();
+    let name = echo(cmd.name(), ECHO_MAX);
     let mut args = String::new();
-    for a in cmd.args.iter().skip(1).take(16) {
-        args.push_str(&format!("'{}' ", String::from_utf8_lossy(a)));
+    for a in cmd.args.iter().skip(1) {
+        if args.len() >= ECHO_MAX {
+            break;
+        }
+        args.push_str(&format!("'{}' ", echo(a, ECHO_MAX - args.len())));
     }
     s.error(&format!(
         "ERR unknown command '{name}', with args beginning with: {args}"
@@ -163,7 +203,7 @@ fn hello(s: &mut Session, cmd: &Command) {
         } else {
             return s.error(&format!(
                 "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(opt)
+                echo(opt, ECHO_MAX)
             ));
         }
     }
@@ -233,9 +273,11 @@ fn client(s: &mut Session, cmd: &Command) -> Local {
     Local::Answered
 }
 
-/// SELECT: later commands use shared connections set to that database. The
-/// new database is checked with a PING through those connections, so an
-/// out-of-range index gets the server's own error.
+/// SELECT: later commands use shared connections set to that database. An
+/// index past `databases` is refused before anything is made for it: each
+/// database gets its own set of shared connections, kept for good, so any
+/// index let through would cost a mux per value a client cares to try.
+/// The new database is then checked with a PING through its connections.
 pub(super) async fn select(s: &mut Session, cmd: &Command) {
     let db = cmd
         .arg(1)
@@ -246,6 +288,9 @@ pub(super) async fn select(s: &mut Session, cmd: &Command) {
     };
     if s.ctx.topology.cluster().is_some() && db != 0 {
         return s.error("ERR SELECT is not allowed in cluster mode");
+    }
+    if db >= s.ctx.config.databases {
+        return s.error("ERR DB index is out of range");
     }
     if s.in_transaction() {
         return s.error("ERR attache: SELECT inside a transaction is not supported");

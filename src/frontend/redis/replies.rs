@@ -167,6 +167,28 @@ impl Session {
                 >= self.ctx.config.max_queued_bytes.0 as usize
     }
 
+    /// Drops the first blocking command's slot (it waits without a
+    /// deadline) and every slot after it, keeping [`Queued`] in step.
+    /// Whether there was one.
+    pub(super) fn drop_from_blocking(&mut self) -> bool {
+        let first = self
+            .slots
+            .iter()
+            .position(|s| matches!(s, Slot::Wait { deadline: None, .. }));
+        let Some(first) = first else {
+            return false;
+        };
+        for slot in self.slots.drain(first..) {
+            match slot {
+                Slot::Ready(b) => self.queued.held = self.queued.held.saturating_sub(b.len()),
+                Slot::Wait { count, .. } => {
+                    self.queued.owed = self.queued.owed.saturating_sub(count)
+                }
+            }
+        }
+        true
+    }
+
     /// Queues a slot, keeping [`Queued`] in step.
     pub(super) fn push_slot(&mut self, slot: Slot) {
         match &slot {

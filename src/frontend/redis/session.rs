@@ -29,6 +29,10 @@ use crate::core::redis::{Reply, Setup};
 use crate::core::timer::LazyTimer;
 use crate::server::Shutdown;
 
+/// The refusal of pub/sub, MONITOR, CLIENT REPLY and CLIENT TRACKING
+/// while `deny_commands` is set (see `Session::handle`).
+const RELAY_WITH_DENY_LIST: &str = "ERR attache: this command needs a dedicated server connection, where deny_commands cannot be enforced, so it is refused while deny_commands is set";
+
 /// Spreads clients over the shared pipes.
 static NEXT_LANE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -83,6 +87,37 @@ pub(super) struct Session {
     pub orphans: VecDeque<(oneshot::Receiver<Reply>, Instant)>,
 }
 
+impl Session {
+    /// A new client's session: database 0, RESP2, authenticated only when
+    /// Attaché asks for no password.
+    fn new(ctx: Arc<RedisContext>) -> Self {
+        let spread = NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Session {
+            authed: ctx.config.client_password.is_none() && ctx.config.client_users.is_empty(),
+            ctx,
+            version: Version::Resp2,
+            db: 0,
+            name: None,
+            slots: VecDeque::new(),
+            reply_timer: LazyTimer::default(),
+            txn: None,
+            transactions: 0,
+            pending_relay: None,
+            quit: false,
+            lane: spread,
+            spread,
+            primary_mux: None,
+            sentinel_order: Default::default(),
+            batch: BytesMut::new(),
+            batched: 0,
+            queued: Queued::new(),
+            last_channel: Channel::Blocking,
+            held: None,
+            orphans: VecDeque::new(),
+        }
+    }
+}
+
 pub(super) async fn run(
     ctx: Arc<RedisContext>,
     mut tcp: Stream,
@@ -95,34 +130,11 @@ pub(super) async fn run(
         },
         ..RequestLimits::default()
     };
-    let max_pipeline = ctx.config.max_pipeline;
-    let spread = NEXT_LANE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut s = Session {
-        authed: ctx.config.client_password.is_none() && ctx.config.client_users.is_empty(),
-        ctx,
-        version: Version::Resp2,
-        db: 0,
-        name: None,
-        slots: VecDeque::new(),
-        reply_timer: LazyTimer::default(),
-        txn: None,
-        transactions: 0,
-        pending_relay: None,
-        quit: false,
-        lane: spread,
-        spread,
-        primary_mux: None,
-        sentinel_order: Default::default(),
-        batch: BytesMut::new(),
-        batched: 0,
-        queued: Queued::new(),
-        last_channel: Channel::Blocking,
-        held: None,
-        orphans: VecDeque::new(),
-    };
+    let mut s = Session::new(ctx);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
-    let mut closing = false;
+    // No more reads: the client left (`gone`) or shutdown began.
+    let (mut closing, mut gone) = (false, false);
     let mut stop = shutdown.signal();
     // Requests already read but not parsed because the pipeline was full.
     let mut buffered = false;
@@ -131,37 +143,48 @@ pub(super) async fn run(
     // commands wait for the new primary too.
     let sentinel = s.ctx.topology.sentinel().cloned();
     loop {
+        if gone {
+            s.client_gone(&mut rbuf, &mut buffered);
+        }
         write_ready(&mut s, &mut tcp, &mut wbuf).await?;
-        if (s.quit || closing) && s.slots.is_empty() {
+        // A client that half-closed after a pipeline still gets the
+        // replies to what it sent before leaving.
+        let parse_later = buffered && !s.quit && (gone || !closing);
+        if (s.quit || closing) && s.slots.is_empty() && !parse_later {
             return Ok(());
         }
         let fenced = s.fenced();
-        let reading = !s.quit
-            && !closing
-            && !fenced
-            && s.slots.len() < max_pipeline
-            && s.orphans.len() < max_pipeline
-            && !s.queue_full()
-            && !s.at_barrier();
-        if reading && buffered {
+        let room = !s.quit && !fenced && s.has_room();
+        if room && parse_later {
             buffered = false;
             if let Some(pinned) = parse(&mut s, &mut rbuf, &limits, &mut buffered).await {
                 return hand_over(s, tcp, rbuf, wbuf, pinned).await;
             }
             continue;
         }
-        if rbuf.capacity() - rbuf.len() < 4096 {
-            rbuf.reserve(16 * 1024);
-        }
+        let reading = room && !closing;
+        // Not reading commands, the socket is still watched (a little is
+        // read ahead, parsed later) so that a client leaving is noticed:
+        // one leaving behind a blocking command would otherwise be waited
+        // for as long as the command blocks, forever for `BLPOP k 0`.
+        let room_ahead = match reading {
+            true => usize::MAX,
+            false => READ_AHEAD.saturating_sub(rbuf.len()),
+        };
+        let watching = !closing && !s.quit && room_ahead > 0;
         // Biased, no random start per turn. The shutdown signal goes first
         // (a flag check while nothing fired) so a client that never stops
         // sending still sees the drain begin.
         tokio::select! {
             biased;
             _ = stop.fired(), if !closing => closing = true,
-            r = tcp.read_buf(&mut rbuf), if reading => {
+            r = read_some(&mut tcp, &mut rbuf, room_ahead), if watching => {
                 if r? == 0 {
-                    closing = true;
+                    (closing, gone) = (true, true);
+                    continue;
+                }
+                if !reading {
+                    buffered = true;
                     continue;
                 }
                 if let Some(pinned) = parse(&mut s, &mut rbuf, &limits, &mut buffered).await {
@@ -172,6 +195,19 @@ pub(super) async fn run(
             _ = super::order::unfenced(sentinel.as_deref()), if fenced => {}
         }
     }
+}
+
+/// Most bytes of requests read ahead while the session reads no commands
+/// (see the session loop), so that it notices the client leave.
+const READ_AHEAD: usize = 16 * 1024;
+
+/// Reads at most `limit` more bytes into `rbuf`; 0 means the client closed.
+async fn read_some(tcp: &mut Stream, rbuf: &mut BytesMut, limit: usize) -> std::io::Result<usize> {
+    use bytes::BufMut;
+    if rbuf.capacity() - rbuf.len() < 4096 {
+        rbuf.reserve(16 * 1024);
+    }
+    tcp.read_buf(&mut rbuf.limit(limit)).await
 }
 
 /// Handles the complete requests in `rbuf` until the pipeline is full
@@ -279,6 +315,14 @@ impl Session {
             Affinity::Dedicated(DedicatedReason::Transaction) => self.transaction(&cmd, req.raw),
             Affinity::Dedicated(DedicatedReason::Select) => local::select(self, &cmd).await,
             Affinity::Dedicated(reason) => {
+                // The relay copies bytes as they are, past every gate, so
+                // with a deny list the session never becomes one: after
+                // CLIENT REPLY ON or a full UNSUBSCRIBE a denied command
+                // would reach the server.
+                if self.ctx.denies_any() {
+                    self.error(RELAY_WITH_DENY_LIST);
+                    return None;
+                }
                 if self.in_transaction() {
                     self.error("ERR attache: this command cannot run inside MULTI through a proxy");
                     return None;
@@ -314,6 +358,28 @@ impl Session {
                 self.primary_mux = Some((setup, mux.clone()));
                 mux
             }
+        }
+    }
+
+    /// Whether another command may be handled now: neither limit is
+    /// reached and no request waits behind unanswered ones.
+    fn has_room(&self) -> bool {
+        let max_pipeline = self.ctx.config.max_pipeline;
+        self.slots.len() < max_pipeline
+            && self.orphans.len() < max_pipeline
+            && !self.queue_full()
+            && !self.at_barrier()
+    }
+
+    /// The client left: its blocking commands (and whatever it sent after
+    /// them) will never be answered to anyone, so they are dropped, which
+    /// makes their tasks close their server connections. Commands before
+    /// them still complete (the session ends once they have).
+    fn client_gone(&mut self, rbuf: &mut BytesMut, buffered: &mut bool) {
+        if self.drop_from_blocking() {
+            self.held = None;
+            rbuf.clear();
+            *buffered = false;
         }
     }
 

@@ -61,6 +61,9 @@ pub fn is_special(info: &CommandInfo) -> bool {
         || named(&["MONITOR", "SELECT", "CLIENT", "XREAD", "XREADGROUP", "WAIT"])
         // Answered by the proxy itself rather than any server connection.
         || named(&["AUTH", "HELLO", "QUIT", "PING", "ECHO", "RESET"])
+        // Refused or answered by the proxy: they would change a shared
+        // connection (replication link, per-connection flags).
+        || named(&["SYNC", "PSYNC", "REPLCONF", "ASKING", "READONLY", "READWRITE"])
         || info.has(Flags::BLOCKING)
 }
 

@@ -1,0 +1,186 @@
+//! End to end (Redis, `single` mode): commands one client could use to
+//! hurt Attaché or the other clients on its shared server connections,
+//! against a real `redis-server`: SELECT of any index (a set of shared
+//! connections per value), replication and cluster-state commands that
+//! would change a shared connection under everyone else, and error replies
+//! echoing arbitrarily large input.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use attache::app::Attache;
+use attache_harness::{RedisBuilder, RedisServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[path = "support/resp.rs"]
+mod resp;
+use resp::{encode, parse, Resp};
+
+async fn setup() -> (RedisServer, Attache, SocketAddr) {
+    let server =
+        tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis-server starts");
+    let toml = format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
+         nodes = [\"{}\"]\n",
+        server.addr()
+    );
+    let cfg = attache::config::parse(&toml).expect("test config must be valid");
+    let attache = Attache::start(cfg).await.expect("attache starts");
+    let addr = attache.redis_addr.expect("redis listener");
+    (server, attache, addr)
+}
+
+/// A raw RESP2 connection, also for the length of a reply's bytes.
+struct Raw {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        Raw {
+            tcp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The reply to `args` and how many bytes it took.
+    async fn sized(&mut self, args: &[&str]) -> (Resp, usize) {
+        self.tcp.write_all(&encode(args)).await.expect("write");
+        loop {
+            if let Some((r, used)) = parse(&self.buf) {
+                self.buf.drain(..used);
+                return (r, used);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), self.tcp.read(&mut chunk))
+                .await
+                .expect("a reply within 5 s")
+                .expect("read");
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn cmd(&mut self, args: &[&str]) -> Resp {
+        self.sized(args).await.0
+    }
+}
+
+/// `total_connections_received` of the server, asked on `direct`.
+async fn connections_received(direct: &mut Raw) -> u64 {
+    let info = direct.cmd(&["INFO", "stats"]).await.text();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_connections_received")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_past_the_database_count_is_refused_without_a_connection() {
+    let (server, attache, addr) = setup().await;
+    let mut c = Raw::connect(addr).await;
+    let mut direct = Raw::connect(server.addr()).await;
+    assert_eq!(c.cmd(&["SET", "a", "1"]).await, Resp::ok());
+    let before = connections_received(&mut direct).await;
+    for db in (16..48).chain([u32::MAX]) {
+        let got = c.cmd(&["SELECT", &db.to_string()]).await;
+        assert_eq!(got.err(), "ERR DB index is out of range", "SELECT {db}");
+    }
+    // Nothing was made for the refused indexes: no connection reached Redis.
+    assert_eq!(connections_received(&mut direct).await, before);
+    assert_eq!(c.cmd(&["GET", "a"]).await, Resp::bulk("1"), "still on db 0");
+    assert_eq!(c.cmd(&["SELECT", "15"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["GET", "a"]).await, Resp::Nil, "now on db 15");
+    drop((c, direct));
+    attache.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_and_connection_flag_commands_stay_off_shared_connections() {
+    let (_server, attache, addr) = setup().await;
+    let mut c = Raw::connect(addr).await;
+    let mut other = Raw::connect(addr).await;
+    assert_eq!(other.cmd(&["SET", "r", "1"]).await, Resp::ok());
+    for args in [
+        &["SYNC"][..],
+        &["PSYNC", "?", "-1"],
+        &["REPLCONF", "listening-port", "6390"],
+        &["ASKING"],
+    ] {
+        let got = c.cmd(args).await;
+        assert!(got.err().starts_with("ERR attache: "), "{args:?}: {got:?}");
+    }
+    // No-ops through Attaché: `read_from` decides where reads go.
+    assert_eq!(c.cmd(&["READONLY"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["READWRITE"]).await, Resp::ok());
+    // The shared connections still answer both clients normally.
+    assert_eq!(c.cmd(&["GET", "r"]).await, Resp::bulk("1"));
+    assert_eq!(other.cmd(&["INCR", "r"]).await, Resp::Int(2));
+    drop((c, other));
+    attache.shutdown().await;
+}
+
+/// Error replies echo at most 128 bytes of each piece of client input, as
+/// Redis's do, whatever the client sends (even before AUTH for HELLO).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_replies_echo_at_most_128_bytes_of_input() {
+    let (_server, attache, addr) = setup().await;
+    let mut c = Raw::connect(addr).await;
+    let long = "x".repeat(100_000);
+    let (got, size) = c.sized(&[&long, &long, &long]).await;
+    let want = format!(
+        "ERR unknown command '{}', with args beginning with: '{}' ",
+        "x".repeat(128),
+        "x".repeat(128)
+    );
+    assert_eq!(got.err(), want);
+    assert!(size < 400, "{size} bytes");
+    let (got, size) = c.sized(&["HELLO", "3", &long]).await;
+    let want = format!("ERR Syntax error in HELLO option '{}'", "x".repeat(128));
+    assert_eq!(got.err(), want);
+    assert!(size < 200, "{size} bytes");
+    // CR and LF in the echo cannot end the error line early.
+    let got = c.cmd(&["NOPE\r\n+OK"]).await;
+    assert_eq!(
+        got.err(),
+        "ERR unknown command 'NOPE  +OK', with args beginning with: "
+    );
+    assert_eq!(c.cmd(&["PING"]).await, Resp::Simple("PONG".into()));
+    drop(c);
+    attache.shutdown().await;
+}
+
+/// The relay behind pub/sub, MONITOR, CLIENT REPLY and CLIENT TRACKING
+/// passes bytes unchecked, so with a deny list those commands are refused:
+/// `CLIENT REPLY ON` would otherwise let a denied FLUSHALL through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_list_is_not_bypassed_through_a_relay() {
+    let server =
+        tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis-server starts");
+    let toml = format!(
+        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
+         nodes = [\"{}\"]\ndeny_commands = [\"FLUSHALL\"]\n",
+        server.addr()
+    );
+    let cfg = attache::config::parse(&toml).expect("test config must be valid");
+    let attache = Attache::start(cfg).await.expect("attache starts");
+    let addr = attache.redis_addr.expect("redis listener");
+    let mut c = Raw::connect(addr).await;
+    assert_eq!(c.cmd(&["SET", "keep", "me"]).await, Resp::ok());
+    for args in [
+        &["CLIENT", "REPLY", "ON"][..],
+        &["SUBSCRIBE", "ch"],
+        &["MONITOR"],
+        &["CLIENT", "TRACKING", "ON"],
+    ] {
+        let got = c.cmd(args).await;
+        assert!(got.err().starts_with("ERR attache: "), "{args:?}: {got:?}");
+    }
+    assert!(c.cmd(&["FLUSHALL"]).await.err().contains("disabled"));
+    assert_eq!(c.cmd(&["GET", "keep"]).await, Resp::bulk("me"));
+    drop(c);
+    attache.shutdown().await;
+}
