@@ -7,6 +7,8 @@
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, request ids,
 //!   `traceparent`.
 //! - [`body`]: request bodies kept for retries, or streamed.
+//! - [`upload`]: a streamed body's waits for the app, kept off the
+//!   upstream's clock.
 //! - [`error`]: the answers Attaché gives itself, with `x-attache-error`.
 
 mod attempt;
@@ -16,6 +18,7 @@ mod fast;
 mod headers;
 mod idle;
 mod proxy;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -20,6 +20,7 @@ use super::body::ReqBody;
 use super::error::LocalError;
 use super::headers;
 use super::idle::{Idle, IdleTimeout};
+use super::upload::Upload;
 use super::{HttpContext, RouteEntry};
 use crate::core::http::endpoint::Endpoint;
 use crate::core::http::h1::{encode_request, Outgoing};
@@ -43,7 +44,7 @@ pub async fn handle(
         return resp;
     };
     let route = &ctx.routes[index];
-    let mut resp = match forward(&ctx, route, parts, body, &peer, host.as_ref(), start).await {
+    let mut resp = match forward(&ctx, route, parts, body, &peer, host.as_ref()).await {
         Ok(resp) => resp,
         Err(error) => {
             debug!(%error, route = index, cluster = %route.cluster.name, "request failed");
@@ -85,7 +86,6 @@ async fn forward(
     body: Incoming,
     peer: &HeaderValue,
     host: Option<&HeaderValue>,
-    start: Instant,
 ) -> Result<Response<Body>, LocalError> {
     let cluster = &route.cluster;
     let _slot = cluster.admit().await.map_err(|_| {
@@ -122,14 +122,18 @@ async fn forward(
     } else {
         ReqBody::stream(body, idle)
     };
-    cluster.budget.record_request(start);
+    // The route's timeout runs from here: the time the app took to send a
+    // kept body is its own, not the upstream's (a streamed body's waits
+    // are left out as the try goes, see `Exchange::upload`).
+    let ready = Instant::now();
+    cluster.budget.record_request(ready);
     let exchange = HyperTry {
         parts,
         body,
         host,
         target,
     };
-    let mut resp = Attempt::new(route, exchange, repeatable, start, None)
+    let mut resp = Attempt::new(route, exchange, repeatable, ready, None)
         .run()
         .await?;
     if let Some(on_client) = client_upgrade {
@@ -150,6 +154,10 @@ impl Exchange for HyperTry<'_> {
 
     fn replayable(&self) -> bool {
         self.body.replayable()
+    }
+
+    fn upload(&self) -> Option<Arc<Upload>> {
+        self.body.upload()
     }
 
     /// One try on one endpoint, until response headers. A pooled

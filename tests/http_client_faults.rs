@@ -1,0 +1,104 @@
+//! HTTP egress, at the parse → route → backend steps of accept → parse →
+//! route → backend → respond: what a slow, broken or silent app costs.
+//! The app's own delays and errors are answered as its own (400, 408) and
+//! never charged to the upstream: no 504, no ejection of a healthy
+//! endpoint, no cluster slots held by apps that send nothing. Apps are raw
+//! TCP clients here (to stall or break a request where a real client
+//! would not), upstreams real in-process servers.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::http::{Mode, Upstream};
+use support::start_attache;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Ejects the endpoint at its first failure of either kind, so one blamed
+/// request shows.
+const EJECT_AT_ONCE: &str =
+    "outlier = { consecutive_5xx = 1, consecutive_connect_failures = 1, max_ejection_percent = 100 }";
+
+/// `[http]` with one route (`route_extra` lines) to one cluster `svc` over
+/// `up` (plus `cluster_extra` lines).
+fn config(up: &Upstream, route_extra: &str, cluster_extra: &str) -> String {
+    support::http::one_route("/", "svc", up.addr(), route_extra, cluster_extra)
+}
+
+async fn upstream() -> Upstream {
+    Upstream::builder()
+        .name("up")
+        .mode(Mode::Ok)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Sends `parts` on a new connection, pausing `pause` between them, then
+/// reads the answer until the connection closes or 10 s pass.
+async fn exchange(addr: SocketAddr, parts: &[&[u8]], pause: Duration) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        tcp.write_all(part).await.expect("write");
+    }
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A plain GET on a new connection: the endpoint still takes traffic.
+async fn still_served(addr: SocketAddr) {
+    let req: &[u8] = b"GET /x HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    let answer = exchange(addr, &[req], Duration::ZERO).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("x-upstream: up"),
+        "the endpoint was not charged: {answer}"
+    );
+}
+
+/// An app that sends its head, then its body later than the route's
+/// timeout, gets the upstream's answer: the timeout starts once the body
+/// is in (a kept body: the pass-through path and hyper's), and a streamed
+/// body's waits for the app are left off the try's clock. The upstream
+/// takes 100 ms (of the 300 ms) for kept bodies: the timeout would fire
+/// first if it had started with the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_is_not_the_upstreams_timeout() {
+    let up = upstream().await;
+    let toml = config(&up, "timeout = \"300ms\"", EJECT_AT_ONCE);
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.expect("http listener");
+    let cases: [(&str, &[u8], &[u8]); 3] = [
+        (
+            "content-length (pass-through)",
+            b"POST /sleep/100 HTTP/1.1\r\nhost: app\r\ncontent-length: 10\r\nconnection: close\r\n\r\n",
+            b"0123456789",
+        ),
+        (
+            "chunked, kept for retries (hyper)",
+            b"PUT /sleep/100 HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+            b"a\r\n0123456789\r\n0\r\n\r\n",
+        ),
+        (
+            // The upstream reads the body (its byte count is the answer).
+            "chunked, streamed (hyper)",
+            b"POST /count HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+            b"a\r\n0123456789\r\n0\r\n\r\n",
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (name, head, body) in cases {
+        let answer = exchange(addr, &[head, body], Duration::from_millis(800)).await;
+        if !(answer.starts_with("HTTP/1.1 200") && answer.contains("x-upstream: up")) {
+            failed.push(format!("{name}: {answer}"));
+        }
+        still_served(addr).await;
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+    attache.shutdown().await;
+}
