@@ -102,3 +102,37 @@ async fn a_slow_upload_is_not_the_upstreams_timeout() {
     assert!(failed.is_empty(), "{failed:#?}");
     attache.shutdown().await;
 }
+
+/// An app that stops sending its body gets 408 Request Timeout (its own
+/// delay, not a malformed request) after `stream_idle_timeout`, on both
+/// paths, and the upstream is not charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_answered_408() {
+    let up = upstream().await;
+    let toml = config(&up, "", EJECT_AT_ONCE)
+        .replace("[http]\n", "[http]\nstream_idle_timeout = \"300ms\"\n");
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.expect("http listener");
+    let cases: [(&str, &[u8]); 2] = [
+        (
+            "content-length (pass-through)",
+            b"POST /count HTTP/1.1\r\nhost: app\r\ncontent-length: 10\r\n\r\n012",
+        ),
+        (
+            "chunked, kept for retries (hyper)",
+            b"PUT /count HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\na\r\n012",
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (name, req) in cases {
+        let answer = exchange(addr, &[req], Duration::ZERO).await;
+        if !(answer.starts_with("HTTP/1.1 408")
+            && answer.contains("x-attache-error: request-timeout"))
+        {
+            failed.push(format!("{name}: {answer}"));
+        }
+        still_served(addr).await;
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+    attache.shutdown().await;
+}

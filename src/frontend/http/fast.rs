@@ -210,7 +210,7 @@ impl Conn<'_> {
         if let Ok(r) = read {
             r?;
         } else {
-            let error = LocalError::BadRequest(IdleTimeout(idle).to_string());
+            let error = LocalError::RequestTimeout(idle);
             let id = head.request_id(&self.buf).unwrap_or(&new_id);
             answer_local(
                 &mut self.out,

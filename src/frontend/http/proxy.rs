@@ -19,7 +19,7 @@ use super::attempt::{raw_try, Attempt, Exchange, Fault, RawRequest, TryError, MA
 use super::body::ReqBody;
 use super::error::LocalError;
 use super::headers;
-use super::idle::{Idle, IdleTimeout};
+use super::idle::Idle;
 use super::upload::Upload;
 use super::{HttpContext, RouteEntry};
 use crate::core::http::endpoint::Endpoint;
@@ -117,7 +117,7 @@ async fn forward(
     } else if buffer && client_upgrade.is_none() {
         tokio::time::timeout(idle, ReqBody::read(body, limit, idle))
             .await
-            .map_err(|_| LocalError::BadRequest(IdleTimeout(idle).to_string()))?
+            .map_err(|_| LocalError::RequestTimeout(idle))?
             .map_err(|e| LocalError::BadRequest(e.to_string()))?
     } else {
         ReqBody::stream(body, idle)
