@@ -136,3 +136,34 @@ async fn a_stalled_upload_is_answered_408() {
     assert!(failed.is_empty(), "{failed:#?}");
     attache.shutdown().await;
 }
+
+/// A streamed upload that breaks on the app's side (a bad chunk size, the
+/// app gone mid-body) is the app's fault: a bad chunk is answered 400,
+/// and neither ejects the healthy endpoint (it was at the first failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_upload_does_not_eject_the_endpoint() {
+    let up = upstream().await;
+    let toml = config(&up, "", EJECT_AT_ONCE);
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.expect("http listener");
+    let head: &[u8] = b"POST /count HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n";
+    for round in 0..3 {
+        let answer = exchange(addr, &[head, b"zz\r\n"], Duration::from_millis(50)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("x-attache-error: bad-request"),
+            "round {round}: {answer}"
+        );
+        still_served(addr).await;
+    }
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(head).await.expect("write");
+        tcp.write_all(b"a\r\n012").await.expect("write");
+        // Until the upstream has the request head, then the app is gone.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(tcp);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        still_served(addr).await;
+    }
+    attache.shutdown().await;
+}

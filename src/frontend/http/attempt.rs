@@ -164,7 +164,7 @@ impl<'a, X: Exchange> Attempt<'a, X> {
             .min(self.deadline.saturating_duration_since(now));
         let upload = self.exchange.upload();
         let send = self.exchange.send(self.route, &ep, self.repeatable, now);
-        let sent = match (self.timer.as_deref_mut(), upload) {
+        let sent = match (self.timer.as_deref_mut(), upload.as_deref()) {
             (Some(timer), _) => {
                 let at = tokio::time::Instant::from_std(now + per_try);
                 timer.within(at, send).await.ok_or(())
@@ -173,12 +173,20 @@ impl<'a, X: Exchange> Attempt<'a, X> {
                 .await
                 .map_err(drop),
             (None, Some(upload)) => {
-                let (sent, waited) = within_upload(send, now, now + per_try, &upload).await;
+                let (sent, waited) = within_upload(send, now, now + per_try, upload).await;
                 // The route's timeout leaves the app's share out too.
                 self.deadline += waited;
                 sent
             }
         };
+        // A try that failed once the app's body had: the app's doing (a
+        // bad chunk, an abort, a stall), answered as such, and the
+        // endpoint not blamed.
+        if !matches!(sent, Ok(Ok(_))) {
+            if let Some(error) = upload.as_deref().and_then(Upload::fault) {
+                return fail(error, false);
+            }
+        }
         let retry_on = |r: RetryOn| self.route.cfg.retry_on.contains(&r);
         let replayable = self.repeatable && self.exchange.replayable();
         match sent {

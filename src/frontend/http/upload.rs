@@ -3,7 +3,10 @@
 //! the upstream takes it, so the try's time mixes the upstream's with the
 //! app's. [`ClientBody`] keeps the app's share apart ([`Upload`]): how long
 //! the try waited for the app to send more, so the try's timer can leave
-//! that time out and the upstream is not blamed for a slow upload.
+//! that time out and the upstream is not blamed for a slow upload, and
+//! how the body failed if it did (a bad chunk, the app gone, the app
+//! quiet too long), so the try's failure is answered as the app's (400,
+//! 408) and never reported to outlier detection.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
+use super::error::LocalError;
+use super::idle::IdleTimeout;
 use crate::core::http::{Body, BoxError};
 
 /// What the app's side of one streamed body cost so far, shared between
@@ -28,6 +33,8 @@ struct State {
     waited: Duration,
     /// Since when the body has been waiting for the app, if it is now.
     since: Option<Instant>,
+    /// The answer for the app once its body failed.
+    fault: Option<LocalError>,
 }
 
 impl Upload {
@@ -38,6 +45,21 @@ impl Upload {
         s.waited
             + s.since
                 .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// The app's fault, if its body failed: a try that failed after it
+    /// did is answered with this, and the upstream not blamed.
+    pub fn fault(&self) -> Option<LocalError> {
+        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.fault.clone()
+    }
+}
+
+/// What the app is told when its body failed with `error`.
+fn fault(error: &BoxError) -> LocalError {
+    match error.downcast_ref::<IdleTimeout>() {
+        Some(IdleTimeout(idle)) => LocalError::RequestTimeout(*idle),
+        None => LocalError::BadRequest(error.to_string()),
     }
 }
 
@@ -81,9 +103,12 @@ impl http_body::Body for ClientBody {
                     s.since = Some(Instant::now());
                 }
             }
-            Poll::Ready(_) => {
+            Poll::Ready(ready) => {
                 if let Some(since) = s.since.take() {
                     s.waited += since.elapsed();
+                }
+                if let Some(Err(error)) = ready {
+                    s.fault.get_or_insert_with(|| fault(error));
                 }
             }
         }
