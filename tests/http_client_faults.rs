@@ -167,3 +167,55 @@ async fn a_broken_upload_does_not_eject_the_endpoint() {
     }
     attache.shutdown().await;
 }
+
+/// Apps that send a request head and then nothing (a chunked PUT kept for
+/// retries, a streamed chunked POST, a POST waiting on `Expect:
+/// 100-continue`) hold no cluster slot: with one slot and no queue, other
+/// requests are still served, and the one that expected 100 Continue gets
+/// it, sends its body and is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_uploads_hold_no_cluster_slot() {
+    let up = upstream().await;
+    let cluster = "max_requests = 1\nmax_pending_requests = 0";
+    let toml = config(&up, "", cluster);
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.expect("http listener");
+    let heads: [&[u8]; 2] = [
+        b"PUT /count HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"POST /count HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n",
+    ];
+    let mut silent = Vec::new();
+    for head in heads {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(head).await.expect("write");
+        silent.push(tcp);
+    }
+    let mut expecting = TcpStream::connect(addr).await.expect("connect");
+    let head = b"POST /count HTTP/1.1\r\nhost: app\r\ncontent-length: 10\r\n\
+                 expect: 100-continue\r\nconnection: close\r\n\r\n";
+    expecting.write_all(head).await.expect("write");
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), expecting.read_exact(&mut interim))
+        .await
+        .expect("100 Continue in time")
+        .expect("read");
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    still_served(addr).await;
+    still_served(addr).await;
+
+    expecting.write_all(b"0123456789").await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), expecting.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\n10"),
+        "{answer}"
+    );
+    drop(silent);
+    attache.shutdown().await;
+}

@@ -41,7 +41,7 @@ impl ReqBody {
             return Ok(ReqBody::Buffered(Bytes::new()));
         }
         if body.size_hint().lower() > limit {
-            return Ok(Self::stream(body, idle));
+            return Self::stream_from_first(body, idle).await;
         }
         let mut buf = BytesMut::new();
         let mut extra = VecDeque::new();
@@ -66,6 +66,23 @@ impl ReqBody {
             }
         }
         Ok(ReqBody::Buffered(buf.freeze()))
+    }
+
+    /// The body streams without being kept (no retry will need it), once
+    /// its first frame is in: a request takes no cluster slot while its
+    /// app sends nothing (reading also answers `Expect: 100-continue`).
+    pub async fn stream_from_first(
+        mut body: Incoming,
+        idle: Duration,
+    ) -> Result<Self, hyper::Error> {
+        let Some(first) = body.frame().await.transpose()? else {
+            return Ok(ReqBody::Buffered(Bytes::new()));
+        };
+        let rest = Prefixed {
+            frames: VecDeque::from([first]),
+            rest: Some(body),
+        };
+        Ok(Self::streaming(BodyExt::boxed(rest), idle))
     }
 
     /// The body streams without being read first (no retry will need it).

@@ -88,10 +88,6 @@ async fn forward(
     host: Option<&HeaderValue>,
 ) -> Result<Response<Body>, LocalError> {
     let cluster = &route.cluster;
-    let _slot = cluster.admit().await.map_err(|_| {
-        cluster.stats.overflowed();
-        LocalError::Overflow(cluster.name.clone())
-    })?;
     let client_upgrade = is_upgrade(&parts)
         .then(|| parts.extensions.remove::<OnUpgrade>())
         .flatten();
@@ -111,17 +107,30 @@ async fn forward(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n <= limit);
     let buffer = (route.cfg.retries > 0 && repeatable) || small;
-    let body = if body.is_end_stream() && client_upgrade.is_none() {
+    // The body (a streamed one: its first frame) is read before the
+    // request takes a cluster slot, as on the pass-through path: apps that
+    // send a head and nothing more must not fill the cluster's slots.
+    let body = if client_upgrade.is_some() {
+        ReqBody::stream(body, idle)
+    } else if body.is_end_stream() {
         // No body (most GETs): nothing to wait for, so no timer either.
         ReqBody::Buffered(bytes::Bytes::new())
-    } else if buffer && client_upgrade.is_none() {
-        tokio::time::timeout(idle, ReqBody::read(body, limit, idle))
+    } else {
+        let read = async {
+            match buffer {
+                true => ReqBody::read(body, limit, idle).await,
+                false => ReqBody::stream_from_first(body, idle).await,
+            }
+        };
+        tokio::time::timeout(idle, read)
             .await
             .map_err(|_| LocalError::RequestTimeout(idle))?
             .map_err(|e| LocalError::BadRequest(e.to_string()))?
-    } else {
-        ReqBody::stream(body, idle)
     };
+    let _slot = cluster.admit().await.map_err(|_| {
+        cluster.stats.overflowed();
+        LocalError::Overflow(cluster.name.clone())
+    })?;
     // The route's timeout runs from here: the time the app took to send a
     // kept body is its own, not the upstream's (a streamed body's waits
     // are left out as the try goes, see `Exchange::upload`).
