@@ -37,17 +37,13 @@ use self::head::{Added, Parsed, ReqHead};
 use super::attempt::{raw_try, Attempt, Exchange, RawRequest, TryError};
 use super::error::LocalError;
 use super::idle::IdleTimeout;
-use super::{headers, HttpContext, RouteEntry, MAX_HEAD};
+use super::{headers, HttpContext, RouteEntry, HEAD_TIMEOUT, MAX_HEAD};
 use crate::core::http::endpoint::Endpoint;
 use crate::core::http::h1::{end_request, start_request, RawBody, RawResponse};
 use crate::core::timer::LazyTimer;
 use crate::net::WriteIdle;
 use crate::server::Signal;
 
-/// A connection waiting longer than this for a request head is closed
-/// (hyper's `header_read_timeout`; here checked between 1× and 2× of it, a
-/// timer per connection rather than one per request).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Response bytes gathered before a write while more body is at hand.
 const WRITE_CHUNK: usize = 64 << 10;
 /// Body pieces at least this large are written from where they are.
