@@ -313,7 +313,16 @@ pub(super) async fn raw_try<F: Fn(&[u8]) -> BytesMut>(
             .await
         {
             Ok(resp) => return Ok(resp),
-            Err(e) if reused && repeatable && e.nothing_received() => continue,
+            // The closed connection may have taken the request before it
+            // closed: sending it again is a retry, within the budget like
+            // any, or a failing upstream would get every request up to
+            // MAX_STALE times, unbudgeted.
+            Err(e) if reused && repeatable && e.nothing_received() => {
+                if !cluster.budget.try_retry(Instant::now()) {
+                    cluster.stats.budget_exhausted();
+                    return Err(TryError::Reset(e.into()));
+                }
+            }
             Err(e) => return Err(TryError::Reset(e.into())),
         }
     }
