@@ -7,6 +7,7 @@
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, request ids,
 //!   `traceparent`.
 //! - [`body`]: request bodies kept for retries, or streamed.
+//! - [`tunnel`]: upgraded connections (WebSocket), timed and counted.
 //! - [`upload`]: a streamed body's waits for the app, kept off the
 //!   upstream's clock.
 //! - [`error`]: the answers Attaché gives itself, with `x-attache-error`.
@@ -18,6 +19,7 @@ mod fast;
 mod headers;
 mod idle;
 mod proxy;
+mod tunnel;
 mod upload;
 
 use std::collections::BTreeMap;
@@ -176,21 +178,19 @@ impl HttpContext {
         peer_ip: HeaderValue,
         shutdown: &mut Shutdown,
     ) {
-        // hyper's version detection has no timer: a client that stops
-        // within the HTTP/2 preface would hold its connection forever.
-        let preface = tokio::time::timeout(HEAD_TIMEOUT, read_preface(&mut read, &mut tcp));
-        let h2 = match preface.await {
-            Ok(Ok(h2)) => h2,
-            Ok(Err(error)) => return debug!(%error, "http client connection ended in its preface"),
-            Err(_) => return debug!("no HTTP/2 preface within the timeout; closing"),
+        let Some(h2) = timed_preface(&mut read, &mut tcp).await else {
+            return;
         };
         let ctx = self.clone();
         let streams = Arc::new(Streams::default());
         let open = streams.clone();
-        let service = service_fn(move |req| {
+        let tunnels = tunnel::Tunnels::new();
+        let guard = tunnels.guard();
+        let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let ctx = ctx.clone();
             let peer_ip = peer_ip.clone();
             let stream = open.open();
+            req.extensions_mut().insert(guard.clone());
             async move {
                 let resp = proxy::handle(ctx.latest(), req, peer_ip).await;
                 // Open until its response body is done with.
@@ -202,40 +202,66 @@ impl HttpContext {
                 }))
             }
         });
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, tcp)), service);
-        tokio::pin!(conn);
-        let mut watchdog = std::pin::pin!(tokio::time::sleep(HEAD_TIMEOUT));
-        let mut seen = 0;
-        let result = loop {
-            tokio::select! {
-                // The connection first: a request the fast path read and
-                // handed over is hyper's to parse before a shutdown that
-                // began meanwhile is told, or hyper, finding itself idle,
-                // would close without answering it.
-                biased;
-                r = conn.as_mut() => break r,
-                () = shutdown.wait() => {
-                    // Finish what is in flight, take nothing new.
-                    conn.as_mut().graceful_shutdown();
-                    break conn.await;
-                }
-                // HTTP/2 has no header read timeout: an idle connection
-                // (no stream open, none opened since the last check) ends.
-                () = &mut watchdog, if h2 => {
-                    if streams.idle_since(&mut seen) {
-                        debug!("http/2 connection idle with no open stream; closing");
+        // The connection (and the service's tunnel guard) is dropped before
+        // its tunnels are waited for.
+        let result = {
+            let conn = self
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, tcp)), service);
+            tokio::pin!(conn);
+            let mut watchdog = std::pin::pin!(tokio::time::sleep(HEAD_TIMEOUT));
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    // The connection first: a request the fast path read and
+                    // handed over is hyper's to parse before a shutdown that
+                    // began meanwhile is told, or hyper, finding itself idle,
+                    // would close without answering it.
+                    biased;
+                    r = conn.as_mut() => break r,
+                    () = shutdown.wait() => {
+                        // Finish what is in flight, take nothing new.
                         conn.as_mut().graceful_shutdown();
-                        let closing = tokio::time::timeout(HEAD_TIMEOUT, conn.as_mut());
-                        break closing.await.unwrap_or(Ok(()));
+                        break conn.await;
                     }
-                    watchdog.as_mut().reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
+                    // HTTP/2 has no header read timeout: an idle connection
+                    // (no stream open, none opened since the last check) ends.
+                    () = &mut watchdog, if h2 => {
+                        if streams.idle_since(&mut seen) {
+                            debug!("http/2 connection idle with no open stream; closing");
+                            conn.as_mut().graceful_shutdown();
+                            let closing = tokio::time::timeout(HEAD_TIMEOUT, conn.as_mut());
+                            break closing.await.unwrap_or(Ok(()));
+                        }
+                        watchdog.as_mut().reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
+                    }
                 }
             }
         };
         if let Err(error) = result {
             debug!(%error, "http client connection ended with an error");
+        }
+        // An upgraded request's tunnel is still this app connection.
+        tokio::select! {
+            () = tunnels.closed() => {}
+            () = shutdown.wait() => {}
+        }
+    }
+}
+
+/// [`read_preface`] within the head timeout: hyper's version detection
+/// has no timer, and a client that stops within the HTTP/2 preface would
+/// hold its connection forever. `None` when the connection is over.
+async fn timed_preface(read: &mut BytesMut, tcp: &mut WriteIdle<TcpStream>) -> Option<bool> {
+    match tokio::time::timeout(HEAD_TIMEOUT, read_preface(read, tcp)).await {
+        Ok(Ok(h2)) => Some(h2),
+        Ok(Err(error)) => {
+            debug!(%error, "http client connection ended in its preface");
+            None
+        }
+        Err(_) => {
+            debug!("no HTTP/2 preface within the timeout; closing");
+            None
         }
     }
 }

@@ -12,7 +12,6 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::attempt::{raw_try, Attempt, Exchange, Fault, RawRequest, TryError, MAX_STALE};
@@ -20,6 +19,7 @@ use super::body::ReqBody;
 use super::error::LocalError;
 use super::headers;
 use super::idle::Idle;
+use super::tunnel::{self, TunnelGuard};
 use super::upload::Upload;
 use super::{HttpContext, RouteEntry};
 use crate::core::http::endpoint::Endpoint;
@@ -91,6 +91,7 @@ async fn forward(
     let client_upgrade = is_upgrade(&parts)
         .then(|| parts.extensions.remove::<OnUpgrade>())
         .flatten();
+    let tunnel_guard = parts.extensions.remove::<TunnelGuard>();
     headers::strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
     headers::add_forwarded(&mut parts.headers, peer, host);
     headers::ensure_traceparent(&mut parts.headers);
@@ -147,7 +148,11 @@ async fn forward(
         .await?;
     if let Some(on_client) = client_upgrade {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            tunnel(on_client, hyper::upgrade::on(&mut resp));
+            // The tunnel is still this request: it keeps its slot and its
+            // app connection (client permit) while it runs.
+            let guard = tunnel_guard;
+            let upstream = hyper::upgrade::on(&mut resp);
+            tunnel::spawn(on_client, upstream, idle, (_slot, guard));
             return Ok(resp);
         }
     }
@@ -297,20 +302,4 @@ fn is_upgrade(parts: &Parts) -> bool {
                 v.split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
-}
-
-/// Joins the two upgraded connections (WebSocket and the like) and copies
-/// bytes both ways until either side closes.
-fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
-    tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(both) => both,
-            Err(error) => return debug!(%error, "upgrade failed"),
-        };
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
-        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            debug!(%error, "upgraded connection ended with an error");
-        }
-    });
 }
