@@ -205,7 +205,7 @@ async fn head_large_bodies_and_close_on_request() {
 }
 
 #[tokio::test]
-async fn a_stalled_upload_gets_a_400_and_others_are_unaffected() {
+async fn a_stalled_upload_gets_a_408_and_others_are_unaffected() {
     let (_up, attache, mut tcp) = setup("stream_idle_timeout = \"300ms\"\n").await;
     tcp.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
         .await
@@ -224,8 +224,8 @@ async fn a_stalled_upload_gets_a_400_and_others_are_unaffected() {
     );
     let mut buf = Vec::new();
     let cut = read_response(&mut tcp, &mut buf, false).await;
-    assert_eq!(cut.status, 400);
-    assert_eq!(cut.header("x-attache-error"), Some("bad-request"));
+    assert_eq!(cut.status, 408);
+    assert_eq!(cut.header("x-attache-error"), Some("request-timeout"));
     assert!(String::from_utf8_lossy(&cut.body).contains("stream_idle_timeout"));
 }
 

@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use support::http::{get, h1_client, send, Mode, Reply, TestClient, Upstream};
+use support::http::{
+    get, h1_client, one_answer_per_connection, send, Mode, Reply, TestClient, Upstream,
+};
 use support::{eventually, start_attache};
 
 /// Outlier detection off, so only the behaviour under test steers traffic.
@@ -516,54 +518,6 @@ async fn active_health_checks_take_endpoints_out_and_back() {
     attache.shutdown().await;
 }
 
-/// An upstream that answers one request per connection and then closes it
-/// without saying so (no `Connection: close`), as a server restarting or
-/// enforcing a per-connection limit might. Counts connections.
-async fn one_answer_per_connection() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>)
-{
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // The head, then as much body as Content-Length says.
-                loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text[..end]
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                // Dropped here: closed right after the answer.
-            });
-        }
-    });
-    (addr, accepted)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_never_lands_on_a_connection_the_upstream_just_closed() {
     use std::sync::atomic::Ordering;
@@ -587,5 +541,27 @@ async fn a_post_never_lands_on_a_connection_the_upstream_just_closed() {
         6,
         "one connection per request: none was reused after its close"
     );
+    attache.shutdown().await;
+}
+
+/// A GET found a pooled connection the upstream had closed: sending it
+/// again on a new one is a retry, so the retry budget decides (here it
+/// allows none, and the GET is answered 502 rather than sent twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_connection_replay_is_within_the_retry_budget() {
+    use std::sync::atomic::Ordering;
+    let (up, accepted) = one_answer_per_connection().await;
+    let cluster = format!("{NO_OUTLIER}\nretry_budget = {{ percent = 0, min_per_second = 0 }}");
+    let toml = config(&[up], &cluster, &[("/", "retries = 0")]);
+    let (attache, addr) = attache_addr(&toml).await;
+    let c = h1_client();
+    let r = get(&c, addr, "/a", &[]).await;
+    assert_eq!(r.status, 200, "{:?} {}", r.headers, r.body);
+    // The upstream closes that connection; the next GET takes it from the
+    // pool and finds it closed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = get(&c, addr, "/b", &[]).await;
+    assert_local(&r, 502, "upstream-reset");
+    assert_eq!(accepted.load(Ordering::Relaxed), 1, "no replay was sent");
     attache.shutdown().await;
 }

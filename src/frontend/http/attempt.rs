@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use rand::Rng;
 
 use super::error::LocalError;
+use super::upload::Upload;
 use super::RouteEntry;
 use crate::config::http::RetryOn;
 use crate::core::http::balance::Pick;
@@ -37,6 +38,11 @@ pub(super) trait Exchange {
     fn status(resp: &Self::Resp) -> u16;
     /// Whether the request's body can be sent again.
     fn replayable(&self) -> bool;
+    /// The app's side of a body that streams during the try: time spent
+    /// waiting for it is not the upstream's.
+    fn upload(&self) -> Option<Arc<Upload>> {
+        None
+    }
     /// One try on `ep`, until the response head; `now` is when it began.
     async fn send(
         &mut self,
@@ -156,16 +162,31 @@ impl<'a, X: Exchange> Attempt<'a, X> {
             .per_try_timeout
             .map_or(self.route.cfg.timeout.0, |d| d.0)
             .min(self.deadline.saturating_duration_since(now));
+        let upload = self.exchange.upload();
         let send = self.exchange.send(self.route, &ep, self.repeatable, now);
-        let sent = match self.timer.as_deref_mut() {
-            Some(timer) => {
+        let sent = match (self.timer.as_deref_mut(), upload.as_deref()) {
+            (Some(timer), _) => {
                 let at = tokio::time::Instant::from_std(now + per_try);
                 timer.within(at, send).await.ok_or(())
             }
-            None => tokio::time::timeout_at((now + per_try).into(), send)
+            (None, None) => tokio::time::timeout_at((now + per_try).into(), send)
                 .await
                 .map_err(drop),
+            (None, Some(upload)) => {
+                let (sent, waited) = within_upload(send, now, now + per_try, upload).await;
+                // The route's timeout leaves the app's share out too.
+                self.deadline += waited;
+                sent
+            }
         };
+        // A try that failed once the app's body had: the app's doing (a
+        // bad chunk, an abort, a stall), answered as such, and the
+        // endpoint not blamed.
+        if !matches!(sent, Ok(Ok(_))) {
+            if let Some(error) = upload.as_deref().and_then(Upload::fault) {
+                return fail(error, false);
+            }
+        }
         let retry_on = |r: RetryOn| self.route.cfg.retry_on.contains(&r);
         let replayable = self.repeatable && self.exchange.replayable();
         match sent {
@@ -292,7 +313,16 @@ pub(super) async fn raw_try<F: Fn(&[u8]) -> BytesMut>(
             .await
         {
             Ok(resp) => return Ok(resp),
-            Err(e) if reused && repeatable && e.nothing_received() => continue,
+            // The closed connection may have taken the request before it
+            // closed: sending it again is a retry, within the budget like
+            // any, or a failing upstream would get every request up to
+            // MAX_STALE times, unbudgeted.
+            Err(e) if reused && repeatable && e.nothing_received() => {
+                if !cluster.budget.try_retry(Instant::now()) {
+                    cluster.stats.budget_exhausted();
+                    return Err(TryError::Reset(e.into()));
+                }
+            }
             Err(e) => return Err(TryError::Reset(e.into())),
         }
     }
@@ -340,6 +370,31 @@ fn tls_alert(mut e: &(dyn std::error::Error + 'static)) -> Option<String> {
             return Some(alert);
         }
         e = e.source()?;
+    }
+}
+
+/// `send` until `at`, moved later by whatever time of the try went to
+/// waiting for the app's upload (the try began at `began`): a slow app
+/// must not make the upstream's try time out. The result, and that time.
+async fn within_upload<F: std::future::Future>(
+    send: F,
+    began: Instant,
+    mut at: Instant,
+    upload: &Upload,
+) -> (Result<F::Output, ()>, Duration) {
+    tokio::pin!(send);
+    let before = upload.waited(began);
+    let mut credited = Duration::ZERO;
+    loop {
+        if let Ok(r) = tokio::time::timeout_at(at.into(), &mut send).await {
+            return (Ok(r), credited);
+        }
+        let waited = upload.waited(Instant::now()).saturating_sub(before);
+        if waited <= credited {
+            return (Err(()), credited);
+        }
+        at += waited - credited;
+        credited = waited;
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,14 +16,16 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 
 use super::idle::Idle;
+use super::upload::{ClientBody, Upload};
 use crate::core::http::{Body, BoxError};
 
 /// A request body as the retry loop holds it.
 pub enum ReqBody {
     /// Kept whole: any number of tries.
     Buffered(Bytes),
-    /// One try only, and only until [`ReqBody::for_try`] hands it out.
-    Streaming(Option<Body>),
+    /// One try only, and only until [`ReqBody::for_try`] hands it out;
+    /// with the record of its waits for the app.
+    Streaming(Option<Body>, Arc<Upload>),
 }
 
 impl ReqBody {
@@ -38,7 +41,7 @@ impl ReqBody {
             return Ok(ReqBody::Buffered(Bytes::new()));
         }
         if body.size_hint().lower() > limit {
-            return Ok(Self::stream(body, idle));
+            return Self::stream_from_first(body, idle).await;
         }
         let mut buf = BytesMut::new();
         let mut extra = VecDeque::new();
@@ -59,13 +62,27 @@ impl ReqBody {
                     frames,
                     rest: Some(body),
                 };
-                return Ok(ReqBody::Streaming(Some(Idle::wrap(
-                    BodyExt::boxed(rest),
-                    idle,
-                ))));
+                return Ok(Self::streaming(BodyExt::boxed(rest), idle));
             }
         }
         Ok(ReqBody::Buffered(buf.freeze()))
+    }
+
+    /// The body streams without being kept (no retry will need it), once
+    /// its first frame is in: a request takes no cluster slot while its
+    /// app sends nothing (reading also answers `Expect: 100-continue`).
+    pub async fn stream_from_first(
+        mut body: Incoming,
+        idle: Duration,
+    ) -> Result<Self, hyper::Error> {
+        let Some(first) = body.frame().await.transpose()? else {
+            return Ok(ReqBody::Buffered(Bytes::new()));
+        };
+        let rest = Prefixed {
+            frames: VecDeque::from([first]),
+            rest: Some(body),
+        };
+        Ok(Self::streaming(BodyExt::boxed(rest), idle))
     }
 
     /// The body streams without being read first (no retry will need it).
@@ -73,8 +90,22 @@ impl ReqBody {
         if body.is_end_stream() {
             return ReqBody::Buffered(Bytes::new());
         }
-        let body = body.map_err(BoxError::from).boxed();
-        ReqBody::Streaming(Some(Idle::wrap(body, idle)))
+        Self::streaming(body.map_err(BoxError::from).boxed(), idle)
+    }
+
+    /// The app's body as it streams: cut when quiet for `idle`, its waits
+    /// for the app recorded.
+    fn streaming(body: Body, idle: Duration) -> Self {
+        let (body, upload) = ClientBody::wrap(Idle::wrap(body, idle));
+        ReqBody::Streaming(Some(body), upload)
+    }
+
+    /// What the app's side of a streamed body cost (`None` when buffered).
+    pub fn upload(&self) -> Option<Arc<Upload>> {
+        match self {
+            ReqBody::Buffered(_) => None,
+            ReqBody::Streaming(_, upload) => Some(upload.clone()),
+        }
     }
 
     /// Whether a try that sent this body may be repeated.
@@ -91,14 +122,14 @@ impl ReqBody {
             ReqBody::Buffered(b) => {
                 Some(Full::new(b.clone()).map_err(|never| match never {}).boxed())
             }
-            ReqBody::Streaming(s) => s.take(),
+            ReqBody::Streaming(s, _) => s.take(),
         }
     }
 
     /// Puts back a stream that was handed out but never sent (hyper gave
     /// the request back).
     pub fn restore(&mut self, body: Body) {
-        if let ReqBody::Streaming(s) = self {
+        if let ReqBody::Streaming(s, _) = self {
             *s = Some(body);
         }
     }

@@ -16,6 +16,10 @@ pub enum LocalError {
     NoRoute(String),
     #[error("the request could not be read: {0}")]
     BadRequest(String),
+    /// The app stopped sending its request body: its delay, answered as
+    /// such (408, which clients and their proxies know to be theirs).
+    #[error("the request body sent nothing for {0:?} (http.stream_idle_timeout)")]
+    RequestTimeout(std::time::Duration),
     /// Circuit breaking: too many requests, pending requests or
     /// connections for the cluster.
     #[error("cluster {0:?} is at its limit")]
@@ -50,6 +54,7 @@ impl LocalError {
         match self {
             LocalError::NoRoute(_) => "no-route",
             LocalError::BadRequest(_) => "bad-request",
+            LocalError::RequestTimeout(_) => "request-timeout",
             LocalError::Overflow(_) => "overflow",
             LocalError::Ejected(_) => "ejected",
             LocalError::Unhealthy(_) => "unhealthy",
@@ -68,6 +73,7 @@ impl LocalError {
         match self {
             LocalError::NoRoute(_) => StatusCode::NOT_FOUND,
             LocalError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            LocalError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             LocalError::Overflow(_)
             | LocalError::Ejected(_)
             | LocalError::Unhealthy(_)

@@ -37,17 +37,13 @@ use self::head::{Added, Parsed, ReqHead};
 use super::attempt::{raw_try, Attempt, Exchange, RawRequest, TryError};
 use super::error::LocalError;
 use super::idle::IdleTimeout;
-use super::{headers, HttpContext, RouteEntry, MAX_HEAD};
+use super::{headers, HttpContext, RouteEntry, HEAD_TIMEOUT, MAX_HEAD};
 use crate::core::http::endpoint::Endpoint;
 use crate::core::http::h1::{end_request, start_request, RawBody, RawResponse};
 use crate::core::timer::LazyTimer;
 use crate::net::WriteIdle;
 use crate::server::Signal;
 
-/// A connection waiting longer than this for a request head is closed
-/// (hyper's `header_read_timeout`; here checked between 1× and 2× of it, a
-/// timer per connection rather than one per request).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Response bytes gathered before a write while more body is at hand.
 const WRITE_CHUNK: usize = 64 << 10;
 /// Body pieces at least this large are written from where they are.
@@ -197,15 +193,20 @@ impl Conn<'_> {
             Some(_) => [0; 36],
             None => headers::new_request_id(),
         };
-        // Most requests are whole already: no timer then.
-        let read = match self.buf.len() < total {
-            true => tokio::time::timeout(idle, self.read_body(total)).await,
-            false => Ok(Ok(())),
+        // Most requests are whole already: no timer then. The route's
+        // timeout runs from when the body is in: the time the app took to
+        // send it is its own, not the upstream's.
+        let (read, ready) = match self.buf.len() < total {
+            true => {
+                let read = tokio::time::timeout(idle, self.read_body(total)).await;
+                (read, Instant::now())
+            }
+            false => (Ok(Ok(())), start),
         };
         if let Ok(r) = read {
             r?;
         } else {
-            let error = LocalError::BadRequest(IdleTimeout(idle).to_string());
+            let error = LocalError::RequestTimeout(idle);
             let id = head.request_id(&self.buf).unwrap_or(&new_id);
             answer_local(
                 &mut self.out,
@@ -230,7 +231,7 @@ impl Conn<'_> {
             traceparent: &traceparent,
         };
         let body = &self.buf[..total];
-        let result = forward(ctx, route, head, body, &add, &mut self.timer, start).await;
+        let result = forward(ctx, route, head, body, &add, &mut self.timer, ready).await;
         let close = head.close || stop.begun();
         let id = head.request_id(&self.buf).unwrap_or(&new_id);
         let keep = match result {
@@ -394,7 +395,8 @@ fn record(route: &RouteEntry, status: u16, start: Instant, at: Option<Instant>) 
 }
 
 /// Admission, then the retry loop, for a request whose head and body are
-/// `buf`; the answer, and when its head arrived.
+/// `buf` (all read by `ready`, when the route's timeout starts); the
+/// answer, and when its head arrived.
 async fn forward(
     ctx: &HttpContext,
     route: &RouteEntry,
@@ -402,7 +404,7 @@ async fn forward(
     buf: &[u8],
     add: &Added<'_>,
     timer: &mut LazyTimer,
-    start: Instant,
+    ready: Instant,
 ) -> Result<(RawResponse, Option<Instant>), LocalError> {
     let cluster = &route.cluster;
     let _slot = cluster.admit().await.map_err(|_| {
@@ -416,7 +418,7 @@ async fn forward(
             .map_err(|e| LocalError::BadRequest(format!("rewritten path: {e}")))?;
     }
     let repeatable = route.cfg.retry_non_idempotent || head.method.is_idempotent();
-    cluster.budget.record_request(start);
+    cluster.budget.record_request(ready);
     let exchange = RawTry {
         head,
         buf,
@@ -424,7 +426,7 @@ async fn forward(
         add,
         client_host: head.host(buf).as_bytes(),
     };
-    let mut attempt = Attempt::new(route, exchange, repeatable, start, Some(timer));
+    let mut attempt = Attempt::new(route, exchange, repeatable, ready, Some(timer));
     let resp = attempt.run().await?;
     Ok((resp, attempt.answered))
 }

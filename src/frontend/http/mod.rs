@@ -7,6 +7,9 @@
 //! - [`headers`]: hop-by-hop removal, `X-Forwarded-*`, request ids,
 //!   `traceparent`.
 //! - [`body`]: request bodies kept for retries, or streamed.
+//! - [`tunnel`]: upgraded connections (WebSocket), timed and counted.
+//! - [`upload`]: a streamed body's waits for the app, kept off the
+//!   upstream's clock.
 //! - [`error`]: the answers Attaché gives itself, with `x-attache-error`.
 
 mod attempt;
@@ -16,19 +19,23 @@ mod fast;
 mod headers;
 mod idle;
 mod proxy;
+mod tunnel;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue};
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info_span};
 
@@ -36,7 +43,7 @@ use crate::config::http::{HttpConfig, RouteConfig};
 use crate::core::gauge::Held;
 use crate::core::http::route::Router;
 use crate::core::http::stats::Stats;
-use crate::core::http::{Cluster, ClusterError};
+use crate::core::http::{Body, Cluster, ClusterError};
 use crate::net::{Prefixed, WriteIdle};
 use crate::server::{App, Shutdown};
 
@@ -44,6 +51,15 @@ use crate::server::{App, Shutdown};
 const MAX_STREAMS: u32 = 256;
 /// Request head size limit (HTTP/1.1 buffer; hyper answers 431 past it).
 const MAX_HEAD: usize = 64 << 10;
+/// A connection waiting longer than this for a request head is closed
+/// (hyper's `header_read_timeout`; on the pass-through path checked
+/// between 1× and 2× of it, a timer per connection rather than one per
+/// request). HTTP/2 connections get as long for their preface, as long
+/// with no open stream (checked the same way), and their keep-alive pings
+/// as long for an answer.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What every connection of the HTTP listener shares.
 pub struct HttpContext {
@@ -100,10 +116,14 @@ impl HttpContext {
             .http1()
             .timer(TokioTimer::new())
             .max_buf_size(MAX_HEAD)
-            .header_read_timeout(std::time::Duration::from_secs(30));
+            .header_read_timeout(HEAD_TIMEOUT);
+        // A peer that stops answering pings is gone: its connection (and
+        // client permit) is given up.
         builder
             .http2()
             .timer(TokioTimer::new())
+            .keep_alive_interval(HEAD_TIMEOUT)
+            .keep_alive_timeout(HEAD_TIMEOUT)
             .max_concurrent_streams(MAX_STREAMS);
         Ok(Self {
             router: Router::new(&config.routes),
@@ -153,37 +173,149 @@ impl HttpContext {
     /// the fast path read and did not take) on.
     async fn serve_hyper(
         self: &Arc<Self>,
-        read: BytesMut,
-        tcp: WriteIdle<TcpStream>,
+        mut read: BytesMut,
+        mut tcp: WriteIdle<TcpStream>,
         peer_ip: HeaderValue,
         shutdown: &mut Shutdown,
     ) {
+        let Some(h2) = timed_preface(&mut read, &mut tcp).await else {
+            return;
+        };
         let ctx = self.clone();
-        let service = service_fn(move |req| {
+        let streams = Arc::new(Streams::default());
+        let open = streams.clone();
+        let tunnels = tunnel::Tunnels::new();
+        let guard = tunnels.guard();
+        let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let ctx = ctx.clone();
             let peer_ip = peer_ip.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(ctx.latest(), req, peer_ip).await) }
+            let stream = open.open();
+            req.extensions_mut().insert(guard.clone());
+            async move {
+                let resp = proxy::handle(ctx.latest(), req, peer_ip).await;
+                // Open until its response body is done with.
+                Ok::<_, Infallible>(resp.map(|b| {
+                    Body::new(b.map_frame(move |f| {
+                        let _open = &stream;
+                        f
+                    }))
+                }))
+            }
         });
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, tcp)), service);
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            // The connection first: a request the fast path read and
-            // handed over is hyper's to parse before a shutdown that began
-            // meanwhile is told, or hyper, finding itself idle, would close
-            // without answering it.
-            biased;
-            r = conn.as_mut() => r,
-            () = shutdown.wait() => {
-                // Finish what is in flight, take nothing new.
-                conn.as_mut().graceful_shutdown();
-                conn.await
+        // The connection (and the service's tunnel guard) is dropped before
+        // its tunnels are waited for.
+        let result = {
+            let conn = self
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, tcp)), service);
+            tokio::pin!(conn);
+            let mut watchdog = std::pin::pin!(tokio::time::sleep(HEAD_TIMEOUT));
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    // The connection first: a request the fast path read and
+                    // handed over is hyper's to parse before a shutdown that
+                    // began meanwhile is told, or hyper, finding itself idle,
+                    // would close without answering it.
+                    biased;
+                    r = conn.as_mut() => break r,
+                    () = shutdown.wait() => {
+                        // Finish what is in flight, take nothing new.
+                        conn.as_mut().graceful_shutdown();
+                        break conn.await;
+                    }
+                    // HTTP/2 has no header read timeout: an idle connection
+                    // (no stream open, none opened since the last check) ends.
+                    () = &mut watchdog, if h2 => {
+                        if streams.idle_since(&mut seen) {
+                            debug!("http/2 connection idle with no open stream; closing");
+                            conn.as_mut().graceful_shutdown();
+                            let closing = tokio::time::timeout(HEAD_TIMEOUT, conn.as_mut());
+                            break closing.await.unwrap_or(Ok(()));
+                        }
+                        watchdog.as_mut().reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
+                    }
+                }
             }
         };
         if let Err(error) = result {
             debug!(%error, "http client connection ended with an error");
         }
+        // An upgraded request's tunnel is still this app connection.
+        tokio::select! {
+            () = tunnels.closed() => {}
+            () = shutdown.wait() => {}
+        }
+    }
+}
+
+/// [`read_preface`] within the head timeout: hyper's version detection
+/// has no timer, and a client that stops within the HTTP/2 preface would
+/// hold its connection forever. `None` when the connection is over.
+async fn timed_preface(read: &mut BytesMut, tcp: &mut WriteIdle<TcpStream>) -> Option<bool> {
+    match tokio::time::timeout(HEAD_TIMEOUT, read_preface(read, tcp)).await {
+        Ok(Ok(h2)) => Some(h2),
+        Ok(Err(error)) => {
+            debug!(%error, "http client connection ended in its preface");
+            None
+        }
+        Err(_) => {
+            debug!("no HTTP/2 preface within the timeout; closing");
+            None
+        }
+    }
+}
+
+/// Reads on until `read` holds the whole HTTP/2 preface when it began as
+/// one; whether it is HTTP/2. A peer that closes within it is an error.
+async fn read_preface(
+    read: &mut BytesMut,
+    tcp: &mut WriteIdle<TcpStream>,
+) -> std::io::Result<bool> {
+    loop {
+        let n = read.len().min(H2_PREFACE.len());
+        if read[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        if tcp.read_buf(read).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// The streams of one HTTP/2 connection: open now, and opened in all.
+#[derive(Default)]
+struct Streams {
+    open: AtomicUsize,
+    opened: AtomicUsize,
+}
+
+/// One open stream, counted until dropped.
+struct Open(Arc<Streams>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Streams {
+    fn open(self: &Arc<Self>) -> Open {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Open(self.clone())
+    }
+
+    /// Whether no stream is open and none was opened since `seen` (the
+    /// count at the last check, updated).
+    fn idle_since(&self, seen: &mut usize) -> bool {
+        let opened = self.opened.load(Ordering::Relaxed);
+        let idle = self.open.load(Ordering::Relaxed) == 0 && opened == *seen;
+        *seen = opened;
+        idle
     }
 }
 

@@ -12,14 +12,15 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::attempt::{raw_try, Attempt, Exchange, Fault, RawRequest, TryError, MAX_STALE};
 use super::body::ReqBody;
 use super::error::LocalError;
 use super::headers;
-use super::idle::{Idle, IdleTimeout};
+use super::idle::Idle;
+use super::tunnel::{self, TunnelGuard};
+use super::upload::Upload;
 use super::{HttpContext, RouteEntry};
 use crate::core::http::endpoint::Endpoint;
 use crate::core::http::h1::{encode_request, Outgoing};
@@ -43,7 +44,7 @@ pub async fn handle(
         return resp;
     };
     let route = &ctx.routes[index];
-    let mut resp = match forward(&ctx, route, parts, body, &peer, host.as_ref(), start).await {
+    let mut resp = match forward(&ctx, route, parts, body, &peer, host.as_ref()).await {
         Ok(resp) => resp,
         Err(error) => {
             debug!(%error, route = index, cluster = %route.cluster.name, "request failed");
@@ -85,16 +86,12 @@ async fn forward(
     body: Incoming,
     peer: &HeaderValue,
     host: Option<&HeaderValue>,
-    start: Instant,
 ) -> Result<Response<Body>, LocalError> {
     let cluster = &route.cluster;
-    let _slot = cluster.admit().await.map_err(|_| {
-        cluster.stats.overflowed();
-        LocalError::Overflow(cluster.name.clone())
-    })?;
     let client_upgrade = is_upgrade(&parts)
         .then(|| parts.extensions.remove::<OnUpgrade>())
         .flatten();
+    let tunnel_guard = parts.extensions.remove::<TunnelGuard>();
     headers::strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
     headers::add_forwarded(&mut parts.headers, peer, host);
     headers::ensure_traceparent(&mut parts.headers);
@@ -111,30 +108,51 @@ async fn forward(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n <= limit);
     let buffer = (route.cfg.retries > 0 && repeatable) || small;
-    let body = if body.is_end_stream() && client_upgrade.is_none() {
+    // The body (a streamed one: its first frame) is read before the
+    // request takes a cluster slot, as on the pass-through path: apps that
+    // send a head and nothing more must not fill the cluster's slots.
+    let body = if client_upgrade.is_some() {
+        ReqBody::stream(body, idle)
+    } else if body.is_end_stream() {
         // No body (most GETs): nothing to wait for, so no timer either.
         ReqBody::Buffered(bytes::Bytes::new())
-    } else if buffer && client_upgrade.is_none() {
-        tokio::time::timeout(idle, ReqBody::read(body, limit, idle))
-            .await
-            .map_err(|_| LocalError::BadRequest(IdleTimeout(idle).to_string()))?
-            .map_err(|e| LocalError::BadRequest(e.to_string()))?
     } else {
-        ReqBody::stream(body, idle)
+        let read = async {
+            match buffer {
+                true => ReqBody::read(body, limit, idle).await,
+                false => ReqBody::stream_from_first(body, idle).await,
+            }
+        };
+        tokio::time::timeout(idle, read)
+            .await
+            .map_err(|_| LocalError::RequestTimeout(idle))?
+            .map_err(|e| LocalError::BadRequest(e.to_string()))?
     };
-    cluster.budget.record_request(start);
+    let _slot = cluster.admit().await.map_err(|_| {
+        cluster.stats.overflowed();
+        LocalError::Overflow(cluster.name.clone())
+    })?;
+    // The route's timeout runs from here: the time the app took to send a
+    // kept body is its own, not the upstream's (a streamed body's waits
+    // are left out as the try goes, see `Exchange::upload`).
+    let ready = Instant::now();
+    cluster.budget.record_request(ready);
     let exchange = HyperTry {
         parts,
         body,
         host,
         target,
     };
-    let mut resp = Attempt::new(route, exchange, repeatable, start, None)
+    let mut resp = Attempt::new(route, exchange, repeatable, ready, None)
         .run()
         .await?;
     if let Some(on_client) = client_upgrade {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            tunnel(on_client, hyper::upgrade::on(&mut resp));
+            // The tunnel is still this request: it keeps its slot and its
+            // app connection (client permit) while it runs.
+            let guard = tunnel_guard;
+            let upstream = hyper::upgrade::on(&mut resp);
+            tunnel::spawn(on_client, upstream, idle, (_slot, guard));
             return Ok(resp);
         }
     }
@@ -150,6 +168,10 @@ impl Exchange for HyperTry<'_> {
 
     fn replayable(&self) -> bool {
         self.body.replayable()
+    }
+
+    fn upload(&self) -> Option<Arc<Upload>> {
+        self.body.upload()
     }
 
     /// One try on one endpoint, until response headers. A pooled
@@ -280,20 +302,4 @@ fn is_upgrade(parts: &Parts) -> bool {
                 v.split(',')
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
-}
-
-/// Joins the two upgraded connections (WebSocket and the like) and copies
-/// bytes both ways until either side closes.
-fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
-    tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(both) => both,
-            Err(error) => return debug!(%error, "upgrade failed"),
-        };
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
-        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            debug!(%error, "upgraded connection ended with an error");
-        }
-    });
 }

@@ -85,3 +85,67 @@ async fn a_handed_over_request_is_answered_though_shutdown_has_begun() {
         );
     }
 }
+
+/// A context over one (unused) upstream, and a fresh app connection to it:
+/// the app's end and Attaché's.
+async fn context_and_connection() -> (Arc<HttpContext>, TcpStream, TcpStream) {
+    let cfg = crate::config::parse(
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[[http.routes]]\nprefix = \"/\"\n\
+         cluster = \"up\"\n\n[http.clusters.up]\nendpoints = [\"127.0.0.1:9\"]\n",
+    )
+    .expect("config");
+    let ctx = Arc::new(HttpContext::new(cfg.http.expect("[http]")).expect("context"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let app = TcpStream::connect(listener.local_addr().expect("addr"))
+        .await
+        .expect("connect");
+    let (tcp, _) = listener.accept().await.expect("accept");
+    (ctx, app, tcp)
+}
+
+/// A client that stops inside the HTTP/2 preface (what the fast path
+/// handed over) loses its connection after the head timeout; hyper's
+/// version detection alone would wait for the rest forever.
+#[tokio::test(start_paused = true)]
+async fn a_half_sent_http2_preface_is_closed_in_time() {
+    let (ctx, _app, tcp) = context_and_connection().await;
+    let trigger = ShutdownTrigger::new();
+    let mut shutdown = trigger.subscribe();
+    let serve = ctx.serve_hyper(
+        BytesMut::from(&b"PRI * HTTP/2.0\r\n"[..]),
+        WriteIdle::new(tcp, Duration::from_secs(300)),
+        HeaderValue::from_static("127.0.0.1"),
+        &mut shutdown,
+    );
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(HEAD_TIMEOUT * 3, serve)
+        .await
+        .expect("the connection was closed");
+    assert!(started.elapsed() <= HEAD_TIMEOUT + Duration::from_secs(1));
+}
+
+/// An HTTP/2 client that opens no stream (and answers pings, as a live
+/// one does) is closed after between one and two head timeouts.
+#[tokio::test(start_paused = true)]
+async fn an_idle_http2_connection_is_closed_in_time() {
+    let (ctx, app, tcp) = context_and_connection().await;
+    let trigger = ShutdownTrigger::new();
+    let mut shutdown = trigger.subscribe();
+    // Nothing read yet: the preface comes from the client itself.
+    let serve = ctx.serve_hyper(
+        BytesMut::new(),
+        WriteIdle::new(tcp, Duration::from_secs(300)),
+        HeaderValue::from_static("127.0.0.1"),
+        &mut shutdown,
+    );
+    let client = async {
+        let (_send, conn) = h2::client::handshake(app).await.expect("h2 handshake");
+        let _ = conn.await;
+    };
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(HEAD_TIMEOUT * 4, async { tokio::join!(serve, client) })
+        .await
+        .expect("the connection was closed");
+    let took = started.elapsed();
+    assert!(took >= HEAD_TIMEOUT && took <= HEAD_TIMEOUT * 2 + Duration::from_secs(1));
+}

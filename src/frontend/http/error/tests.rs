@@ -12,6 +12,11 @@ async fn every_local_error_names_its_cause() {
         (LocalError::Ejected("p".into()), 503, "ejected"),
         (LocalError::Timeout(Duration::from_secs(1)), 504, "timeout"),
         (
+            LocalError::RequestTimeout(Duration::from_secs(1)),
+            408,
+            "request-timeout",
+        ),
+        (
             LocalError::TlsVerify("a:1".into(), "unknown issuer".into()),
             502,
             "tls-verify-failed",

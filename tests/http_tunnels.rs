@@ -1,0 +1,72 @@
+//! HTTP egress, upgraded connections (WebSocket) at the backend → respond
+//! steps of accept → parse → route → backend → respond: a tunnel is still
+//! its request, so it keeps the cluster's request slot while it runs, and
+//! one where nothing moves for `stream_idle_timeout` is closed. The app is
+//! a raw TCP client, the upstream the harness's WebSocket echo.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::http::{one_route, Upstream};
+use support::start_attache;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A GET on a new connection: the status line's code.
+async fn get_status(addr: SocketAddr) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let req = b"GET /x HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    tcp.write_all(req).await.expect("write");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got)
+        .chars()
+        .skip(9)
+        .take(3)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_holds_its_slot_and_is_closed_when_idle() {
+    let up = Upstream::start("ws").await.unwrap();
+    let cluster = "max_requests = 1\nmax_pending_requests = 0";
+    let toml = one_route("/", "ws", up.addr(), "", cluster)
+        .replace("[http]\n", "[http]\nstream_idle_timeout = \"300ms\"\n");
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.expect("http listener");
+
+    let mut ws = TcpStream::connect(addr).await.expect("connect");
+    let upgrade = b"GET /ws HTTP/1.1\r\nhost: app\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+                    sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    ws.write_all(upgrade).await.expect("write");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        ws.read_exact(&mut byte).await.expect("the upgrade answer");
+        head.push(byte[0]);
+    }
+    let opened = Instant::now();
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // The tunnel has the cluster's one slot.
+    assert_eq!(get_status(addr).await, "503", "the tunnel keeps its slot");
+
+    // Nothing moves: the tunnel is closed between 1× and 2× the timeout.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), ws.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the idle tunnel was closed");
+    assert!(
+        opened.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        opened.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get_status(addr).await, "200", "its slot is free again");
+    attache.shutdown().await;
+}
