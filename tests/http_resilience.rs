@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::http::{
-    get, h1_client, one_answer_per_connection, send, Mode, Reply, TestClient, Upstream,
+    get, h1_client, one_answer_per_connection, one_answer_per_connection_after, send, Mode, Reply,
+    TestClient, Upstream,
 };
 use support::{eventually, start_attache};
 
@@ -544,11 +545,11 @@ async fn a_post_never_lands_on_a_connection_the_upstream_just_closed() {
     attache.shutdown().await;
 }
 
-/// A GET found a pooled connection the upstream had closed: sending it
-/// again on a new one is a retry, so the retry budget decides (here it
-/// allows none, and the GET is answered 502 rather than sent twice).
+/// A GET found a pooled connection the upstream had closed: the first
+/// replay on a new one is free (an upstream closing an idle keep-alive
+/// connection is ordinary), even with a budget that allows no retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_connection_replay_is_within_the_retry_budget() {
+async fn a_first_stale_connection_replay_is_free() {
     use std::sync::atomic::Ordering;
     let (up, accepted) = one_answer_per_connection().await;
     let cluster = format!("{NO_OUTLIER}\nretry_budget = {{ percent = 0, min_per_second = 0 }}");
@@ -561,7 +562,36 @@ async fn a_stale_connection_replay_is_within_the_retry_budget() {
     // pool and finds it closed.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let r = get(&c, addr, "/b", &[]).await;
+    assert_eq!(r.status, 200, "{:?} {}", r.headers, r.body);
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        2,
+        "one replay, on a new connection"
+    );
+    attache.shutdown().await;
+}
+
+/// A second stale connection in a row is a retry: the retry budget
+/// decides (here it allows none, and the GET is answered 502 rather than
+/// sent a third time), and the endpoint is not blamed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn further_stale_connection_replays_are_within_the_retry_budget() {
+    use std::sync::atomic::Ordering;
+    let (up, accepted) = one_answer_per_connection_after(Duration::from_millis(100)).await;
+    let cluster = "retry_budget = { percent = 0, min_per_second = 0 }\noutlier = { consecutive_connect_failures = 1, base_ejection = \"10s\" }";
+    let toml = config(&[up], cluster, &[("/", "retries = 0")]);
+    let (attache, addr) = attache_addr(&toml).await;
+    // Two requests at once: two pooled connections, both then closed.
+    let (c1, c2) = (h1_client(), h1_client());
+    let (r1, r2) = tokio::join!(get(&c1, addr, "/a", &[]), get(&c2, addr, "/b", &[]));
+    assert_eq!((r1.status.as_u16(), r2.status.as_u16()), (200, 200));
+    assert_eq!(accepted.load(Ordering::Relaxed), 2);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = get(&c1, addr, "/c", &[]).await;
     assert_local(&r, 502, "upstream-reset");
-    assert_eq!(accepted.load(Ordering::Relaxed), 1, "no replay was sent");
+    assert_eq!(accepted.load(Ordering::Relaxed), 2, "no third send");
+    // Not the endpoint's fault: it is still there for the next request.
+    let r = get(&c1, addr, "/d", &[]).await;
+    assert_eq!(r.status, 200, "{:?} {}", r.headers, r.body);
     attache.shutdown().await;
 }

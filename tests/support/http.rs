@@ -92,6 +92,14 @@ pub fn one_route(
 /// enforcing a per-connection limit might. Counts connections.
 pub async fn one_answer_per_connection(
 ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    one_answer_per_connection_after(std::time::Duration::ZERO).await
+}
+
+/// Like [`one_answer_per_connection`], answering each request `delay`
+/// after it has arrived.
+pub async fn one_answer_per_connection_after(
+    delay: std::time::Duration,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -125,6 +133,7 @@ pub async fn one_answer_per_connection(
                         }
                     }
                 }
+                tokio::time::sleep(delay).await;
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                     .await;

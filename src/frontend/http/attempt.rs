@@ -209,6 +209,13 @@ impl<'a, X: Exchange> Attempt<'a, X> {
                 let error = LocalError::Reset(ep.authority(), e.to_string());
                 fail(error, retry_on(RetryOn::Reset) && replayable)
             }
+            Ok(Err(TryError::BudgetRefused(e))) => {
+                let last = LocalError::Reset(ep.authority(), e.to_string());
+                fail(
+                    LocalError::BudgetExhausted(cluster.name.clone(), Box::new(last)),
+                    false,
+                )
+            }
             Ok(Err(TryError::BodyGone)) => fail(
                 LocalError::Reset(ep.authority(), "the request body was already sent".into()),
                 false,
@@ -302,7 +309,7 @@ pub(super) async fn raw_try<F: Fn(&[u8]) -> BytesMut>(
         }
     };
     let pool = Arc::downgrade(&cluster.pool);
-    for _ in 0..MAX_STALE {
+    for stale in 0..MAX_STALE {
         let (conn, reused) = cluster
             .pool
             .checkout_raw(ep, !repeatable, now)
@@ -314,13 +321,14 @@ pub(super) async fn raw_try<F: Fn(&[u8]) -> BytesMut>(
         {
             Ok(resp) => return Ok(resp),
             // The closed connection may have taken the request before it
-            // closed: sending it again is a retry, within the budget like
-            // any, or a failing upstream would get every request up to
-            // MAX_STALE times, unbudgeted.
+            // closed. The first replay is free: an upstream closing an idle
+            // keep-alive connection is ordinary. More are retries, within
+            // the budget like any, or a failing upstream would get every
+            // request up to MAX_STALE times, unbudgeted.
             Err(e) if reused && repeatable && e.nothing_received() => {
-                if !cluster.budget.try_retry(Instant::now()) {
+                if stale > 0 && !cluster.budget.try_retry(Instant::now()) {
                     cluster.stats.budget_exhausted();
-                    return Err(TryError::Reset(e.into()));
+                    return Err(TryError::BudgetRefused(e.into()));
                 }
             }
             Err(e) => return Err(TryError::Reset(e.into())),
@@ -334,6 +342,9 @@ pub(super) enum TryError {
     Connect(ConnectError),
     Reset(Box<dyn std::error::Error + Send + Sync>),
     BodyGone,
+    /// A replay after a stale pooled connection that the retry budget
+    /// refused: the endpoint did nothing wrong, and no retry follows.
+    BudgetRefused(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A try that could not be made for a reason of Attaché's own.

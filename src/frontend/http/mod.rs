@@ -189,12 +189,19 @@ impl HttpContext {
         let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let ctx = ctx.clone();
             let peer_ip = peer_ip.clone();
-            let stream = open.open();
-            req.extensions_mut().insert(guard.clone());
+            // Only HTTP/2 is idled out by open streams (see the watchdog),
+            // and only an upgrade can become a tunnel: others pay for neither.
+            let stream = h2.then(|| open.open());
+            if req.headers().contains_key(http::header::UPGRADE) {
+                req.extensions_mut().insert(guard.clone());
+            }
             async move {
                 let resp = proxy::handle(ctx.latest(), req, peer_ip).await;
+                let Some(stream) = stream else {
+                    return Ok::<_, Infallible>(resp);
+                };
                 // Open until its response body is done with.
-                Ok::<_, Infallible>(resp.map(|b| {
+                Ok(resp.map(|b| {
                     Body::new(b.map_frame(move |f| {
                         let _open = &stream;
                         f
