@@ -119,6 +119,19 @@ async fn replication_and_connection_flag_commands_stay_off_shared_connections() 
     // The shared connections still answer both clients normally.
     assert_eq!(c.cmd(&["GET", "r"]).await, Resp::bulk("1"));
     assert_eq!(other.cmd(&["INCR", "r"]).await, Resp::Int(2));
+    // Inside MULTI they are queued like any command, on the transaction's
+    // own connection, so EXEC answers as many commands as were queued.
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    let queued = Resp::Simple("QUEUED".into());
+    assert_eq!(c.cmd(&["READONLY"]).await, queued);
+    assert_eq!(c.cmd(&["INCR", "r"]).await, queued);
+    match c.cmd(&["EXEC"]).await {
+        Resp::Array(items) => {
+            assert_eq!(items.len(), 2, "{items:?}");
+            assert_eq!(items[1], Resp::Int(3));
+        }
+        other => panic!("EXEC: {other:?}"),
+    }
     drop((c, other));
     attache.shutdown().await;
 }
@@ -154,8 +167,9 @@ async fn error_replies_echo_at_most_128_bytes_of_input() {
 }
 
 /// The relay behind pub/sub, MONITOR, CLIENT REPLY and CLIENT TRACKING
-/// passes bytes unchecked, so with a deny list those commands are refused:
-/// `CLIENT REPLY ON` would otherwise let a denied FLUSHALL through.
+/// passes bytes through, so with a deny list it cuts them into requests
+/// and renames a denied one: `CLIENT REPLY ON` or a full UNSUBSCRIBE
+/// would otherwise let a denied FLUSHALL through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_list_is_not_bypassed_through_a_relay() {
     let server =
@@ -170,16 +184,22 @@ async fn deny_list_is_not_bypassed_through_a_relay() {
     let addr = attache.redis_addr.expect("redis listener");
     let mut c = Raw::connect(addr).await;
     assert_eq!(c.cmd(&["SET", "keep", "me"]).await, Resp::ok());
-    for args in [
-        &["CLIENT", "REPLY", "ON"][..],
-        &["SUBSCRIBE", "ch"],
-        &["MONITOR"],
-        &["CLIENT", "TRACKING", "ON"],
-    ] {
-        let got = c.cmd(args).await;
-        assert!(got.err().starts_with("ERR attache: "), "{args:?}: {got:?}");
-    }
-    assert!(c.cmd(&["FLUSHALL"]).await.err().contains("disabled"));
+    // CLIENT REPLY ON makes the session a relay; FLUSHALL is still denied
+    // there, answered in its place, and the relay goes on.
+    assert_eq!(c.cmd(&["CLIENT", "REPLY", "ON"]).await, Resp::ok());
+    let got = c.cmd(&["FLUSHALL"]).await;
+    assert!(got.err().contains("ATTACHE-DENIED-FLUSHALL"), "{got:?}");
+    assert_eq!(c.cmd(&["GET", "keep"]).await, Resp::bulk("me"));
+    drop(c);
+    // Pub/sub works with a deny list; after a full UNSUBSCRIBE (RESP2) the
+    // session is a relay in normal mode, and the list still holds.
+    let mut c = Raw::connect(addr).await;
+    let got = c.cmd(&["SUBSCRIBE", "ch"]).await;
+    assert!(matches!(&got, Resp::Array(a) if a.len() == 3), "{got:?}");
+    let got = c.cmd(&["UNSUBSCRIBE", "ch"]).await;
+    assert!(matches!(&got, Resp::Array(a) if a.len() == 3), "{got:?}");
+    let got = c.cmd(&["FLUSHALL"]).await;
+    assert!(got.err().contains("ATTACHE-DENIED-FLUSHALL"), "{got:?}");
     assert_eq!(c.cmd(&["GET", "keep"]).await, Resp::bulk("me"));
     drop(c);
     attache.shutdown().await;

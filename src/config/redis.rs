@@ -79,11 +79,11 @@ pub struct RedisConfig {
     /// default, so that a burst of large pipelines still spreads.
     #[serde(default = "defaults::connections_per_node")]
     pub connections_per_node: usize,
-    /// Commands answered with an error instead of being run. While any is
-    /// denied, commands that would switch a client to a dedicated relay
-    /// (SUBSCRIBE and the other pub/sub commands, MONITOR, CLIENT REPLY,
-    /// CLIENT TRACKING/CACHING) are refused too: the relay passes bytes
-    /// unchecked, so the list could not be enforced there.
+    /// Commands answered with an error instead of being run, also once a
+    /// client is relayed on a connection of its own (pub/sub, MONITOR,
+    /// CLIENT REPLY, CLIENT TRACKING): there a denied command reaches the
+    /// server renamed `ATTACHE-DENIED-<NAME>`, so the server's "unknown
+    /// command" error takes its place among the replies.
     #[serde(default)]
     pub deny_commands: Vec<String>,
     #[serde(default = "defaults::command_timeout")]

@@ -128,12 +128,82 @@ pub(super) async fn relay(
     if let Some((first, _)) = &s.pending_relay {
         server.write_all(first).await?;
     }
-    if !rest.is_empty() {
-        server.write_all(&rest).await?;
-    }
     if !leftover.is_empty() {
         client.write_all(&leftover).await?;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    if !s.ctx.denies_any() {
+        if !rest.is_empty() {
+            server.write_all(&rest).await?;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        return Ok(());
+    }
+    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    let (mut server_rd, server_wr) = tokio::io::split(server);
+    let to_client = tokio::io::copy(&mut server_rd, &mut client_wr);
+    let to_server = guarded_copy(s, &mut client_rd, server_wr, rest);
+    // Either side ending ends the relay.
+    tokio::select! {
+        _ = to_client => {}
+        _ = to_server => {}
+    }
     Ok(())
+}
+
+/// Client to server for a relay while `deny_commands` is set: the bytes
+/// are cut into requests and a denied command is swapped for one the
+/// server does not know (`ATTACHE-DENIED-<NAME>`), so the client gets an
+/// error for it in its place among the replies, from the one writer the
+/// client side has (the server's copy). Without this, a client could pass
+/// the list once relayed (after `CLIENT REPLY ON`, a full UNSUBSCRIBE, or
+/// any command in RESP3 pub/sub).
+async fn guarded_copy<R, W>(
+    s: &Session,
+    client: &mut R,
+    mut server: W,
+    mut buf: BytesMut,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use attache_redis_protocol::command::{self, RequestLimits};
+    use attache_redis_protocol::frame::Limits;
+    use tokio::io::AsyncReadExt;
+    let limits = RequestLimits {
+        frame: Limits {
+            max_frame_size: s.ctx.config.max_request_size.0 as usize,
+            ..Limits::default()
+        },
+        ..RequestLimits::default()
+    };
+    let mut out = BytesMut::new();
+    loop {
+        while let Some(req) = command::next_command(&mut buf, &limits)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?
+        {
+            let denied = req
+                .command
+                .as_ref()
+                .and_then(|c| c.name_upper())
+                .filter(|n| n.as_str().is_some_and(|n| s.ctx.is_denied(n)));
+            match denied {
+                Some(name) => {
+                    let swapped = format!("ATTACHE-DENIED-{}", name.as_str().unwrap_or(""));
+                    out.extend_from_slice(format!("*1\r\n${}\r\n", swapped.len()).as_bytes());
+                    out.extend_from_slice(swapped.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                None => out.extend_from_slice(&req.raw),
+            }
+        }
+        if !out.is_empty() {
+            server.write_all(&out).await?;
+            out.clear();
+        }
+        buf.reserve(16 * 1024);
+        if client.read_buf(&mut buf).await? == 0 {
+            return server.shutdown().await;
+        }
+    }
 }

@@ -53,10 +53,11 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
         "ASKING" => s.error(
             "ERR attache: ASKING cannot go through a proxy; Attaché follows ASK redirects itself",
         ),
-        "READONLY" | "READWRITE" => s.ready(bytes::Bytes::from_static(b"+OK\r\n")),
         _ if lookup_command(cmd).is_none() => unknown(s, cmd),
-        // Inside MULTI these are queued by the server like any command.
+        // Inside MULTI these are queued by the server like any command
+        // (on the transaction's own connection: READONLY there harms no one).
         _ if s.in_multi() => return Local::Forward,
+        "READONLY" | "READWRITE" => s.ready(bytes::Bytes::from_static(b"+OK\r\n")),
         "PING" => match cmd.arg(1) {
             None => s.ready(bytes::Bytes::from_static(b"+PONG\r\n")),
             Some(msg) => bulk(s, msg),

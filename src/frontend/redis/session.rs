@@ -29,10 +29,6 @@ use crate::core::redis::{Reply, Setup};
 use crate::core::timer::LazyTimer;
 use crate::server::Shutdown;
 
-/// The refusal of pub/sub, MONITOR, CLIENT REPLY and CLIENT TRACKING
-/// while `deny_commands` is set (see `Session::handle`).
-const RELAY_WITH_DENY_LIST: &str = "ERR attache: this command needs a dedicated server connection, where deny_commands cannot be enforced, so it is refused while deny_commands is set";
-
 /// Spreads clients over the shared pipes.
 static NEXT_LANE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -315,14 +311,6 @@ impl Session {
             Affinity::Dedicated(DedicatedReason::Transaction) => self.transaction(&cmd, req.raw),
             Affinity::Dedicated(DedicatedReason::Select) => local::select(self, &cmd).await,
             Affinity::Dedicated(reason) => {
-                // The relay copies bytes as they are, past every gate, so
-                // with a deny list the session never becomes one: after
-                // CLIENT REPLY ON or a full UNSUBSCRIBE a denied command
-                // would reach the server.
-                if self.ctx.denies_any() {
-                    self.error(RELAY_WITH_DENY_LIST);
-                    return None;
-                }
                 if self.in_transaction() {
                     self.error("ERR attache: this command cannot run inside MULTI through a proxy");
                     return None;
