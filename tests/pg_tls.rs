@@ -56,6 +56,15 @@ fn conninfo(port: u16, sslmode: &str, root: Option<&Path>) -> String {
     s
 }
 
+/// The `[postgres]` line for a TLS listener with the test certificate.
+fn local_tls(certs: &TestCerts) -> String {
+    format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}",
+        certs.server_cert.display(),
+        certs.server_key.display()
+    )
+}
+
 fn certs() -> TestCerts {
     TestCerts::generate(&["localhost", "127.0.0.1"]).expect("test certificates")
 }
@@ -64,11 +73,7 @@ fn certs() -> TestCerts {
 async fn clients_reach_a_tls_listener_with_verify_full() {
     let certs = certs();
     let pg = app_server();
-    let tls = format!(
-        "tls = {{ cert = \"{}\", key = \"{}\" }}",
-        certs.server_cert.display(),
-        certs.server_key.display()
-    );
+    let tls = local_tls(&certs);
     let attache = start_attache(&pg_config(&pg, "app", &tls, "")).await;
     let port = attache.postgres_addr.unwrap().port();
 
@@ -301,11 +306,7 @@ async fn a_client_silent_in_the_tls_handshake_is_dropped() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let certs = certs();
     let pg = app_server();
-    let tls = format!(
-        "tls = {{ cert = \"{}\", key = \"{}\" }}",
-        certs.server_cert.display(),
-        certs.server_key.display()
-    );
+    let tls = local_tls(&certs);
     let attache = start_attache(&pg_config(&pg, "app", &tls, "")).await;
     let addr = attache.postgres_addr.unwrap();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -128,7 +128,7 @@ const WRITE_KEYWORDS: &[&str] = &[
 /// ones) whose first keyword always means a write. A `;` inside a literal or
 /// comment just means the parser decides. Reads never take this path.
 fn is_obvious_write(sql: &str) -> bool {
-    let body = skip_comments(sql);
+    let body = crate::classify::skip_leading_comments(sql);
     let word_len = body
         .find(|c: char| !c.is_ascii_alphabetic())
         .unwrap_or(body.len());
@@ -138,47 +138,6 @@ fn is_obvious_write(sql: &str) -> bool {
     }
     let trimmed = body.trim_end_matches(|c: char| c == ';' || c.is_whitespace());
     !trimmed.contains(';')
-}
-
-/// `sql` after leading whitespace, `--` comments and (nested) `/* */`
-/// comments.
-fn skip_comments(sql: &str) -> &str {
-    let mut rest = sql;
-    loop {
-        rest = rest.trim_start();
-        if let Some(line) = rest.strip_prefix("--") {
-            rest = line.find('\n').map_or("", |end| &line[end..]);
-        } else if rest.starts_with("/*") {
-            rest = after_block_comment(rest);
-        } else {
-            return rest;
-        }
-    }
-}
-
-/// The text after the block comment `text` starts with; empty when it is
-/// not closed. PostgreSQL block comments nest.
-fn after_block_comment(text: &str) -> &str {
-    let bytes = text.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        match (bytes[i], bytes[i + 1]) {
-            (b'/', b'*') => {
-                depth += 1;
-                i += 2;
-            }
-            (b'*', b'/') => {
-                depth -= 1;
-                i += 2;
-                if depth == 0 {
-                    return &text[i..];
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    ""
 }
 
 #[cfg(test)]

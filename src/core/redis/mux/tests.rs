@@ -1,3 +1,4 @@
+use super::coalesce::{MISSES_BEFORE_SKIP, PROBE_EVERY};
 use super::*;
 
 #[test]
