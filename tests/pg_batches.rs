@@ -322,3 +322,18 @@ async fn an_extended_protocol_deallocate_all_is_followed() {
         Some("7")
     );
 }
+
+/// A Bind too short to read ends the session with a FATAL 08P01 saying
+/// so, not with a silent close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_is_answered_with_08p01() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    assert_eq!(raw_query_one(&mut a, "select 1").await, "1");
+    send(&mut a, &[tagged(b'B', b"\0s1")]).await;
+    let (tag, body) = read_message(&mut a).await.expect("an ErrorResponse");
+    assert_eq!(tag, b'E');
+    let (code, message) = error_fields(&body);
+    assert_eq!(code, "08P01", "{message}");
+    assert!(read_message(&mut a).await.is_none(), "then closes");
+}

@@ -118,12 +118,11 @@ impl Session {
             b'd' | b'c' | b'f' => {}
             b'X' => return Ok(Flow::Exit),
             other => {
-                let e = FrontendError::protocol(format!(
+                // The client hears why (08P01) from `on_client_bytes`.
+                return Err(FrontendError::protocol(format!(
                     "unexpected message type {:?} after login",
                     other as char
-                ));
-                super::send_fatal(&mut self.client, e.sqlstate(), &e.to_string()).await;
-                return Err(e);
+                )));
             }
         }
         if matches!(m.tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H') {

@@ -358,6 +358,13 @@ impl Session {
             used += m.frame.len();
             match self.on_client_message(m).await {
                 Ok(Flow::Continue) => {}
+                Err(e @ FrontendError::Protocol(_)) => {
+                    // A message Attaché cannot read ends the session, but
+                    // not silently: replies already due, then the reason.
+                    let _ = self.flush_client().await;
+                    super::send_fatal(&mut self.client, e.sqlstate(), &e.to_string()).await;
+                    break Err(e);
+                }
                 other => break other,
             }
         };
