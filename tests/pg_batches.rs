@@ -19,12 +19,7 @@ use tokio::net::TcpStream;
 /// A trusting server with table `t (n int)`, and Attaché pooling one
 /// server connection in transaction mode.
 async fn one_connection_pool() -> (PgServer, attache::app::Attache, SocketAddr) {
-    let pg = PgBuilder::new()
-        .auth(HbaAuth::Trust)
-        .user("app", "unused")
-        .database("app")
-        .start()
-        .unwrap();
+    let pg = trust_app_server();
     let schema =
         "create table t (n int); grant all on t to app; create role other; grant other to app;";
     pg.psql("app", schema).unwrap();

@@ -17,12 +17,7 @@ use tokio::net::TcpStream;
 /// A trusting server and an Attaché with trust client auth, so raw clients
 /// need no password exchange.
 async fn trust_setup(extra: &str) -> (PgServer, attache::app::Attache, SocketAddr) {
-    let pg = PgBuilder::new()
-        .auth(HbaAuth::Trust)
-        .user("app", "unused")
-        .database("app")
-        .start()
-        .unwrap();
+    let pg = trust_app_server();
     let toml = pg_config(&pg, "app", &format!("auth = \"trust\"\n{extra}"), "");
     let attache = start_attache(&toml).await;
     let addr = attache.postgres_addr.unwrap();

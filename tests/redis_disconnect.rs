@@ -10,11 +10,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use attache::app::Attache;
-use attache_harness::{RedisBuilder, RedisServer};
+use attache_harness::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
 
+#[path = "support/redis_single.rs"]
+mod redis_single;
+use redis_single::start_single;
 #[path = "support/resp.rs"]
 mod resp;
 use resp::{encode, parse, Resp};
@@ -23,22 +26,7 @@ use resp::{encode, parse, Resp};
 const FREED_WITHIN: Duration = Duration::from_secs(3);
 
 async fn setup() -> (RedisServer, Attache, SocketAddr) {
-    setup_with("").await
-}
-
-/// [`setup`] with extra `[redis]` lines.
-async fn setup_with(extra: &str) -> (RedisServer, Attache, SocketAddr) {
-    let server =
-        tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis-server starts");
-    let toml = format!(
-        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
-         nodes = [\"{}\"]\n{extra}\n",
-        server.addr()
-    );
-    let cfg = attache::config::parse(&toml).expect("test config must be valid");
-    let attache = Attache::start(cfg).await.expect("attache starts");
-    let addr = attache.redis_addr.expect("redis listener");
-    (server, attache, addr)
+    start_single("").await
 }
 
 /// One command on a fresh connection, its reply.
@@ -138,7 +126,7 @@ async fn wait_forever_is_freed_when_the_client_leaves() {
 /// what was read ahead is still run after the end of its input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_closed_client_still_gets_its_pipeline_answered() {
-    let (_server, attache, addr) = setup_with("max_pipeline = 2").await;
+    let (_server, attache, addr) = start_single("max_pipeline = 2").await;
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     let mut out = Vec::new();
     for _ in 0..200 {

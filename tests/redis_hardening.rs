@@ -8,28 +8,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use attache::app::Attache;
-use attache_harness::{RedisBuilder, RedisServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "support/redis_single.rs"]
+mod redis_single;
+use redis_single::start_single;
 #[path = "support/resp.rs"]
 mod resp;
 use resp::{encode, parse, Resp};
-
-async fn setup() -> (RedisServer, Attache, SocketAddr) {
-    let server =
-        tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis-server starts");
-    let toml = format!(
-        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
-         nodes = [\"{}\"]\n",
-        server.addr()
-    );
-    let cfg = attache::config::parse(&toml).expect("test config must be valid");
-    let attache = Attache::start(cfg).await.expect("attache starts");
-    let addr = attache.redis_addr.expect("redis listener");
-    (server, attache, addr)
-}
 
 /// A raw RESP2 connection, also for the length of a reply's bytes.
 struct Raw {
@@ -80,7 +67,7 @@ async fn connections_received(direct: &mut Raw) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_past_the_database_count_is_refused_without_a_connection() {
-    let (server, attache, addr) = setup().await;
+    let (server, attache, addr) = start_single("").await;
     let mut c = Raw::connect(addr).await;
     let mut direct = Raw::connect(server.addr()).await;
     assert_eq!(c.cmd(&["SET", "a", "1"]).await, Resp::ok());
@@ -100,7 +87,7 @@ async fn select_past_the_database_count_is_refused_without_a_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_and_connection_flag_commands_stay_off_shared_connections() {
-    let (_server, attache, addr) = setup().await;
+    let (_server, attache, addr) = start_single("").await;
     let mut c = Raw::connect(addr).await;
     let mut other = Raw::connect(addr).await;
     assert_eq!(other.cmd(&["SET", "r", "1"]).await, Resp::ok());
@@ -140,7 +127,7 @@ async fn replication_and_connection_flag_commands_stay_off_shared_connections() 
 /// Redis's do, whatever the client sends (even before AUTH for HELLO).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_replies_echo_at_most_128_bytes_of_input() {
-    let (_server, attache, addr) = setup().await;
+    let (_server, attache, addr) = start_single("").await;
     let mut c = Raw::connect(addr).await;
     let long = "x".repeat(100_000);
     let (got, size) = c.sized(&[&long, &long, &long]).await;
@@ -172,16 +159,7 @@ async fn error_replies_echo_at_most_128_bytes_of_input() {
 /// would otherwise let a denied FLUSHALL through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_list_is_not_bypassed_through_a_relay() {
-    let server =
-        tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis-server starts");
-    let toml = format!(
-        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
-         nodes = [\"{}\"]\ndeny_commands = [\"FLUSHALL\"]\n",
-        server.addr()
-    );
-    let cfg = attache::config::parse(&toml).expect("test config must be valid");
-    let attache = Attache::start(cfg).await.expect("attache starts");
-    let addr = attache.redis_addr.expect("redis listener");
+    let (_server, attache, addr) = start_single("deny_commands = [\"FLUSHALL\"]").await;
     let mut c = Raw::connect(addr).await;
     assert_eq!(c.cmd(&["SET", "keep", "me"]).await, Resp::ok());
     // CLIENT REPLY ON makes the session a relay; FLUSHALL is still denied

@@ -13,11 +13,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use attache::app::Attache;
-use attache_harness::{RedisBuilder, RedisServer};
+use attache_harness::RedisBuilder;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+#[path = "support/redis_single.rs"]
+mod redis_single;
+use redis_single::start_single;
 
 /// Tests in one binary share the process, and so its resident set: the
 /// ones that talk to servers take turns.
@@ -117,20 +121,6 @@ impl Raw {
 }
 
 // ---------------------------------------------------------------- setup
-
-/// Starts a server and Attaché in front of it with extra `[redis]` lines.
-async fn setup(extra: &str) -> (RedisServer, Attache, SocketAddr) {
-    let server = tokio::task::block_in_place(|| RedisBuilder::new().start()).expect("redis");
-    let toml = format!(
-        "[general]\nshutdown_timeout = \"2s\"\n\n[redis]\nlisten = \"127.0.0.1:0\"\n\
-         nodes = [\"{}\"]\n{extra}\n",
-        server.addr()
-    );
-    let cfg = attache::config::parse(&toml).expect("test config must be valid");
-    let attache = Attache::start(cfg).await.expect("attache starts");
-    let addr = attache.redis_addr.expect("redis listener");
-    (server, attache, addr)
-}
 
 /// This process's resident set in bytes.
 fn rss() -> u64 {
@@ -265,7 +255,7 @@ fn check_stall(what: &str, s: &Stall) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_is_held_back_and_gets_every_reply() {
     let _turn = SERIAL.lock().await;
-    let (_server, attache, addr) = setup("max_queued_bytes = \"1MiB\"").await;
+    let (_server, attache, addr) = start_single("max_queued_bytes = \"1MiB\"").await;
     let stall = slow_reader(addr, 2_000).await;
     check_stall("batched", &stall);
     attache.shutdown().await;
@@ -295,7 +285,7 @@ async fn slow_reader_is_held_back_when_commands_are_routed_one_by_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_larger_than_the_bound_are_delivered() {
     let _turn = SERIAL.lock().await;
-    let (_server, attache, addr) = setup("max_queued_bytes = \"1KiB\"").await;
+    let (_server, attache, addr) = start_single("max_queued_bytes = \"1KiB\"").await;
     store_values(addr).await;
     let mut c = Raw::connect(addr).await;
     let mut pipeline = Vec::new();
