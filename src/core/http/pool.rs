@@ -2,8 +2,9 @@
 //! connections are kept idle per endpoint and reused once a response body
 //! has been read to its end; an HTTP/2 connection per endpoint carries
 //! every request as a stream. Each open connection holds a permit of the
-//! cluster's `max_connections`, released when the connection closes, so the
-//! limit counts sockets, not requests.
+//! cluster's `max_connections`, released when the connection closes (an
+//! upgraded one: when its tunnel ends), so the limit counts sockets, not
+//! requests.
 //!
 //! hyper's own connection state machines do the protocol work; this module
 //! only decides which connection a try uses.
@@ -33,8 +34,10 @@ use crate::net::Stream;
 
 mod body;
 mod h2open;
+mod permitted;
 
 use body::{PooledBody, Return};
+use permitted::Permitted;
 
 /// Idle fast-path connections younger than this are reused without a
 /// liveness probe: upstreams close idle keep-alive connections after
@@ -380,7 +383,10 @@ impl Pool {
 
     async fn connect(&self, ep: &Endpoint) -> Result<Sender, ConnectError> {
         let (stream, h2, permit) = self.open_conn(ep).await?;
-        let io = TokioIo::new(stream);
+        // The permit lives as long as the socket, not hyper's connection
+        // task: an upgrade takes the socket out of the task, and the
+        // tunnel it becomes is still this connection.
+        let io = TokioIo::new(Permitted::new(stream, permit));
         let addr = ep.addr;
         if h2 {
             let (tx, conn) = http2::Builder::new(TokioExecutor::new())
@@ -392,7 +398,6 @@ impl Pool {
                 if let Err(error) = conn.await {
                     debug!(%error, upstream.addr = %addr, "upstream h2 connection ended");
                 }
-                drop(permit);
             });
             let mut slots = lock(&self.slots);
             let slot = slots.entry(addr).or_default();
@@ -410,7 +415,6 @@ impl Pool {
                 if let Err(error) = conn.with_upgrades().await {
                     debug!(%error, upstream.addr = %addr, "upstream connection ended");
                 }
-                drop(permit);
             });
             Ok(Sender::H1(tx))
         }

@@ -4,6 +4,8 @@
 //! The tunnel keeps what its request held (the cluster's request slot, the
 //! app connection, through [`Tunnels`]) for its whole life: it is still
 //! that request, and what it holds must stay counted against the limits.
+//! (The upstream socket carries its own `max_connections` permit, see
+//! `core::http::pool`.)
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
