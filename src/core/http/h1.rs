@@ -236,6 +236,29 @@ pub fn parse_length(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// The transfer codings one `Transfer-Encoding` field value lists, in
+/// order.
+pub fn codings(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether `chunked`, if listed in the `Transfer-Encoding` fields
+/// `values`, is listed once and last (RFC 9112 §6.1): only then can a relay
+/// take it off and put it back on with the other codings kept in order.
+pub fn chunked_last<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
+    let mut after_chunked = false;
+    for t in values.flat_map(codings) {
+        if after_chunked {
+            return false;
+        }
+        after_chunked = t.eq_ignore_ascii_case(b"chunked");
+    }
+    true
+}
+
 /// An upstream's answer on the fast path: its head as received and its body.
 pub struct RawResponse {
     pub head: RawHead,

@@ -40,6 +40,11 @@ pub enum LocalError {
     TlsRejected(String, String),
     #[error("the connection to {0} broke before a response: {1}")]
     Reset(String, String),
+    /// The upstream's body has transfer codings (besides chunked) that
+    /// the app's protocol cannot carry (HTTP/2, HTTP/1.0), or that cannot
+    /// be re-chunked: relayed without them it would be garbage.
+    #[error("the upstream's response has transfer codings {0:?}, which cannot be relayed to this client")]
+    TransferCoding(String),
     #[error("no response within the timeout of {0:?}")]
     Timeout(std::time::Duration),
     #[error("retries of cluster {0:?} are over budget; the last try failed: {1}")]
@@ -63,6 +68,7 @@ impl LocalError {
             LocalError::TlsVerify(..) => "tls-verify-failed",
             LocalError::TlsRejected(..) => "tls-rejected",
             LocalError::Reset(..) => "upstream-reset",
+            LocalError::TransferCoding(_) => "transfer-coding",
             LocalError::Timeout(_) => "timeout",
             LocalError::BudgetExhausted(_, last) => last.cause(),
             LocalError::ShuttingDown => "shutting-down",
@@ -80,9 +86,10 @@ impl LocalError {
             | LocalError::NoEndpoints(_)
             | LocalError::ConnectFailure(..)
             | LocalError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            LocalError::TlsVerify(..) | LocalError::TlsRejected(..) | LocalError::Reset(..) => {
-                StatusCode::BAD_GATEWAY
-            }
+            LocalError::TlsVerify(..)
+            | LocalError::TlsRejected(..)
+            | LocalError::Reset(..)
+            | LocalError::TransferCoding(_) => StatusCode::BAD_GATEWAY,
             LocalError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             LocalError::BudgetExhausted(_, last) => last.status(),
         }

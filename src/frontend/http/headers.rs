@@ -10,6 +10,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
+use crate::core::http::h1;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -57,6 +59,37 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(header::TE);
         }
     }
+}
+
+/// A response's transfer codings besides a final `chunked` (RFC 9112
+/// §6.1), as one field value for the app: the upstream applied them (gzip,
+/// say) and the app must undo them. `None` when there are none; `Err` with
+/// the codings when `chunked` came before another (it cannot be re-applied
+/// last). Call before [`strip_hop_by_hop`], which removes the field.
+pub fn transfer_codings(headers: &HeaderMap) -> Result<Option<HeaderValue>, String> {
+    let fields = headers.get_all(header::TRANSFER_ENCODING);
+    // Nearly every response: no field, nothing allocated.
+    if fields.iter().next().is_none() {
+        return Ok(None);
+    }
+    let values = || fields.iter().map(HeaderValue::as_bytes);
+    let all: Vec<&[u8]> = values().flat_map(h1::codings).collect();
+    if !h1::chunked_last(values()) {
+        return Err(join(&all));
+    }
+    let kept: Vec<&[u8]> = all
+        .into_iter()
+        .filter(|c| !c.eq_ignore_ascii_case(b"chunked"))
+        .collect();
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    Ok(HeaderValue::from_str(&join(&kept)).ok())
+}
+
+fn join(codings: &[&[u8]]) -> String {
+    let text: Vec<_> = codings.iter().map(|c| String::from_utf8_lossy(c)).collect();
+    text.join(", ")
 }
 
 /// Names that are hop-by-hop, or that may name others (`Connection`).

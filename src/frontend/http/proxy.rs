@@ -44,7 +44,9 @@ pub async fn handle(
         return resp;
     };
     let route = &ctx.routes[index];
-    let mut resp = match forward(&ctx, route, parts, body, &peer, host.as_ref()).await {
+    let version = parts.version;
+    let forwarded = forward(&ctx, route, parts, body, &peer, host.as_ref()).await;
+    let mut resp = match forwarded.and_then(|r| relayable(r, version)) {
         Ok(resp) => resp,
         Err(error) => {
             debug!(%error, route = index, cluster = %route.cluster.name, "request failed");
@@ -53,9 +55,6 @@ pub async fn handle(
             error.response(Some(&request_id))
         }
     };
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        headers::strip_hop_by_hop(resp.headers_mut(), false);
-    }
     resp.headers_mut()
         .entry(&ctx.request_id)
         .or_insert(request_id);
@@ -67,6 +66,33 @@ pub async fn handle(
         .stats
         .response(resp.status().as_u16(), elapsed);
     resp
+}
+
+/// The upstream's response without its hop-by-hop fields, ready for an
+/// app that spoke `version`. Transfer codings besides chunked are the
+/// body's and stay (hyper re-chunks on top); an app that cannot be sent
+/// them (HTTP/2, RFC 9113 §8.2.2; HTTP/1.0) gets a 502 instead of a body it
+/// cannot decode, as nginx answers any such upstream response.
+fn relayable(mut resp: Response<Body>, version: Version) -> Result<Response<Body>, LocalError> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(resp);
+    }
+    let codings = headers::transfer_codings(resp.headers()).map_err(LocalError::TransferCoding)?;
+    headers::strip_hop_by_hop(resp.headers_mut(), false);
+    let Some(codings) = codings else {
+        return Ok(resp);
+    };
+    // No body (HEAD, 204, 304): nothing to misread.
+    if resp.body().is_end_stream() {
+        return Ok(resp);
+    }
+    if version != Version::HTTP_11 {
+        let text = String::from_utf8_lossy(codings.as_bytes()).into_owned();
+        return Err(LocalError::TransferCoding(text));
+    }
+    resp.headers_mut()
+        .insert(header::TRANSFER_ENCODING, codings);
+    Ok(resp)
 }
 
 /// A request as hyper gave it, tried as an `http` request: on the

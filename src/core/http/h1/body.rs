@@ -58,6 +58,13 @@ impl Framing {
                 length = Some(n);
             }
         }
+        let te = |(n, _): &(&[u8], &[u8])| n.eq_ignore_ascii_case(b"transfer-encoding");
+        if coding.is_some() && !super::chunked_last(head.fields().filter(te).map(|(_, v)| v)) {
+            // Not relayable: re-chunking would apply `chunked` twice.
+            return Err(H1Error::Invalid(
+                "transfer coding applied after chunked".into(),
+            ));
+        }
         match coding {
             Some(c) if c.eq_ignore_ascii_case(b"chunked") => {
                 return Ok(Framing::Chunked(Chunk::Size))

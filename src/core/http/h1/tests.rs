@@ -89,6 +89,8 @@ fn framing_follows_method_status_and_headers() {
             Framing::Length(7),
         ),
         (false, 200, "", Framing::Close),
+        // Encoded, not chunked: ends when the upstream closes.
+        (false, 200, "transfer-encoding: gzip\r\n", Framing::Close),
     ];
     for (head_method, s, fields, want) in cases {
         let got = Framing::of(head_method, &head(s, fields)).unwrap();
@@ -97,6 +99,9 @@ fn framing_follows_method_status_and_headers() {
     for bad in [
         "content-length: ten\r\n",
         "content-length: 1\r\ncontent-length: 2\r\n",
+        // A coding after chunked: re-chunking would apply chunked twice.
+        "transfer-encoding: chunked, gzip\r\n",
+        "transfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n",
     ] {
         assert!(Framing::of(false, &head(200, bad)).is_err(), "{bad:?}");
     }

@@ -9,6 +9,11 @@ async fn every_local_error_names_its_cause() {
     let cases = [
         (LocalError::NoRoute("/x".into()), 404, "no-route"),
         (LocalError::Overflow("p".into()), 503, "overflow"),
+        (
+            LocalError::TransferCoding("gzip".into()),
+            502,
+            "transfer-coding",
+        ),
         (LocalError::Ejected("p".into()), 503, "ejected"),
         (LocalError::Timeout(Duration::from_secs(1)), 504, "timeout"),
         (

@@ -424,7 +424,20 @@ pub fn write_response_head(
         write_date(out);
     }
     if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        // The upstream's other codings stay, before Attaché's chunking
+        // (RFC 9112 §6.1): the app must still undo them (gzip, say).
+        // `Framing` refused a `chunked` before them.
+        out.extend_from_slice(b"transfer-encoding: ");
+        for (_, value) in head
+            .fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"transfer-encoding"))
+        {
+            for coding in tokens(value).filter(|c| !c.eq_ignore_ascii_case(b"chunked")) {
+                out.extend_from_slice(coding);
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(b"chunked\r\n");
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");

@@ -143,3 +143,27 @@ fn traceparent_is_kept_or_started() {
         assert!(v.ends_with("-01"));
     }
 }
+
+#[test]
+fn transfer_codings_are_those_besides_a_final_chunked() {
+    let value = |v: Option<HeaderValue>| v.map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(transfer_codings(&map(&[])), Ok(None));
+    let chunked = map(&[("transfer-encoding", "chunked")]);
+    assert_eq!(transfer_codings(&chunked), Ok(None));
+    for (fields, want) in [
+        (&[("transfer-encoding", "gzip, chunked")][..], "gzip"),
+        (&[("transfer-encoding", "gzip")][..], "gzip"),
+        (
+            &[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "br,chunked"),
+            ][..],
+            "gzip, br",
+        ),
+    ] {
+        let got = transfer_codings(&map(fields)).map(value);
+        assert_eq!(got, Ok(Some(want.to_owned())), "{fields:?}");
+    }
+    let late = map(&[("transfer-encoding", "chunked, gzip")]);
+    assert_eq!(transfer_codings(&late), Err("chunked, gzip".to_owned()));
+}

@@ -197,3 +197,24 @@ fn response_heads_drop_hop_by_hop_and_carry_the_request_id() {
         "transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
     );
 }
+
+#[test]
+fn transfer_codings_besides_chunked_stay_before_attaches_chunking() {
+    for (fields, want) in [
+        ("Transfer-Encoding: gzip, chunked\r\n", "gzip, chunked"),
+        ("Transfer-Encoding: gzip\r\n", "gzip, chunked"),
+        (
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: br , chunked\r\n",
+            "gzip, br, chunked",
+        ),
+        ("Transfer-Encoding: chunked\r\n", "chunked"),
+    ] {
+        let resp = format!("HTTP/1.1 200 OK\r\nDate: d\r\n{fields}\r\n");
+        let out = response_head(&resp, true, false);
+        assert!(
+            out.ends_with(&format!("\r\ntransfer-encoding: {want}\r\n\r\n")),
+            "{fields:?}: {out}"
+        );
+        assert_eq!(out.matches("ransfer-").count(), 1, "{out}");
+    }
+}

@@ -1,0 +1,177 @@
+//! HTTP egress, parse → route → backend → respond where the app's HTTP and
+//! the upstream's differ: a response's transfer codings besides `chunked`
+//! survive Attaché's re-chunking to an HTTP/1.1 app (RFC 9112 §6.1), and an
+//! app that cannot be sent them (HTTP/2, RFC 9113 §8.2.2) gets a 502 that
+//! says why rather than a body it cannot decode. The upstream is a small
+//! raw TCP server, as no ordinary one sends such responses on demand.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::http::{get, h2_client, one_route};
+use support::start_attache;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// `hello, gzip\n`, gzipped.
+const GZ: [u8; 32] = [
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0xd7,
+    0x51, 0x48, 0xaf, 0xca, 0x2c, 0xe0, 0x02, 0x00, 0x86, 0x1f, 0x82, 0xa4, 0x0c, 0x00, 0x00, 0x00,
+];
+
+/// Where `haystack` first holds `needle`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads one request (head, then a Content-Length or chunked body); its
+/// head, or `None` if the peer closed first.
+async fn read_request(s: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).to_ascii_lowercase();
+            let body = &buf[end + 4..];
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let done = match length {
+                Some(n) => body.len() >= n,
+                None if head.contains("transfer-encoding: chunked") => {
+                    find(body, b"0\r\n\r\n").is_some()
+                }
+                None => true,
+            };
+            if done {
+                return Some(String::from_utf8_lossy(&buf[..end + 4]).into_owned());
+            }
+        }
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// An HTTP/1.1 upstream that answers each request with what `answer`
+/// makes of its head, then closes the connection.
+async fn raw_upstream(answer: fn(&str) -> Vec<u8>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Some(head) = read_request(&mut s).await {
+                    let _ = s.write_all(&answer(&head)).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The GZ body with `transfer-encoding: gzip, chunked` (`/chunked`) or
+/// `transfer-encoding: gzip`, ended by closing (anything else).
+fn gzip_coded(head: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    if head.contains(" /chunked ") {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n");
+        // Two chunks: the coding must survive however the body is cut.
+        for part in [&GZ[..10], &GZ[10..]] {
+            out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n");
+        out.extend_from_slice(&GZ);
+    }
+    out
+}
+
+/// A chunked body's data.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = find(body, b"\r\n").expect("a chunk size line");
+        let size = std::str::from_utf8(&body[..line]).expect("ascii");
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .expect("a hex chunk size");
+        body = &body[line + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+/// Sends `req` on a new connection and reads the answer to its end: the
+/// head (lowercased) and the body as sent.
+async fn exchange(addr: SocketAddr, req: &[u8]) -> (String, Vec<u8>) {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(req).await.expect("write");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got))
+        .await
+        .expect("the answer within 5 s")
+        .expect("read");
+    let end = find(&got, b"\r\n\r\n").expect("a whole head");
+    let head = String::from_utf8_lossy(&got[..end + 4]).to_ascii_lowercase();
+    (head, got[end + 4..].to_vec())
+}
+
+/// The app got the gzip bytes, and a header saying they are gzip.
+fn assert_gzip_relayed(head: &str, body: &[u8]) {
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("\r\ntransfer-encoding: gzip, chunked\r\n"),
+        "the gzip coding survives re-chunking: {head}"
+    );
+    assert_eq!(dechunk(body), GZ, "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_codings_survive_rechunking_or_are_refused() {
+    let up = raw_upstream(gzip_coded).await;
+    let attache = start_attache(&one_route("/", "coded", up, "", "")).await;
+    let addr = attache.http_addr.expect("http listener");
+
+    // The pass-through path: chunked upstream, and one that closes.
+    for path in ["/chunked", "/close"] {
+        let req = format!("GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n");
+        let (head, body) = exchange(addr, req.as_bytes()).await;
+        assert_gzip_relayed(&head, &body);
+    }
+
+    // hyper's path (a streamed upload), through hyper's client.
+    for path in ["/chunked", "/close"] {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\
+             connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let (head, body) = exchange(addr, req.as_bytes()).await;
+        assert_gzip_relayed(&head, &body);
+    }
+
+    // HTTP/2 has no transfer codings: the body cannot be relayed as it is.
+    let h2 = h2_client();
+    for path in ["/chunked", "/close"] {
+        let reply = get(&h2, addr, path, &[]).await;
+        assert_eq!(reply.status, 502, "{path}: {reply:?}");
+        assert_eq!(
+            reply.header("x-attache-error"),
+            Some("transfer-coding"),
+            "{reply:?}"
+        );
+        assert!(reply.body.contains("gzip"), "{reply:?}");
+    }
+    attache.shutdown().await;
+}
