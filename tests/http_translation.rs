@@ -2,15 +2,19 @@
 //! the upstream's differ: a response's transfer codings besides `chunked`
 //! survive Attaché's re-chunking to an HTTP/1.1 app (RFC 9112 §6.1), and an
 //! app that cannot be sent them (HTTP/2, RFC 9113 §8.2.2) gets a 502 that
-//! says why rather than a body it cannot decode. The upstream is a small
-//! raw TCP server, as no ordinary one sends such responses on demand.
+//! says why rather than a body it cannot decode; the `cookie` fields an
+//! HTTP/2 app may split a Cookie header into (RFC 9113 §8.2.3) reach an
+//! HTTP/1.1 upstream as one. The upstream is a small raw TCP server, as no
+//! ordinary one sends such responses on demand or shows the request head
+//! exactly as it arrived.
 
 mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::http::{get, h2_client, one_route};
+use bytes::Bytes;
+use support::http::{get, h2_client, one_route, send};
 use support::start_attache;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -172,6 +176,45 @@ async fn transfer_codings_survive_rechunking_or_are_refused() {
             "{reply:?}"
         );
         assert!(reply.body.contains("gzip"), "{reply:?}");
+    }
+    attache.shutdown().await;
+}
+
+/// The request head, as the upstream received it, for the body.
+fn echo_head(head: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        head.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(head.as_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_apps_cookie_fields_reach_an_h1_upstream_as_one() {
+    let up = raw_upstream(echo_head).await;
+    let attache = start_attache(&one_route("/", "echo", up, "", "")).await;
+    let addr = attache.http_addr.expect("http listener");
+    let h2 = h2_client();
+    let cookies = [("cookie", "a=1"), ("x-other", "y"), ("cookie", "b=2")];
+    // The pass-through to the upstream (a whole small body), and hyper's
+    // client (a body too big to keep, streamed).
+    for body in [Bytes::new(), Bytes::from(vec![b'x'; 1 << 20])] {
+        let reply = send(&h2, "POST", addr, "/c", &cookies, body.clone()).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let lines: Vec<&str> = reply
+            .body
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+            .collect();
+        assert_eq!(
+            lines,
+            ["cookie: a=1; b=2"],
+            "{} byte body: {}",
+            body.len(),
+            reply.body
+        );
     }
     attache.shutdown().await;
 }

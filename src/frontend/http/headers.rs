@@ -61,6 +61,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Joins the `cookie` fields an HTTP/2 app may have split its Cookie
+/// header into (RFC 9113 §8.2.3) into one, with "; ": HTTP/1.1 allows one
+/// Cookie field (RFC 6265 §5.4), and an HTTP/2 upstream takes either.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let fields = headers.get_all(header::COOKIE);
+    // Nearly every request: one field or none, nothing allocated.
+    if fields.iter().nth(1).is_none() {
+        return;
+    }
+    let parts: Vec<&[u8]> = fields.iter().map(HeaderValue::as_bytes).collect();
+    let joined = HeaderValue::from_bytes(&parts.join(&b"; "[..]));
+    // Joined valid values are valid; kept as they were if not.
+    if let Ok(joined) = joined {
+        headers.insert(header::COOKIE, joined);
+    }
+}
+
 /// A response's transfer codings besides a final `chunked` (RFC 9112
 /// §6.1), as one field value for the app: the upstream applied them (gzip,
 /// say) and the app must undo them. `None` when there are none; `Err` with

@@ -119,6 +119,9 @@ async fn forward(
         .flatten();
     let tunnel_guard = parts.extensions.remove::<TunnelGuard>();
     headers::strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
+    if parts.version == Version::HTTP_2 {
+        headers::join_cookies(&mut parts.headers);
+    }
     headers::add_forwarded(&mut parts.headers, peer, host);
     headers::ensure_traceparent(&mut parts.headers);
     let target = target(ctx, route, &parts)?;

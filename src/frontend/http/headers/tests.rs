@@ -167,3 +167,15 @@ fn transfer_codings_are_those_besides_a_final_chunked() {
     let late = map(&[("transfer-encoding", "chunked, gzip")]);
     assert_eq!(transfer_codings(&late), Err("chunked, gzip".to_owned()));
 }
+
+#[test]
+fn split_cookie_fields_are_joined_into_one() {
+    let mut h = map(&[("cookie", "a=1"), ("x", "y"), ("cookie", "b=2; c=3")]);
+    join_cookies(&mut h);
+    let all: Vec<_> = h.get_all("cookie").iter().collect();
+    assert_eq!(all, ["a=1; b=2; c=3"]);
+    assert_eq!(h.get("x").unwrap(), "y");
+    let mut one = map(&[("cookie", "a=1")]);
+    join_cookies(&mut one);
+    assert_eq!(one, map(&[("cookie", "a=1")]));
+}
