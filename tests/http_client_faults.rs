@@ -219,3 +219,80 @@ async fn silent_uploads_hold_no_cluster_slot() {
     drop(silent);
     attache.shutdown().await;
 }
+
+/// A streamed upload that trickles (a byte every 50 ms, never quiet for
+/// `stream_idle_timeout`) holds its cluster slot only until
+/// `request_body_timeout` after its head: then it is cut with a 408, the
+/// upstream not blamed, and the slot serves others again. A kept body
+/// (the pass-through path) that trickles is refused the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_upload_is_cut_at_the_request_body_timeout() {
+    let up = upstream().await;
+    let cluster = format!("max_requests = 1\nmax_pending_requests = 0\n{EJECT_AT_ONCE}");
+    let toml = config(&up, "", &cluster).replace(
+        "[http]\n",
+        "[http]\nstream_idle_timeout = \"10s\"\nrequest_body_timeout = \"600ms\"\n",
+    );
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.expect("http listener");
+    let heads: [(&str, &[u8]); 2] = [
+        (
+            "streamed",
+            b"POST /count HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n",
+        ),
+        (
+            "kept",
+            b"POST /count HTTP/1.1\r\nhost: app\r\ncontent-length: 1000\r\n\r\n",
+        ),
+    ];
+    for (what, head) in heads {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let (mut rx, mut tx) = tcp.into_split();
+        tx.write_all(head).await.expect("write");
+        let chunked = what == "streamed";
+        let started = std::time::Instant::now();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..100 {
+                let piece: &[u8] = if chunked { b"1\r\nx\r\n" } else { b"x" };
+                if tx.write_all(piece).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        if chunked {
+            // The trickle has the cluster's one slot meanwhile.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let busy = exchange(
+                addr,
+                &[b"GET /x HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n"],
+                Duration::ZERO,
+            )
+            .await;
+            assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Until the answer is whole (the connection may stay open).
+        while !String::from_utf8_lossy(&got).contains("request_body_timeout") {
+            let n = tokio::time::timeout(Duration::from_secs(5), rx.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{what}: no answer within 5 s"))
+                .expect("read");
+            assert!(n > 0, "{what}: closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let got = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(got.starts_with("http/1.1 408"), "{what}: {got}");
+        assert!(
+            got.contains("x-attache-error: request-timeout"),
+            "{what}: {got}"
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "{what}: {took:?}");
+        trickle.abort();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        still_served(addr).await;
+    }
+    attache.shutdown().await;
+}

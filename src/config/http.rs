@@ -46,6 +46,14 @@ pub struct HttpConfig {
     /// than meaning no limit); default 5 minutes.
     #[serde(default = "defaults::stream_idle_timeout")]
     pub stream_idle_timeout: Dur,
+    /// A request's whole body must be in within this long of its head
+    /// (Envoy's `request_timeout`): an upload still arriving then is cut
+    /// and answered 408, and gives its upstream connection and cluster slot
+    /// back. Unset (the default): no limit but `stream_idle_timeout` on
+    /// each quiet spell (as nginx's per-read `client_body_timeout`), so an
+    /// app trickling a streamed upload holds them as long as it trickles.
+    #[serde(default)]
+    pub request_body_timeout: Option<Dur>,
     /// Tried in file order; the first that matches serves the request.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,

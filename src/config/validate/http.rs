@@ -27,6 +27,12 @@ pub(super) fn check_http(h: &HttpConfig, errs: &mut Errors) {
     if h.stream_idle_timeout.0.is_zero() {
         errs.push("http.stream_idle_timeout", "must be more than 0");
     }
+    if h.request_body_timeout.is_some_and(|d| d.0.is_zero()) {
+        errs.push(
+            "http.request_body_timeout",
+            "must be more than 0 (unset: no limit)",
+        );
+    }
     if h.clusters.is_empty() {
         errs.push("http.clusters", "at least one cluster is required");
     }

@@ -364,6 +364,7 @@ fn http_rules_name_their_paths() {
 listen = "nowhere"
 request_id_header = "bad header"
 stream_idle_timeout = "0s"
+request_body_timeout = "0s"
 
 [[http.routes]]
 prefix = "payments"
@@ -389,6 +390,7 @@ retry_budget = { percent = 150.0 }
         "http.listen: invalid socket address \"nowhere\"",
         "http.request_id_header: \"bad header\" is not a valid header name",
         "http.stream_idle_timeout: must be more than 0",
+        "http.request_body_timeout: must be more than 0 (unset: no limit)",
         "http.routes[0].cluster: no cluster named \"missing\" in [http.clusters]",
         "http.routes[0].prefix: must start with /",
         "http.routes[0].per_try_timeout: must be more than 0 and at most timeout",

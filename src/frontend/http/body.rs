@@ -15,9 +15,18 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 
-use super::idle::Idle;
+use super::idle::{Deadline, Idle};
 use super::upload::{ClientBody, Upload};
 use crate::core::http::{Body, BoxError};
+
+/// How long the app may take over a streamed body: each quiet spell
+/// (`stream_idle_timeout`), and, when configured, all of it
+/// (`request_body_timeout`: when it runs out, and the configured length).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub idle: Duration,
+    pub deadline: Option<(tokio::time::Instant, Duration)>,
+}
 
 /// A request body as the retry loop holds it.
 pub enum ReqBody {
@@ -31,17 +40,17 @@ pub enum ReqBody {
 impl ReqBody {
     /// Reads up to `limit` bytes of `body`; the rest (if any) stays a
     /// stream behind what was read.
-    /// What stays a stream may go quiet for at most `idle`.
+    /// What stays a stream is held to `limits`.
     pub async fn read(
         mut body: Incoming,
         limit: u64,
-        idle: Duration,
+        limits: BodyLimits,
     ) -> Result<Self, hyper::Error> {
         if body.is_end_stream() {
             return Ok(ReqBody::Buffered(Bytes::new()));
         }
         if body.size_hint().lower() > limit {
-            return Self::stream_from_first(body, idle).await;
+            return Self::stream_from_first(body, limits).await;
         }
         let mut buf = BytesMut::new();
         let mut extra = VecDeque::new();
@@ -62,7 +71,7 @@ impl ReqBody {
                     frames,
                     rest: Some(body),
                 };
-                return Ok(Self::streaming(BodyExt::boxed(rest), idle));
+                return Ok(Self::streaming(BodyExt::boxed(rest), limits));
             }
         }
         Ok(ReqBody::Buffered(buf.freeze()))
@@ -73,7 +82,7 @@ impl ReqBody {
     /// app sends nothing (reading also answers `Expect: 100-continue`).
     pub async fn stream_from_first(
         mut body: Incoming,
-        idle: Duration,
+        limits: BodyLimits,
     ) -> Result<Self, hyper::Error> {
         let Some(first) = body.frame().await.transpose()? else {
             return Ok(ReqBody::Buffered(Bytes::new()));
@@ -82,21 +91,25 @@ impl ReqBody {
             frames: VecDeque::from([first]),
             rest: Some(body),
         };
-        Ok(Self::streaming(BodyExt::boxed(rest), idle))
+        Ok(Self::streaming(BodyExt::boxed(rest), limits))
     }
 
     /// The body streams without being read first (no retry will need it).
-    pub fn stream(body: Incoming, idle: Duration) -> Self {
+    pub fn stream(body: Incoming, limits: BodyLimits) -> Self {
         if body.is_end_stream() {
             return ReqBody::Buffered(Bytes::new());
         }
-        Self::streaming(body.map_err(BoxError::from).boxed(), idle)
+        Self::streaming(body.map_err(BoxError::from).boxed(), limits)
     }
 
-    /// The app's body as it streams: cut when quiet for `idle`, its waits
-    /// for the app recorded.
-    fn streaming(body: Body, idle: Duration) -> Self {
-        let (body, upload) = ClientBody::wrap(Idle::wrap(body, idle));
+    /// The app's body as it streams: cut when quiet too long or past its
+    /// deadline, its waits for the app recorded.
+    fn streaming(body: Body, limits: BodyLimits) -> Self {
+        let mut body = Idle::wrap(body, limits.idle);
+        if let Some((at, limit)) = limits.deadline {
+            body = Deadline::wrap(body, at, limit);
+        }
+        let (body, upload) = ClientBody::wrap(body);
         ReqBody::Streaming(Some(body), upload)
     }
 

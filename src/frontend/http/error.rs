@@ -20,6 +20,10 @@ pub enum LocalError {
     /// such (408, which clients and their proxies know to be theirs).
     #[error("the request body sent nothing for {0:?} (http.stream_idle_timeout)")]
     RequestTimeout(std::time::Duration),
+    /// The app's body was not complete within `request_body_timeout` of
+    /// its head (a trickle never quiet long enough to be idle).
+    #[error("the request body was not complete within {0:?} (http.request_body_timeout)")]
+    RequestBodyTimeout(std::time::Duration),
     /// Circuit breaking: too many requests, pending requests or
     /// connections for the cluster.
     #[error("cluster {0:?} is at its limit")]
@@ -59,7 +63,7 @@ impl LocalError {
         match self {
             LocalError::NoRoute(_) => "no-route",
             LocalError::BadRequest(_) => "bad-request",
-            LocalError::RequestTimeout(_) => "request-timeout",
+            LocalError::RequestTimeout(_) | LocalError::RequestBodyTimeout(_) => "request-timeout",
             LocalError::Overflow(_) => "overflow",
             LocalError::Ejected(_) => "ejected",
             LocalError::Unhealthy(_) => "unhealthy",
@@ -79,7 +83,9 @@ impl LocalError {
         match self {
             LocalError::NoRoute(_) => StatusCode::NOT_FOUND,
             LocalError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            LocalError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            LocalError::RequestTimeout(_) | LocalError::RequestBodyTimeout(_) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             LocalError::Overflow(_)
             | LocalError::Ejected(_)
             | LocalError::Unhealthy(_)

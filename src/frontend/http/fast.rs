@@ -196,9 +196,15 @@ impl Conn<'_> {
         // Most requests are whole already: no timer then. The route's
         // timeout runs from when the body is in: the time the app took to
         // send it is its own, not the upstream's.
+        // The whole read is bounded (as hyper's kept bodies are): by the
+        // idle timeout, or by `request_body_timeout` if shorter.
+        let (read_limit, late) = match ctx.config.request_body_timeout {
+            Some(whole) if whole.0 < idle => (whole.0, LocalError::RequestBodyTimeout(whole.0)),
+            _ => (idle, LocalError::RequestTimeout(idle)),
+        };
         let (read, ready) = match self.buf.len() < total {
             true => {
-                let read = tokio::time::timeout(idle, self.read_body(total)).await;
+                let read = tokio::time::timeout(read_limit, self.read_body(total)).await;
                 (read, Instant::now())
             }
             false => (Ok(Ok(())), start),
@@ -206,7 +212,7 @@ impl Conn<'_> {
         if let Ok(r) = read {
             r?;
         } else {
-            let error = LocalError::RequestTimeout(idle);
+            let error = late;
             let id = head.request_id(&self.buf).unwrap_or(&new_id);
             answer_local(
                 &mut self.out,

@@ -2,6 +2,8 @@
 //! an error, so a stalled upstream (or app) cannot hold a connection, a
 //! request slot and a pooled socket forever. The timer only exists once the
 //! body first has to wait: bodies that are already there cost nothing.
+//! [`Deadline`] bounds a request body as a whole (`request_body_timeout`),
+//! for an app that trickles and so is never quiet for long.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -76,3 +78,64 @@ impl http_body::Body for Idle {
         self.inner.size_hint()
     }
 }
+
+/// Why a request body was cut: not complete by its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not complete within {0:?} (http.request_body_timeout)")]
+pub struct BodyDeadline(pub Duration);
+
+/// `inner`, failing if it has not ended by a deadline.
+pub struct Deadline {
+    inner: Body,
+    /// The configured limit, for the error.
+    limit: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    /// `inner`, to end by `at` (`limit` after its request's head).
+    pub fn wrap(inner: Body, at: Instant, limit: Duration) -> Body {
+        if inner.is_end_stream() {
+            return inner;
+        }
+        Body::new(Deadline {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep_until(at)),
+        })
+    }
+}
+
+impl http_body::Body for Deadline {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // Its end is in time whenever it comes.
+        if let Poll::Ready(None) = polled {
+            return polled;
+        }
+        // A frame, or a wait: either way the timer is asked (a body whose
+        // frames are always ready must not outrun it either).
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyDeadline(this.limit).into()))),
+            Poll::Pending => polled,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests;

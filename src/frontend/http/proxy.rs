@@ -15,7 +15,7 @@ use hyper::upgrade::OnUpgrade;
 use tracing::debug;
 
 use super::attempt::{raw_try, Attempt, Exchange, Fault, RawRequest, TryError, MAX_STALE};
-use super::body::ReqBody;
+use super::body::{BodyLimits, ReqBody};
 use super::error::LocalError;
 use super::headers;
 use super::idle::Idle;
@@ -140,23 +140,7 @@ async fn forward(
     // The body (a streamed one: its first frame) is read before the
     // request takes a cluster slot, as on the pass-through path: apps that
     // send a head and nothing more must not fill the cluster's slots.
-    let body = if client_upgrade.is_some() {
-        ReqBody::stream(body, idle)
-    } else if body.is_end_stream() {
-        // No body (most GETs): nothing to wait for, so no timer either.
-        ReqBody::Buffered(bytes::Bytes::new())
-    } else {
-        let read = async {
-            match buffer {
-                true => ReqBody::read(body, limit, idle).await,
-                false => ReqBody::stream_from_first(body, idle).await,
-            }
-        };
-        tokio::time::timeout(idle, read)
-            .await
-            .map_err(|_| LocalError::RequestTimeout(idle))?
-            .map_err(|e| LocalError::BadRequest(e.to_string()))?
-    };
+    let body = request_body(ctx, body, client_upgrade.is_some(), buffer).await?;
     let _slot = cluster.admit().await.map_err(|_| {
         cluster.stats.overflowed();
         LocalError::Overflow(cluster.name.clone())
@@ -186,6 +170,48 @@ async fn forward(
         }
     }
     Ok(resp.map(|b| Idle::wrap(b, idle)))
+}
+
+/// The app's body as the tries will send it: kept whole when `buffer`
+/// (up to `max_retry_body`), else a stream once its first frame is in. The
+/// read made before the request takes a cluster slot is bounded by
+/// `stream_idle_timeout` and by `request_body_timeout`, a stream by both
+/// as it goes.
+async fn request_body(
+    ctx: &HttpContext,
+    body: Incoming,
+    upgrade: bool,
+    buffer: bool,
+) -> Result<ReqBody, LocalError> {
+    let idle = ctx.config.stream_idle_timeout.0;
+    let deadline = ctx
+        .config
+        .request_body_timeout
+        .map(|d| (tokio::time::Instant::now() + d.0, d.0));
+    let limits = BodyLimits { idle, deadline };
+    if upgrade {
+        return Ok(ReqBody::stream(body, limits));
+    }
+    if body.is_end_stream() {
+        // No body (most GETs): nothing to wait for, so no timer either.
+        return Ok(ReqBody::Buffered(bytes::Bytes::new()));
+    }
+    let limit = ctx.config.max_retry_body.0;
+    let read = async {
+        match buffer {
+            true => ReqBody::read(body, limit, limits).await,
+            false => ReqBody::stream_from_first(body, limits).await,
+        }
+    };
+    let idle_at = tokio::time::Instant::now() + idle;
+    let (at, late) = match deadline {
+        Some((at, whole)) if at < idle_at => (at, LocalError::RequestBodyTimeout(whole)),
+        _ => (idle_at, LocalError::RequestTimeout(idle)),
+    };
+    tokio::time::timeout_at(at, read)
+        .await
+        .map_err(|_| late)?
+        .map_err(|e| LocalError::BadRequest(e.to_string()))
 }
 
 impl Exchange for HyperTry<'_> {

@@ -5,7 +5,7 @@
 //! the try waited for the app to send more, so the try's timer can leave
 //! that time out and the upstream is not blamed for a slow upload, and
 //! how the body failed if it did (a bad chunk, the app gone, the app
-//! quiet too long), so the try's failure is answered as the app's (400,
+//! quiet too long or past `request_body_timeout`), so the try's failure is answered as the app's (400,
 //! 408) and never reported to outlier detection.
 
 use std::pin::Pin;
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
 use super::error::LocalError;
-use super::idle::IdleTimeout;
+use super::idle::{BodyDeadline, IdleTimeout};
 use crate::core::http::{Body, BoxError};
 
 /// What the app's side of one streamed body cost so far, shared between
@@ -57,8 +57,11 @@ impl Upload {
 
 /// What the app is told when its body failed with `error`.
 fn fault(error: &BoxError) -> LocalError {
-    match error.downcast_ref::<IdleTimeout>() {
-        Some(IdleTimeout(idle)) => LocalError::RequestTimeout(*idle),
+    if let Some(IdleTimeout(idle)) = error.downcast_ref() {
+        return LocalError::RequestTimeout(*idle);
+    }
+    match error.downcast_ref::<BodyDeadline>() {
+        Some(BodyDeadline(limit)) => LocalError::RequestBodyTimeout(*limit),
         None => LocalError::BadRequest(error.to_string()),
     }
 }

@@ -10,6 +10,11 @@ async fn every_local_error_names_its_cause() {
         (LocalError::NoRoute("/x".into()), 404, "no-route"),
         (LocalError::Overflow("p".into()), 503, "overflow"),
         (
+            LocalError::RequestBodyTimeout(Duration::from_secs(1)),
+            408,
+            "request-timeout",
+        ),
+        (
             LocalError::TransferCoding("gzip".into()),
             502,
             "transfer-coding",
