@@ -332,3 +332,76 @@ async fn a_malformed_message_is_answered_with_08p01() {
     assert_eq!(code, "08P01", "{message}");
     assert!(read_message(&mut a).await.is_none(), "then closes");
 }
+
+/// An INSERT, then a Bind of a statement the client never prepared (which
+/// Attaché answers itself, 26000), then an Execute, in one batch.
+fn insert_then_unknown_bind() -> Vec<Vec<u8>> {
+    vec![
+        parse("", "insert into t values (9)"),
+        bind("", ""),
+        execute(""),
+        bind("", "never_prepared"),
+        execute(""),
+        sync(),
+    ]
+}
+
+/// Sends the batch and returns the tags seen up to ReadyForQuery, the
+/// error's SQLSTATE and the transaction status.
+async fn run_failing_batch(s: &mut TcpStream) -> (String, String, u8) {
+    send(s, &insert_then_unknown_bind()).await;
+    let seen = read_until_ready(s).await;
+    let code = seen
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| error_fields(b).0)
+        .unwrap_or_default();
+    let status = seen.last().and_then(|(_, b)| b.first().copied());
+    (tags(&seen), code, status.unwrap_or(0))
+}
+
+/// An error of Attaché's own in the middle of a batch fails the whole
+/// batch, as PostgreSQL's would: the INSERT before it is rolled back with
+/// the implicit transaction, not committed by the Sync. The client sees
+/// what it would see talking to PostgreSQL directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaches_own_error_mid_batch_rolls_the_batch_back() {
+    let (pg, _attache, addr) = one_connection_pool().await;
+    let mut direct = raw_login(pg.addr(), "app", "app").await;
+    let expected = run_failing_batch(&mut direct).await;
+    assert_eq!(expected, ("12CEZ".into(), "26000".into(), b'I'));
+    assert_eq!(
+        raw_query_one(&mut direct, "select count(*) from t").await,
+        "0"
+    );
+    let mut a = raw_login(addr, "app", "app").await;
+    assert_eq!(run_failing_batch(&mut a).await, expected);
+    assert_eq!(
+        raw_query_one(&mut a, "select count(*) from t").await,
+        "0",
+        "the INSERT before the error was committed"
+    );
+}
+
+/// The same inside a transaction block: it ends up failed ('E'), as on
+/// PostgreSQL, and only ROLLBACK is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaches_own_error_mid_batch_fails_the_transaction_block() {
+    let (pg, _attache, addr) = one_connection_pool().await;
+    let mut direct = raw_login(pg.addr(), "app", "app").await;
+    send(&mut direct, &[query("begin")]).await;
+    read_until(&mut direct, b'Z').await;
+    let expected = run_failing_batch(&mut direct).await;
+    assert_eq!(expected, ("12CEZ".into(), "26000".into(), b'E'));
+    let mut a = raw_login(addr, "app", "app").await;
+    send(&mut a, &[query("begin")]).await;
+    read_until(&mut a, b'Z').await;
+    assert_eq!(run_failing_batch(&mut a).await, expected);
+    send(&mut a, &[query("select 1")]).await;
+    let seen = read_until(&mut a, b'E').await;
+    assert_eq!(error_fields(&seen[seen.len() - 1].1).0, "25P02");
+    read_until(&mut a, b'Z').await;
+    send(&mut a, &[query("rollback")]).await;
+    read_until(&mut a, b'Z').await;
+    assert_eq!(raw_query_one(&mut a, "select count(*) from t").await, "0");
+}
