@@ -405,3 +405,76 @@ async fn attaches_own_error_mid_batch_fails_the_transaction_block() {
     read_until(&mut a, b'Z').await;
     assert_eq!(raw_query_one(&mut a, "select count(*) from t").await, "0");
 }
+
+/// Bind of the unnamed statement with one text parameter.
+fn bind_text(value: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0]; // portal "", statement ""
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&1i16.to_be_bytes());
+    b.extend_from_slice(&(value.len() as i32).to_be_bytes());
+    b.extend_from_slice(value);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    tagged(b'B', &b)
+}
+
+/// 20 000 rows of 1 000 bytes, after a pause.
+const SLOW_BIG: &str = "select repeat('x', 1000) from pg_sleep(1), generate_series(1, 20000)";
+
+/// A client pipelining far more than the sockets hold (a slow statement
+/// with 20 MB of rows, then 32 MB of Bind/Execute, each answered with its
+/// 1 KB parameter) while reading the replies as they come, as libpq's
+/// pipeline mode does. Attaché must keep reading the server while it
+/// writes to it: a server blocked on writing its results stops reading,
+/// and a proxy blocked on writing would wait for it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_pipelined_batch_does_not_deadlock() {
+    const EXECUTES: usize = 32 * 1024;
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let a = raw_login(addr, "app", "app").await;
+    let (mut rd, mut wr) = a.into_split();
+    let value = vec![b'x'; 1000];
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        // A first statement that answers 20 MB, but only after the rest
+        // of the batch has filled every buffer on the way to the server.
+        let mut batch = [parse("", SLOW_BIG), bind("", ""), execute("")].concat();
+        batch.extend_from_slice(&parse("", "select $1::text"));
+        for _ in 0..EXECUTES {
+            batch.extend_from_slice(&bind_text(&value));
+            batch.extend_from_slice(&execute(""));
+        }
+        batch.extend_from_slice(&sync());
+        wr.write_all(&batch).await.expect("write the batch");
+        wr
+    });
+    let reader = async move {
+        let (mut rows, mut bytes) = (0, 0);
+        loop {
+            let (tag, body) = read_from(&mut rd).await.expect("a reply");
+            match tag {
+                b'D' => {
+                    rows += 1;
+                    bytes += body.len();
+                }
+                b'E' => panic!("error: {:?}", error_fields(&body)),
+                b'Z' => return (rows, bytes),
+                _ => {}
+            }
+        }
+    };
+    let done = tokio::time::timeout(Duration::from_secs(60), reader).await;
+    let (rows, bytes) = done.expect("the batch must complete: Attaché deadlocked");
+    assert_eq!(rows, EXECUTES + 20_000);
+    assert!(bytes > 52_000_000, "{bytes} bytes of rows");
+    let _wr = writer.await.unwrap();
+}
+
+/// One message from a read half, bounded by nothing (the caller is).
+async fn read_from(s: &mut tokio::net::tcp::OwnedReadHalf) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let tag = s.read_u8().await.ok()?;
+    let len = s.read_i32().await.ok()?;
+    let mut body = vec![0; usize::try_from(len).ok()?.checked_sub(4)?];
+    s.read_exact(&mut body).await.ok()?;
+    Some((tag, body))
+}

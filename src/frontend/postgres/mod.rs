@@ -17,6 +17,7 @@ mod lost;
 mod open;
 mod pause;
 mod probes;
+mod pump;
 mod relay;
 mod reload;
 mod routing;

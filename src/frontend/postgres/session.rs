@@ -22,6 +22,7 @@ use tracing::Span;
 
 use super::context::PgContext;
 use super::error::FrontendError;
+use super::pump::{settle, shrink};
 use super::relay::Expect;
 use super::routing::Want;
 use super::send_fatal;
@@ -41,10 +42,6 @@ pub(super) const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Parameters a hot standby reports as "on".
 const STANDBY_PARAMS: &[&str] = &["in_hot_standby", "default_transaction_read_only"];
-
-/// Buffers that grew past this while serving one large message are
-/// replaced once empty, so one 100 MB COPY row does not pin 100 MB.
-const BUF_KEEP: usize = 1 << 20;
 
 pub(super) struct Session {
     pub ctx: Arc<PgContext>,
@@ -369,7 +366,7 @@ impl Session {
             }
         };
         cbuf.advance(used);
-        reserve_for_next(&mut cbuf, self.max_message);
+        settle(&mut cbuf, self.max_message);
         self.cbuf = cbuf;
         if let Ok(Flow::Continue) = outcome {
             self.drain_synth();
@@ -380,7 +377,7 @@ impl Session {
     /// Relays every complete server message in the read buffer. They are
     /// read in place (the buffer is lent out meanwhile) and the buffer is
     /// advanced once: no per-message split and reference count.
-    async fn on_server_bytes(&mut self) -> Result<(), FrontendError> {
+    pub(super) async fn on_server_bytes(&mut self) -> Result<(), FrontendError> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
@@ -397,7 +394,7 @@ impl Session {
             }
         };
         rbuf.advance(used);
-        reserve_for_next(&mut rbuf, self.max_message);
+        settle(&mut rbuf, self.max_message);
         if let Some(server) = self.server.as_mut() {
             server.rbuf = rbuf;
         }
@@ -461,35 +458,42 @@ impl Session {
     }
 
     async fn flush(&mut self) -> Result<(), FrontendError> {
-        if !self.sout.is_empty() {
-            let n = self.sout.len() as u64;
+        let mut relayed = false;
+        // Losing the server while writing may queue requests for another
+        // one (a read retried elsewhere): those go out too.
+        while !self.sout.is_empty() {
+            let mut out = std::mem::take(&mut self.sout);
+            let n = out.len() as u64;
             self.pool
                 .stats
                 .bytes_to_server
                 .fetch_add(n, Ordering::Relaxed);
-            let r = match self.server.as_mut() {
-                Some(s) => {
-                    // A cancel still in flight to this connection (the
-                    // client kept it: session mode, or inside a
-                    // transaction) could cancel what goes out now.
-                    if s.cancel.gate.busy() && !s.cancel.gate.wait_idle(CANCEL_TIMEOUT).await {
-                        // Not returned to the pool: a late signal may come.
-                        s.broken = true;
-                    }
-                    s.stream.write_all(&self.sout).await
+            if let Some(s) = self.server.as_mut() {
+                // A cancel still in flight to this connection (the
+                // client kept it: session mode, or inside a
+                // transaction) could cancel what goes out now.
+                if s.cancel.gate.busy() && !s.cancel.gate.wait_idle(CANCEL_TIMEOUT).await {
+                    // Not returned to the pool: a late signal may come.
+                    s.broken = true;
                 }
-                None => Ok(()),
-            };
-            self.sout.clear();
-            shrink(&mut self.sout);
-            if let Err(e) = r {
-                self.server_lost(&e.to_string()).await?;
+            }
+            relayed |= self.write_server(&out).await?;
+            out.clear();
+            shrink(&mut out);
+            if self.sout.is_empty() {
+                // Its room is kept for the next batch.
+                self.sout = out;
             }
         }
-        self.flush_client().await
+        self.flush_client().await?;
+        if relayed {
+            // The replies read while writing may have been the last ones.
+            self.maybe_release();
+        }
+        Ok(())
     }
 
-    async fn flush_client(&mut self) -> Result<(), FrontendError> {
+    pub(super) async fn flush_client(&mut self) -> Result<(), FrontendError> {
         if !self.cout.is_empty() {
             let n = self.cout.len() as u64;
             self.pool
@@ -572,17 +576,4 @@ fn startup_value(settings: &Settings, lower: &str) -> Option<String> {
     let quoted = settings.startup.get(lower)?;
     let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
     Some(inner.replace("''", "'"))
-}
-
-/// A large message arriving in parts gets room for all of it at once.
-fn reserve_for_next(buf: &mut BytesMut, max: usize) {
-    if let Ok(Some(total)) = frame::peek_len(buf, max) {
-        buf.reserve(total.saturating_sub(buf.len()));
-    }
-}
-
-fn shrink(buf: &mut BytesMut) {
-    if buf.capacity() > BUF_KEEP {
-        *buf = BytesMut::with_capacity(8 * 1024);
-    }
 }
