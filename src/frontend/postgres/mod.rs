@@ -13,6 +13,7 @@ mod console;
 mod context;
 mod error;
 mod handshake;
+mod idle_tx;
 mod lost;
 mod open;
 mod pause;

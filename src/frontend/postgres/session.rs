@@ -22,6 +22,7 @@ use tracing::Span;
 
 use super::context::PgContext;
 use super::error::FrontendError;
+use super::idle_tx::IdleTransaction;
 use super::pump::{settle, shrink};
 use super::relay::Expect;
 use super::routing::Want;
@@ -112,6 +113,8 @@ enum Event {
     Server(std::io::Result<usize>),
     Shutdown,
     Idle,
+    /// `idle_transaction_timeout` ran out.
+    IdleTransaction,
 }
 
 pub(super) enum Flow {
@@ -205,6 +208,7 @@ impl Session {
         let mut stop = shutdown.signal();
         let timer = tokio::time::sleep(idle.unwrap_or(DRAIN_GRACE));
         tokio::pin!(timer);
+        let mut in_tx = IdleTransaction::default();
         loop {
             self.flush().await?;
             let limit = if self.closing {
@@ -213,7 +217,12 @@ impl Session {
                 idle
             };
             let armed = limit.is_some() && self.at_rest();
-            match self.next_event(&mut stop, timer.as_mut(), armed).await {
+            let tx_limit = self.pool.settings.idle_transaction_timeout;
+            in_tx.update(tx_limit, tx_limit.is_some() && self.idle_in_transaction());
+            match self
+                .next_event(&mut stop, timer.as_mut(), armed, &mut in_tx)
+                .await
+            {
                 Event::Client(Ok(0)) => return Ok(()),
                 Event::Client(Ok(_)) => {
                     activity.requests += 1;
@@ -251,6 +260,7 @@ impl Session {
                         .as_mut()
                         .reset((activity.marked_at + DRAIN_GRACE).into());
                 }
+                Event::IdleTransaction => return self.end_idle_transaction().await,
                 Event::Idle => {
                     // Draining: a client at rest that has been quiet for
                     // DRAIN_GRACE is told and closed; one that just
@@ -297,6 +307,7 @@ impl Session {
         shutdown: &mut Signal,
         timer: std::pin::Pin<&mut tokio::time::Sleep>,
         timer_armed: bool,
+        in_tx: &mut IdleTransaction,
     ) -> Event {
         let client = &mut self.client;
         let cbuf = &mut self.cbuf;
@@ -326,6 +337,7 @@ impl Session {
             r = client.read_buf(cbuf) => Event::Client(r),
             _ = shutdown.fired(), if !closing => Event::Shutdown,
             _ = timer, if timer_armed => Event::Idle,
+            _ = in_tx.expired() => Event::IdleTransaction,
         }
     }
 
