@@ -14,7 +14,7 @@ use super::error::FrontendError;
 use super::relay::{Expect, QueryEffects};
 use super::routing::Want;
 use super::session::{Flow, Session};
-use super::statements::{self, MAX_CLIENT_STATEMENTS};
+use super::statements::{self, MAX_CLIENT_STATEMENTS, MAX_CLIENT_STATEMENT_BYTES};
 
 /// The statement name and text of the Parse that fails a server's batch
 /// on purpose (see [`Session::abort_server_batch`]): a syntax error, so it
@@ -298,6 +298,16 @@ impl Session {
         if self.statements.len() >= MAX_CLIENT_STATEMENTS {
             let msg =
                 format!("too many prepared statements (limit {MAX_CLIENT_STATEMENTS} per client)");
+            self.synth_error(sqlstate::PROGRAM_LIMIT_EXCEEDED, &msg, false);
+            return Ok(());
+        }
+        let cost = statements::cost(p.name, p.query, p.param_types);
+        if self.statements.bytes() + cost > MAX_CLIENT_STATEMENT_BYTES {
+            let msg = format!(
+                "prepared statements too large: {} bytes kept plus {cost} would exceed the limit of {} MiB per client; close some first",
+                self.statements.bytes(),
+                MAX_CLIENT_STATEMENT_BYTES >> 20
+            );
             self.synth_error(sqlstate::PROGRAM_LIMIT_EXCEEDED, &msg, false);
             return Ok(());
         }
