@@ -406,6 +406,28 @@ async fn attaches_own_error_mid_batch_fails_the_transaction_block() {
     assert_eq!(raw_query_one(&mut a, "select count(*) from t").await, "0");
 }
 
+/// The same batch ended by a Flush instead of a Sync: the replies and
+/// the one error come at once, as from PostgreSQL (its error flushes), and
+/// the Sync that follows finds the batch failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaches_own_error_before_a_flush_is_answered_at_once() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    let mut batch = insert_then_unknown_bind();
+    batch.pop();
+    batch.push(flush());
+    send(&mut a, &batch).await;
+    let seen = read_until(&mut a, b'C').await;
+    assert_eq!(tags(&seen), "12C");
+    let (tag, body) = read_message(&mut a).await.expect("the error");
+    assert_eq!((tag, error_fields(&body).0.as_str()), (b'E', "26000"));
+    send(&mut a, &[sync()]).await;
+    let seen = read_until(&mut a, b'Z').await;
+    assert_eq!(tags(&seen), "Z", "one error only");
+    assert_eq!(seen[0].1, b"I");
+    assert_eq!(raw_query_one(&mut a, "select count(*) from t").await, "0");
+}
+
 /// Bind of the unnamed statement with one text parameter.
 fn bind_text(value: &[u8]) -> Vec<u8> {
     let mut b = vec![0, 0]; // portal "", statement ""
