@@ -332,3 +332,171 @@ async fn a_malformed_message_is_answered_with_08p01() {
     assert_eq!(code, "08P01", "{message}");
     assert!(read_message(&mut a).await.is_none(), "then closes");
 }
+
+/// An INSERT, then a Bind of a statement the client never prepared (which
+/// Attaché answers itself, 26000), then an Execute, in one batch.
+fn insert_then_unknown_bind() -> Vec<Vec<u8>> {
+    vec![
+        parse("", "insert into t values (9)"),
+        bind("", ""),
+        execute(""),
+        bind("", "never_prepared"),
+        execute(""),
+        sync(),
+    ]
+}
+
+/// Sends the batch and returns the tags seen up to ReadyForQuery, the
+/// error's SQLSTATE and the transaction status.
+async fn run_failing_batch(s: &mut TcpStream) -> (String, String, u8) {
+    send(s, &insert_then_unknown_bind()).await;
+    let seen = read_until_ready(s).await;
+    let code = seen
+        .iter()
+        .find(|(t, _)| *t == b'E')
+        .map(|(_, b)| error_fields(b).0)
+        .unwrap_or_default();
+    let status = seen.last().and_then(|(_, b)| b.first().copied());
+    (tags(&seen), code, status.unwrap_or(0))
+}
+
+/// An error of Attaché's own in the middle of a batch fails the whole
+/// batch, as PostgreSQL's would: the INSERT before it is rolled back with
+/// the implicit transaction, not committed by the Sync. The client sees
+/// what it would see talking to PostgreSQL directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaches_own_error_mid_batch_rolls_the_batch_back() {
+    let (pg, _attache, addr) = one_connection_pool().await;
+    let mut direct = raw_login(pg.addr(), "app", "app").await;
+    let expected = run_failing_batch(&mut direct).await;
+    assert_eq!(expected, ("12CEZ".into(), "26000".into(), b'I'));
+    assert_eq!(
+        raw_query_one(&mut direct, "select count(*) from t").await,
+        "0"
+    );
+    let mut a = raw_login(addr, "app", "app").await;
+    assert_eq!(run_failing_batch(&mut a).await, expected);
+    assert_eq!(
+        raw_query_one(&mut a, "select count(*) from t").await,
+        "0",
+        "the INSERT before the error was committed"
+    );
+}
+
+/// The same inside a transaction block: it ends up failed ('E'), as on
+/// PostgreSQL, and only ROLLBACK is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaches_own_error_mid_batch_fails_the_transaction_block() {
+    let (pg, _attache, addr) = one_connection_pool().await;
+    let mut direct = raw_login(pg.addr(), "app", "app").await;
+    send(&mut direct, &[query("begin")]).await;
+    read_until(&mut direct, b'Z').await;
+    let expected = run_failing_batch(&mut direct).await;
+    assert_eq!(expected, ("12CEZ".into(), "26000".into(), b'E'));
+    let mut a = raw_login(addr, "app", "app").await;
+    send(&mut a, &[query("begin")]).await;
+    read_until(&mut a, b'Z').await;
+    assert_eq!(run_failing_batch(&mut a).await, expected);
+    send(&mut a, &[query("select 1")]).await;
+    let seen = read_until(&mut a, b'E').await;
+    assert_eq!(error_fields(&seen[seen.len() - 1].1).0, "25P02");
+    read_until(&mut a, b'Z').await;
+    send(&mut a, &[query("rollback")]).await;
+    read_until(&mut a, b'Z').await;
+    assert_eq!(raw_query_one(&mut a, "select count(*) from t").await, "0");
+}
+
+/// The same batch ended by a Flush instead of a Sync: the replies and
+/// the one error come at once, as from PostgreSQL (its error flushes), and
+/// the Sync that follows finds the batch failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaches_own_error_before_a_flush_is_answered_at_once() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    let mut batch = insert_then_unknown_bind();
+    batch.pop();
+    batch.push(flush());
+    send(&mut a, &batch).await;
+    let seen = read_until(&mut a, b'C').await;
+    assert_eq!(tags(&seen), "12C");
+    let (tag, body) = read_message(&mut a).await.expect("the error");
+    assert_eq!((tag, error_fields(&body).0.as_str()), (b'E', "26000"));
+    send(&mut a, &[sync()]).await;
+    let seen = read_until(&mut a, b'Z').await;
+    assert_eq!(tags(&seen), "Z", "one error only");
+    assert_eq!(seen[0].1, b"I");
+    assert_eq!(raw_query_one(&mut a, "select count(*) from t").await, "0");
+}
+
+/// Bind of the unnamed statement with one text parameter.
+fn bind_text(value: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0]; // portal "", statement ""
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&1i16.to_be_bytes());
+    b.extend_from_slice(&(value.len() as i32).to_be_bytes());
+    b.extend_from_slice(value);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    tagged(b'B', &b)
+}
+
+/// 20 000 rows of 1 000 bytes, after a pause.
+const SLOW_BIG: &str = "select repeat('x', 1000) from pg_sleep(1), generate_series(1, 20000)";
+
+/// A client pipelining far more than the sockets hold (a slow statement
+/// with 20 MB of rows, then 32 MB of Bind/Execute, each answered with its
+/// 1 KB parameter) while reading the replies as they come, as libpq's
+/// pipeline mode does. Attaché must keep reading the server while it
+/// writes to it: a server blocked on writing its results stops reading,
+/// and a proxy blocked on writing would wait for it forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_pipelined_batch_does_not_deadlock() {
+    const EXECUTES: usize = 32 * 1024;
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let a = raw_login(addr, "app", "app").await;
+    let (mut rd, mut wr) = a.into_split();
+    let value = vec![b'x'; 1000];
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        // A first statement that answers 20 MB, but only after the rest
+        // of the batch has filled every buffer on the way to the server.
+        let mut batch = [parse("", SLOW_BIG), bind("", ""), execute("")].concat();
+        batch.extend_from_slice(&parse("", "select $1::text"));
+        for _ in 0..EXECUTES {
+            batch.extend_from_slice(&bind_text(&value));
+            batch.extend_from_slice(&execute(""));
+        }
+        batch.extend_from_slice(&sync());
+        wr.write_all(&batch).await.expect("write the batch");
+        wr
+    });
+    let reader = async move {
+        let (mut rows, mut bytes) = (0, 0);
+        loop {
+            let (tag, body) = read_from(&mut rd).await.expect("a reply");
+            match tag {
+                b'D' => {
+                    rows += 1;
+                    bytes += body.len();
+                }
+                b'E' => panic!("error: {:?}", error_fields(&body)),
+                b'Z' => return (rows, bytes),
+                _ => {}
+            }
+        }
+    };
+    let done = tokio::time::timeout(Duration::from_secs(60), reader).await;
+    let (rows, bytes) = done.expect("the batch must complete: Attaché deadlocked");
+    assert_eq!(rows, EXECUTES + 20_000);
+    assert!(bytes > 52_000_000, "{bytes} bytes of rows");
+    let _wr = writer.await.unwrap();
+}
+
+/// One message from a read half, bounded by nothing (the caller is).
+async fn read_from(s: &mut tokio::net::tcp::OwnedReadHalf) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let tag = s.read_u8().await.ok()?;
+    let len = s.read_i32().await.ok()?;
+    let mut body = vec![0; usize::try_from(len).ok()?.checked_sub(4)?];
+    s.read_exact(&mut body).await.ok()?;
+    Some((tag, body))
+}

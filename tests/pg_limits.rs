@@ -1,7 +1,8 @@
 //! Accept → parse, end to end: the untagged opening of a Postgres connection
 //! spoken byte by byte (SSLRequest, GSSENCRequest, protocol negotiation,
-//! unsupported versions, garbage, silent clients), the client limit, and the
-//! `attache` command line (`check`, `--version`).
+//! unsupported versions, garbage, silent clients), the client limit, the cap
+//! on a client's prepared statement text, and the `attache` command line
+//! (`check`, `--version`).
 
 mod support;
 
@@ -338,4 +339,37 @@ fn version_flag_prints_the_version() {
         format!("attache {}", env!("CARGO_PKG_VERSION")),
         "stderr: {stderr}"
     );
+}
+
+/// Prepared statements cost Attaché memory for their text: at most 64 MiB
+/// per client. A Parse past that gets 54000 and the session goes on; a
+/// Close makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statement_text_is_capped_per_client() {
+    let (_pg, attache, addr) = trust_setup("").await;
+    let mut s = raw_login(addr, "app", "app").await;
+    // 1 MiB of text each (a comment: cheap for the server).
+    let sql = format!("select 1 --{}", "x".repeat((1 << 20) - 11));
+    assert_eq!(sql.len(), 1 << 20);
+    let mut kept = 0;
+    let refused = loop {
+        assert!(kept < 70, "no cap after {kept} MiB of statements");
+        send(&mut s, &[parse(&format!("s{kept}"), &sql), sync()]).await;
+        let seen = read_until_ready(&mut s).await;
+        match seen.iter().find(|(t, _)| *t == b'E') {
+            Some((_, body)) => break error_fields(body),
+            None => kept += 1,
+        }
+    };
+    assert_eq!(kept, 63, "64 MiB of statements with their names");
+    assert_eq!(refused.0, "54000", "{}", refused.1);
+    assert!(refused.1.contains("per client"), "{}", refused.1);
+    // The session goes on, with its statements.
+    send(&mut s, &[bind("", "s5"), execute(""), sync()]).await;
+    let seen = read_until_ready(&mut s).await;
+    assert_eq!(first_column(&seen).as_deref(), Some("1"), "{}", tags(&seen));
+    send(&mut s, &[close(b'S', "s0"), parse("again", &sql), sync()]).await;
+    let seen = read_until_ready(&mut s).await;
+    assert_eq!(tags(&seen), "31Z", "a Close makes room");
+    attache.shutdown().await;
 }

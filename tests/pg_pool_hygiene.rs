@@ -1,9 +1,12 @@
 //! Pool hygiene knobs against a real server: `min_idle` keeps connections
 //! warm, `server_idle_timeout` and `server_lifetime` retire them, and
-//! `client_idle_timeout` disconnects idle clients with 57P05.
+//! `client_idle_timeout` disconnects idle clients with 57P05, and
+//! `idle_transaction_timeout` ends clients idle inside a transaction with
+//! 25P03, freeing their server connection.
 
 mod support;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use support::pgwire::*;
 use support::*;
 
 fn app_backends(pg: &PgServer) -> usize {
@@ -99,5 +102,49 @@ async fn client_idle_timeout_disconnects_idle_clients_only() {
         err.is_closed() || sqlstate(&err).as_deref() == Some("57P05"),
         "{err}"
     );
+    attache.shutdown().await;
+}
+
+/// Pool of one, `idle_transaction_timeout = 1s`: a client idle inside a
+/// transaction is ended with a FATAL 25P03 once the second is up (not
+/// before), its transaction is rolled back, and the client waiting for the
+/// only server connection gets it. Idle outside a transaction is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_transaction_timeout_ends_the_transaction_and_frees_the_server() {
+    let pg = trust_app_server();
+    pg.psql("app", "create table t (n int); grant all on t to app;")
+        .unwrap();
+    let extra = "auth = \"trust\"\npool_size = 1\nidle_transaction_timeout = \"1s\"\ncheckout_timeout = \"20s\"";
+    let attache = start_attache(&pg_config(&pg, "app", extra, "")).await;
+    let addr = attache.postgres_addr.unwrap();
+    let mut a = raw_login(addr, "app", "app").await;
+    // Idle outside a transaction for longer than the timeout: kept.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(raw_query_one(&mut a, "select 1").await, "1");
+    send(&mut a, &[query("begin; insert into t values (1)")]).await;
+    let seen = read_until_ready(&mut a).await;
+    assert_eq!(seen.last().map(|(_, b)| b.as_slice()), Some(&b"T"[..]));
+    let idle_since = Instant::now();
+    let other = tokio::spawn(async move {
+        let mut b = raw_login(addr, "app", "app").await;
+        raw_query_one(&mut b, "select count(*) from t").await
+    });
+    let (tag, body) = read_message(&mut a).await.expect("a FATAL");
+    let waited = idle_since.elapsed();
+    assert_eq!(tag, b'E');
+    let (code, message) = error_fields(&body);
+    assert_eq!(code, "25P03", "{message}");
+    assert!(message.contains("idle transaction timeout"), "{message}");
+    assert!(body.windows(6).any(|w| w == b"FATAL\0"), "a FATAL error");
+    assert!(
+        waited >= Duration::from_millis(950),
+        "ended after {waited:?}"
+    );
+    assert!(read_message(&mut a).await.is_none(), "then closed");
+    let count = tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("the waiting client gets the server connection")
+        .unwrap();
+    assert_eq!(count, "0", "the idle transaction was rolled back");
     attache.shutdown().await;
 }

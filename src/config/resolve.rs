@@ -28,6 +28,7 @@ pub mod builtin {
     pub const SERVER_LIFETIME: Duration = Duration::from_secs(3600);
     /// Zero: clients may idle forever.
     pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::ZERO;
+    pub const IDLE_TRANSACTION_TIMEOUT: Duration = Duration::ZERO;
     pub const MAX_MESSAGE_SIZE: u64 = 256 << 20;
     pub const SERVER_RESET_QUERY: &str = "DISCARD ALL";
     pub const MAX_PREPARED_STATEMENTS: usize = 200;
@@ -45,6 +46,7 @@ pub struct ResolvedPool {
     pub server_idle_timeout: Option<Duration>,
     pub server_lifetime: Option<Duration>,
     pub client_idle_timeout: Option<Duration>,
+    pub idle_transaction_timeout: Option<Duration>,
     pub max_message_size: usize,
     pub server_reset_query: Option<String>,
     pub max_prepared_statements: usize,
@@ -63,6 +65,7 @@ impl PoolSettings {
             server_idle_timeout: Some(Dur(builtin::SERVER_IDLE_TIMEOUT)),
             server_lifetime: Some(Dur(builtin::SERVER_LIFETIME)),
             client_idle_timeout: Some(Dur(builtin::CLIENT_IDLE_TIMEOUT)),
+            idle_transaction_timeout: Some(Dur(builtin::IDLE_TRANSACTION_TIMEOUT)),
             max_message_size: Some(ByteSize(builtin::MAX_MESSAGE_SIZE)),
             server_reset_query: Some(builtin::SERVER_RESET_QUERY.to_string()),
             max_prepared_statements: Some(builtin::MAX_PREPARED_STATEMENTS),
@@ -80,6 +83,9 @@ impl PoolSettings {
             server_idle_timeout: self.server_idle_timeout.or(lower.server_idle_timeout),
             server_lifetime: self.server_lifetime.or(lower.server_lifetime),
             client_idle_timeout: self.client_idle_timeout.or(lower.client_idle_timeout),
+            idle_transaction_timeout: self
+                .idle_transaction_timeout
+                .or(lower.idle_transaction_timeout),
             max_message_size: self.max_message_size.or(lower.max_message_size),
             server_reset_query: self
                 .server_reset_query
@@ -105,6 +111,7 @@ impl PoolSettings {
             server_idle_timeout: s.server_idle_timeout.and_then(Dur::non_zero),
             server_lifetime: s.server_lifetime.and_then(Dur::non_zero),
             client_idle_timeout: s.client_idle_timeout.and_then(Dur::non_zero),
+            idle_transaction_timeout: s.idle_transaction_timeout.and_then(Dur::non_zero),
             max_message_size: s
                 .max_message_size
                 .map_or(builtin::MAX_MESSAGE_SIZE, |b| b.0)

@@ -187,6 +187,9 @@ pub struct PoolSettings {
     pub server_idle_timeout: Option<Dur>,
     pub server_lifetime: Option<Dur>,
     pub client_idle_timeout: Option<Dur>,
+    /// A client idle inside a transaction longer than this is ended (and
+    /// its server connection closed); 0 = never (PgBouncer's default).
+    pub idle_transaction_timeout: Option<Dur>,
     pub max_message_size: Option<ByteSize>,
     /// Run on a server connection when a session-mode client releases it.
     pub server_reset_query: Option<String>,

@@ -18,6 +18,9 @@ use super::ConfigError;
 const MIN_MESSAGE_SIZE: u64 = 1 << 10;
 const MAX_MESSAGE_SIZE: u64 = 1 << 30;
 const MAX_POOL_SIZE: usize = 10_000;
+/// PgBouncer counts it in whole seconds; shorter would end transactions
+/// whose client merely paused between two statements.
+const MIN_IDLE_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Checks everything TOML's types cannot; `Many` when several rules fail.
 pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
@@ -349,6 +352,14 @@ fn check_pool(pool: &PoolSettings, path: &str, errs: &mut Errors) {
             errs.push(
                 format!("{path}.pool_size"),
                 format!("must be between 1 and {MAX_POOL_SIZE}, got {n}"),
+            );
+        }
+    }
+    if let Some(t) = pool.idle_transaction_timeout {
+        if !t.0.is_zero() && t.0 < MIN_IDLE_TRANSACTION_TIMEOUT {
+            errs.push(
+                format!("{path}.idle_transaction_timeout"),
+                format!("must be 0 (never) or at least 1s, got \"{t}\""),
             );
         }
     }

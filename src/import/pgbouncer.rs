@@ -187,6 +187,12 @@ const KNOBS: &[Knob] = &[
         Kind::Secs,
         None,
     ),
+    knob(
+        "idle_transaction_timeout",
+        "idle_transaction_timeout",
+        Kind::Secs,
+        None,
+    ),
     knob("max_packet_size", "max_message_size", Kind::Bytes, None),
     knob("server_reset_query", "server_reset_query", Kind::Text, None),
     knob(

@@ -14,6 +14,7 @@ pub const QUERY_CANCELED: &str = "57014";
 pub const ADMIN_SHUTDOWN: &str = "57P01";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+pub const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: &str = "25P03";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";

@@ -54,6 +54,7 @@ fn builtin_values_apply_when_nothing_is_set() {
             server_idle_timeout: Some(Duration::from_secs(600)),
             server_lifetime: Some(Duration::from_secs(3600)),
             client_idle_timeout: None,
+            idle_transaction_timeout: None,
             max_message_size: 256 << 20,
             server_reset_query: Some("DISCARD ALL".into()),
             max_prepared_statements: 200,

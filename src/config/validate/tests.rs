@@ -168,6 +168,23 @@ fn max_message_size_range() {
 }
 
 #[test]
+fn idle_transaction_timeout_is_off_or_at_least_a_second() {
+    let text = format!(
+        "[postgres]\nidle_transaction_timeout = \"500ms\"\n{}",
+        one_db("idle_transaction_timeout = \"0\"\n")
+    );
+    assert_eq!(
+        problems(&text),
+        ["postgres.idle_transaction_timeout: must be 0 (never) or at least 1s, got \"500ms\""]
+    );
+    let fine = format!(
+        "[postgres]\nidle_transaction_timeout = \"1s\"\n{}",
+        one_db("idle_transaction_timeout = \"5m\"\n")
+    );
+    assert_eq!(problems(&fine), Vec::<String>::new());
+}
+
+#[test]
 fn client_cert_and_key_come_together_and_files_must_exist() {
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("client.crt");

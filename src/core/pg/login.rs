@@ -152,7 +152,7 @@ async fn scram_exchange(
     let mut nonce = [0u8; 18];
     rand::thread_rng().fill_bytes(&mut nonce);
     let nonce = base64_nonce(&nonce);
-    let mut client = scram::ScramClient::new(password, &nonce);
+    let client = scram::ScramClient::new(password, &nonce);
     let mut out = BytesMut::new();
     messages::sasl_initial_response(&mut out, scram::MECHANISM, &client.client_first());
     conn.write_all(&out).await?;
@@ -165,9 +165,17 @@ async fn scram_exchange(
             ))
         }
     };
-    let client_final = client
-        .handle_server_first(&server_first)
-        .map_err(|e| auth_err(target, e))?;
+    // PBKDF2 with the server's iteration count takes milliseconds: on the
+    // blocking pool, not on a runtime worker that may be the only one
+    // serving every session.
+    let (mut client, client_final) = tokio::task::spawn_blocking(move || {
+        let mut client = client;
+        let r = client.handle_server_first(&server_first);
+        (client, r)
+    })
+    .await
+    .map_err(|e| auth_err(target, e))?;
+    let client_final = client_final.map_err(|e| auth_err(target, e))?;
     out.clear();
     messages::sasl_response(&mut out, &client_final);
     conn.write_all(&out).await?;

@@ -36,7 +36,10 @@ pub(super) async fn authenticate(
             md5_auth(stream, buf, user, stored).await
         }
         AuthMethod::ScramSha256 => {
-            let verifier = password.and_then(|p| ctx.scram_verifier(user, p.expose()));
+            let verifier = match password {
+                Some(p) => ctx.scram_verifier(user, p.expose()).await,
+                None => None,
+            };
             let verifier = verifier.ok_or_else(|| wrong_password(user))?;
             scram_auth(stream, buf, user, verifier).await
         }

@@ -14,7 +14,13 @@ use super::error::FrontendError;
 use super::relay::{Expect, QueryEffects};
 use super::routing::Want;
 use super::session::{Flow, Session};
-use super::statements::{self, MAX_CLIENT_STATEMENTS};
+use super::statements::{self, MAX_CLIENT_STATEMENTS, MAX_CLIENT_STATEMENT_BYTES};
+
+/// The statement name and text of the Parse that fails a server's batch
+/// on purpose (see [`Session::abort_server_batch`]): a syntax error, so it
+/// fails whatever the server's state; the text explains it in server logs.
+const ABORT_STATEMENT: &str = "attache_abort";
+const ABORT_SQL: &[u8] = b"attache aborts this batch after an error of its own";
 
 fn malformed(e: impl std::fmt::Display) -> FrontendError {
     FrontendError::protocol(e.to_string())
@@ -164,6 +170,27 @@ impl Session {
             self.skip_until_sync = true;
         }
         self.push_synth(b.freeze(), None);
+        if !simple {
+            self.abort_server_batch();
+        }
+    }
+
+    /// After an error of Attaché's own in an extended batch, the attached
+    /// server must fail that batch too, as it would have raised the error
+    /// itself: otherwise its Sync commits what the batch already ran (the
+    /// implicit transaction) or leaves an explicit one usable. A Parse that
+    /// cannot succeed does it; its error is swallowed (the client hears
+    /// Attaché's), and the server then skips everything up to Sync.
+    fn abort_server_batch(&mut self) {
+        if self.copy_in {
+            return;
+        }
+        let Some(conn) = self.server.as_mut() else {
+            return;
+        };
+        conn.unsynced = true;
+        messages::write_parse(&mut self.sout, ABORT_STATEMENT, ABORT_SQL, &[0, 0]);
+        self.expect.push_back(Expect::SwallowAbort);
     }
 
     fn push_synth(&mut self, bytes: Bytes, forget: Option<Box<str>>) {
@@ -271,6 +298,16 @@ impl Session {
         if self.statements.len() >= MAX_CLIENT_STATEMENTS {
             let msg =
                 format!("too many prepared statements (limit {MAX_CLIENT_STATEMENTS} per client)");
+            self.synth_error(sqlstate::PROGRAM_LIMIT_EXCEEDED, &msg, false);
+            return Ok(());
+        }
+        let cost = statements::cost(p.name, p.query, p.param_types);
+        if self.statements.bytes() + cost > MAX_CLIENT_STATEMENT_BYTES {
+            let msg = format!(
+                "prepared statements too large: {} bytes kept plus {cost} would exceed the limit of {} MiB per client; close some first",
+                self.statements.bytes(),
+                MAX_CLIENT_STATEMENT_BYTES >> 20
+            );
             self.synth_error(sqlstate::PROGRAM_LIMIT_EXCEEDED, &msg, false);
             return Ok(());
         }

@@ -331,23 +331,31 @@ impl PgContext {
     }
 
     /// The SCRAM verifier for a configured user: the configured one, or one
-    /// derived once from a plaintext password.
-    pub fn scram_verifier(&self, user: &str, password: &str) -> Option<ScramVerifier> {
+    /// derived once from a plaintext password. The derivation (PBKDF2, some
+    /// milliseconds) runs on the blocking pool, not on a runtime worker
+    /// that may be the only one serving every session.
+    pub async fn scram_verifier(&self, user: &str, password: &str) -> Option<ScramVerifier> {
         if let Ok(v) = ScramVerifier::parse(password) {
             return Some(v);
         }
-        let mut cache = match self.verifiers.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        if let Some(v) = cache.get(user) {
+        if let Some(v) = self.cached_verifiers().get(user) {
             return Some(v.clone());
         }
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
-        let v = ScramVerifier::from_password(password, &salt, 4096).ok()?;
-        cache.insert(user.to_owned(), v.clone());
-        Some(v)
+        let password = password.to_owned();
+        let derive = move || ScramVerifier::from_password(&password, &salt, 4096);
+        let v = tokio::task::spawn_blocking(derive).await.ok()?.ok()?;
+        // Two first logins may both derive one: the first kept wins.
+        let mut cache = self.cached_verifiers();
+        Some(cache.entry(user.to_owned()).or_insert(v).clone())
+    }
+
+    fn cached_verifiers(&self) -> std::sync::MutexGuard<'_, HashMap<String, ScramVerifier>> {
+        match self.verifiers.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        }
     }
 }
 
@@ -378,3 +386,6 @@ pub(super) fn host_of(addr: &str) -> String {
         .trim_end_matches(']')
         .to_owned()
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,6 +27,8 @@ pub enum FrontendError {
     Backend(#[from] BackendError),
     #[error("timed out waiting for the client")]
     ClientTimeout,
+    #[error("client idle in a transaction past idle_transaction_timeout")]
+    IdleTransactionTimeout,
 }
 
 impl FrontendError {
@@ -51,6 +53,7 @@ impl FrontendError {
             Self::Checkout(CheckoutError::Backend(e)) | Self::Backend(e) => backend_sqlstate(e),
             Self::Io(_) => sqlstate::CONNECTION_FAILURE,
             Self::ClientTimeout => sqlstate::IDLE_SESSION_TIMEOUT,
+            Self::IdleTransactionTimeout => sqlstate::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
         }
     }
 
@@ -60,7 +63,8 @@ impl FrontendError {
             | Self::Tls(_)
             | Self::Frame(_)
             | Self::Protocol(_)
-            | Self::ClientTimeout => ErrorSource::Client,
+            | Self::ClientTimeout
+            | Self::IdleTransactionTimeout => ErrorSource::Client,
             Self::Refused { .. } => ErrorSource::Internal,
             Self::Checkout(_) | Self::Backend(_) => ErrorSource::Upstream,
         }

@@ -38,6 +38,9 @@ pub(super) enum Expect {
     SwallowParse(Arc<str>),
     /// A Close Attaché injected to evict a statement.
     SwallowClose(Arc<str>),
+    /// The failing Parse Attaché sent to abort the server's batch after an
+    /// error of its own; the server's error for it is swallowed.
+    SwallowAbort,
     /// SET/RESET Attaché ran to carry a client's settings over.
     SwallowQuery,
     /// The client ended a COPY (CopyDone or CopyFail) before the server
@@ -60,7 +63,10 @@ impl Expect {
     /// Whether `tag` from the server completes this entry.
     fn completed_by(&self, tag: u8) -> bool {
         match self {
-            Expect::Reply(b'P') | Expect::Parse { .. } | Expect::SwallowParse(_) => tag == b'1',
+            Expect::Reply(b'P')
+            | Expect::Parse { .. }
+            | Expect::SwallowParse(_)
+            | Expect::SwallowAbort => tag == b'1',
             Expect::Reply(b'B') => tag == b'2',
             Expect::Reply(b'C') | Expect::SwallowClose(_) => tag == b'3',
             Expect::Reply(b'D') => tag == b'T' || tag == b'n',
@@ -149,7 +155,12 @@ impl Session {
         }
         let swallow = matches!(
             self.expect.front(),
-            Some(Expect::SwallowParse(_) | Expect::SwallowClose(_) | Expect::SwallowQuery)
+            Some(
+                Expect::SwallowParse(_)
+                    | Expect::SwallowClose(_)
+                    | Expect::SwallowQuery
+                    | Expect::SwallowAbort
+            )
         );
         if !swallow {
             self.replay = None;
@@ -194,6 +205,12 @@ impl Session {
         // CopyDone or CopyFail may never be forwarded (the connection can
         // go back to the pool first), so it cannot be what ends it here.
         self.copy_in = false;
+        if let Some(Expect::SwallowAbort) = self.expect.front() {
+            // The failure Attaché asked for: the client already has its
+            // error, and the server now skips to Sync.
+            self.skip_to_sync();
+            return;
+        }
         self.pool
             .stats
             .server_errors
@@ -212,14 +229,19 @@ impl Session {
         self.replay = None;
         self.cout.extend_from_slice(m.frame);
         if self.expect.front().is_some_and(|e| !e.survives_error()) {
-            // The server now skips everything up to the next Sync.
-            while let Some(e) = self.expect.front() {
-                if matches!(e, Expect::Reply(b'S')) {
-                    break;
-                }
-                if let Some(e) = self.expect.pop_front() {
-                    self.undo(e);
-                }
+            self.skip_to_sync();
+        }
+    }
+
+    /// The server now skips everything up to the next Sync: so do the
+    /// expectations, and what they assumed is undone.
+    fn skip_to_sync(&mut self) {
+        while let Some(e) = self.expect.front() {
+            if matches!(e, Expect::Reply(b'S')) {
+                break;
+            }
+            if let Some(e) = self.expect.pop_front() {
+                self.undo(e);
             }
         }
     }

@@ -22,6 +22,8 @@ use tracing::Span;
 
 use super::context::PgContext;
 use super::error::FrontendError;
+use super::idle_tx::IdleTransaction;
+use super::pump::{settle, shrink};
 use super::relay::Expect;
 use super::routing::Want;
 use super::send_fatal;
@@ -41,10 +43,6 @@ pub(super) const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Parameters a hot standby reports as "on".
 const STANDBY_PARAMS: &[&str] = &["in_hot_standby", "default_transaction_read_only"];
-
-/// Buffers that grew past this while serving one large message are
-/// replaced once empty, so one 100 MB COPY row does not pin 100 MB.
-const BUF_KEEP: usize = 1 << 20;
 
 pub(super) struct Session {
     pub ctx: Arc<PgContext>,
@@ -115,6 +113,8 @@ enum Event {
     Server(std::io::Result<usize>),
     Shutdown,
     Idle,
+    /// `idle_transaction_timeout` ran out.
+    IdleTransaction,
 }
 
 pub(super) enum Flow {
@@ -208,6 +208,7 @@ impl Session {
         let mut stop = shutdown.signal();
         let timer = tokio::time::sleep(idle.unwrap_or(DRAIN_GRACE));
         tokio::pin!(timer);
+        let mut in_tx = IdleTransaction::default();
         loop {
             self.flush().await?;
             let limit = if self.closing {
@@ -216,7 +217,12 @@ impl Session {
                 idle
             };
             let armed = limit.is_some() && self.at_rest();
-            match self.next_event(&mut stop, timer.as_mut(), armed).await {
+            let tx_limit = self.pool.settings.idle_transaction_timeout;
+            in_tx.update(tx_limit, tx_limit.is_some() && self.idle_in_transaction());
+            match self
+                .next_event(&mut stop, timer.as_mut(), armed, &mut in_tx)
+                .await
+            {
                 Event::Client(Ok(0)) => return Ok(()),
                 Event::Client(Ok(_)) => {
                     activity.requests += 1;
@@ -254,6 +260,7 @@ impl Session {
                         .as_mut()
                         .reset((activity.marked_at + DRAIN_GRACE).into());
                 }
+                Event::IdleTransaction => return self.end_idle_transaction().await,
                 Event::Idle => {
                     // Draining: a client at rest that has been quiet for
                     // DRAIN_GRACE is told and closed; one that just
@@ -300,6 +307,7 @@ impl Session {
         shutdown: &mut Signal,
         timer: std::pin::Pin<&mut tokio::time::Sleep>,
         timer_armed: bool,
+        in_tx: &mut IdleTransaction,
     ) -> Event {
         let client = &mut self.client;
         let cbuf = &mut self.cbuf;
@@ -329,6 +337,7 @@ impl Session {
             r = client.read_buf(cbuf) => Event::Client(r),
             _ = shutdown.fired(), if !closing => Event::Shutdown,
             _ = timer, if timer_armed => Event::Idle,
+            _ = in_tx.expired() => Event::IdleTransaction,
         }
     }
 
@@ -369,7 +378,7 @@ impl Session {
             }
         };
         cbuf.advance(used);
-        reserve_for_next(&mut cbuf, self.max_message);
+        settle(&mut cbuf, self.max_message);
         self.cbuf = cbuf;
         if let Ok(Flow::Continue) = outcome {
             self.drain_synth();
@@ -380,7 +389,7 @@ impl Session {
     /// Relays every complete server message in the read buffer. They are
     /// read in place (the buffer is lent out meanwhile) and the buffer is
     /// advanced once: no per-message split and reference count.
-    async fn on_server_bytes(&mut self) -> Result<(), FrontendError> {
+    pub(super) async fn on_server_bytes(&mut self) -> Result<(), FrontendError> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
@@ -397,7 +406,7 @@ impl Session {
             }
         };
         rbuf.advance(used);
-        reserve_for_next(&mut rbuf, self.max_message);
+        settle(&mut rbuf, self.max_message);
         if let Some(server) = self.server.as_mut() {
             server.rbuf = rbuf;
         }
@@ -461,35 +470,42 @@ impl Session {
     }
 
     async fn flush(&mut self) -> Result<(), FrontendError> {
-        if !self.sout.is_empty() {
-            let n = self.sout.len() as u64;
+        let mut relayed = false;
+        // Losing the server while writing may queue requests for another
+        // one (a read retried elsewhere): those go out too.
+        while !self.sout.is_empty() {
+            let mut out = std::mem::take(&mut self.sout);
+            let n = out.len() as u64;
             self.pool
                 .stats
                 .bytes_to_server
                 .fetch_add(n, Ordering::Relaxed);
-            let r = match self.server.as_mut() {
-                Some(s) => {
-                    // A cancel still in flight to this connection (the
-                    // client kept it: session mode, or inside a
-                    // transaction) could cancel what goes out now.
-                    if s.cancel.gate.busy() && !s.cancel.gate.wait_idle(CANCEL_TIMEOUT).await {
-                        // Not returned to the pool: a late signal may come.
-                        s.broken = true;
-                    }
-                    s.stream.write_all(&self.sout).await
+            if let Some(s) = self.server.as_mut() {
+                // A cancel still in flight to this connection (the
+                // client kept it: session mode, or inside a
+                // transaction) could cancel what goes out now.
+                if s.cancel.gate.busy() && !s.cancel.gate.wait_idle(CANCEL_TIMEOUT).await {
+                    // Not returned to the pool: a late signal may come.
+                    s.broken = true;
                 }
-                None => Ok(()),
-            };
-            self.sout.clear();
-            shrink(&mut self.sout);
-            if let Err(e) = r {
-                self.server_lost(&e.to_string()).await?;
+            }
+            relayed |= self.write_server(&out).await?;
+            out.clear();
+            shrink(&mut out);
+            if self.sout.is_empty() {
+                // Its room is kept for the next batch.
+                self.sout = out;
             }
         }
-        self.flush_client().await
+        self.flush_client().await?;
+        if relayed {
+            // The replies read while writing may have been the last ones.
+            self.maybe_release();
+        }
+        Ok(())
     }
 
-    async fn flush_client(&mut self) -> Result<(), FrontendError> {
+    pub(super) async fn flush_client(&mut self) -> Result<(), FrontendError> {
         if !self.cout.is_empty() {
             let n = self.cout.len() as u64;
             self.pool
@@ -572,17 +588,4 @@ fn startup_value(settings: &Settings, lower: &str) -> Option<String> {
     let quoted = settings.startup.get(lower)?;
     let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
     Some(inner.replace("''", "'"))
-}
-
-/// A large message arriving in parts gets room for all of it at once.
-fn reserve_for_next(buf: &mut BytesMut, max: usize) {
-    if let Ok(Some(total)) = frame::peek_len(buf, max) {
-        buf.reserve(total.saturating_sub(buf.len()));
-    }
-}
-
-fn shrink(buf: &mut BytesMut) {
-    if buf.capacity() > BUF_KEEP {
-        *buf = BytesMut::with_capacity(8 * 1024);
-    }
 }

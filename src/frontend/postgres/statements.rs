@@ -22,6 +22,11 @@ use crate::core::pg::ServerConn;
 /// How many statements one client may hold; each costs memory here.
 pub(super) const MAX_CLIENT_STATEMENTS: usize = 10_000;
 
+/// How many bytes of statement text (with names and parameter types) one
+/// client may have Attaché keep: the count alone would let 10,000
+/// statements of up to `max_message_size` each pin gigabytes.
+pub(super) const MAX_CLIENT_STATEMENT_BYTES: usize = 64 << 20;
+
 #[derive(Debug, Clone)]
 pub(super) struct Statement {
     pub server_name: Arc<str>,
@@ -36,6 +41,13 @@ pub(super) struct Statement {
 #[derive(Debug, Default)]
 pub(super) struct Statements {
     map: HashMap<String, Statement>,
+    /// What [`cost`] says they take, all together.
+    bytes: usize,
+}
+
+/// The bytes a statement named `name` keeps here.
+pub(super) fn cost(name: &str, query: &[u8], param_types: &[u8]) -> usize {
+    name.len() + query.len() + param_types.len()
 }
 
 impl Statements {
@@ -51,6 +63,11 @@ impl Statements {
         self.map.len()
     }
 
+    /// The bytes all statements keep (see [`cost`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn insert(
         &mut self,
         name: &str,
@@ -64,16 +81,22 @@ impl Statements {
             param_types: param_types.into(),
             read,
         };
-        self.map.insert(name.to_owned(), stmt.clone());
+        self.bytes += cost(name, query, param_types);
+        if let Some(old) = self.map.insert(name.to_owned(), stmt.clone()) {
+            self.bytes -= cost(name, &old.query, &old.param_types);
+        }
         stmt
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Statement> {
-        self.map.remove(name)
+        let old = self.map.remove(name)?;
+        self.bytes -= cost(name, &old.query, &old.param_types);
+        Some(old)
     }
 
     pub fn clear(&mut self) {
         self.map.clear();
+        self.bytes = 0;
     }
 }
 

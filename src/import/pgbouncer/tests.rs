@@ -180,7 +180,8 @@ fn knob_edge_cases() {
     let ini = "[databases]\napp = host=db pool_mode=statement pool_size=0\n[pgbouncer]\n\
                query_wait_timeout = 0\nserver_connect_timeout = 0.25\nserver_lifetime = 0\n\
                max_packet_size = 2147483647\nmax_prepared_statements = 0\n\
-               client_idle_timeout = 5min\ndefault_pool_size = 12\n";
+               client_idle_timeout = 5min\ndefault_pool_size = 12\n\
+               idle_transaction_timeout = 30\n";
     let (imported, pg, _d) = run(ini, None);
     let r = pg.pool.resolve();
     assert_eq!(
@@ -192,6 +193,7 @@ fn knob_edge_cases() {
     assert_eq!(r.server_lifetime, None);
     assert_eq!(r.max_message_size, 1 << 30);
     assert_eq!(r.client_idle_timeout, Some(Duration::from_secs(300)));
+    assert_eq!(r.idle_transaction_timeout, Some(Duration::from_secs(30)));
     assert_eq!(r.pool_size, 12);
     let app = &pg.databases["app"];
     assert_eq!(app.pool.pool_mode, Some(PoolMode::Transaction));

@@ -72,6 +72,7 @@ pub(super) async fn authenticate(
         AdminAuth::Scram => {
             let verifier = ctx
                 .scram_verifier(user, stored)
+                .await
                 .ok_or_else(|| auth::wrong_password(user))?;
             auth::scram_auth(stream, buf, user, verifier).await
         }

@@ -25,3 +25,18 @@ fn client_map_insert_remove() {
     assert!(s.remove("s1").is_some());
     assert!(s.get("s1").is_none());
 }
+
+#[test]
+fn the_bytes_kept_follow_inserts_removals_and_clears() {
+    let mut s = Statements::default();
+    s.insert("a", b"select 1", &[0, 0], true);
+    s.insert("bb", b"select 22", &[0, 0], true);
+    assert_eq!(s.bytes(), (1 + 8 + 2) + (2 + 9 + 2));
+    s.insert("a", b"select 333", &[0, 0], true);
+    assert_eq!(s.bytes(), (1 + 10 + 2) + (2 + 9 + 2), "a replaced");
+    s.remove("bb");
+    assert_eq!(s.bytes(), 1 + 10 + 2);
+    assert!(s.remove("nope").is_none());
+    s.clear();
+    assert_eq!(s.bytes(), 0);
+}
