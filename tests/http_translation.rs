@@ -1,7 +1,7 @@
 //! HTTP egress, parse → route → backend → respond where the app's HTTP and
 //! the upstream's differ: a response's transfer codings besides `chunked`
 //! survive Attaché's re-chunking to an HTTP/1.1 app (RFC 9112 §6.1), and an
-//! app that cannot be sent them (HTTP/2, RFC 9113 §8.2.2) gets a 502 that
+//! app that cannot be sent them (HTTP/2, RFC 9113 §8.2.2; HTTP/1.0) gets a 502 that
 //! says why rather than a body it cannot decode; the `cookie` fields an
 //! HTTP/2 app may split a Cookie header into (RFC 9113 §8.2.3) reach an
 //! HTTP/1.1 upstream as one; a request body coded besides `chunked` is
@@ -165,6 +165,18 @@ async fn transfer_codings_survive_rechunking_or_are_refused() {
         );
         let (head, body) = exchange(addr, req.as_bytes()).await;
         assert_gzip_relayed(&head, &body);
+    }
+
+    // HTTP/1.0 has no transfer codings either (hyper's path serves it).
+    for path in ["/chunked", "/close"] {
+        let req = format!("GET {path} HTTP/1.0\r\nhost: app\r\n\r\n");
+        let (head, body) = exchange(addr, req.as_bytes()).await;
+        assert!(head.starts_with("http/1.0 502"), "{path}: {head}");
+        assert!(
+            head.contains("\r\nx-attache-error: transfer-coding\r\n"),
+            "{head}"
+        );
+        assert!(String::from_utf8_lossy(&body).contains("gzip"), "{head}");
     }
 
     // HTTP/2 has no transfer codings: the body cannot be relayed as it is.
