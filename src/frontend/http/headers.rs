@@ -86,11 +86,15 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// last). Call before [`strip_hop_by_hop`], which removes the field.
 pub fn transfer_codings(headers: &HeaderMap) -> Result<Option<HeaderValue>, String> {
     let fields = headers.get_all(header::TRANSFER_ENCODING);
-    // Nearly every response: no field, nothing allocated.
-    if fields.iter().next().is_none() {
-        return Ok(None);
-    }
     let values = || fields.iter().map(HeaderValue::as_bytes);
+    // Nearly every response: no field, or `chunked` alone; nothing
+    // allocated.
+    let mut codings = values().flat_map(h1::codings);
+    match (codings.next(), codings.next()) {
+        (None, _) if fields.iter().next().is_none() => return Ok(None),
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => return Ok(None),
+        _ => {}
+    }
     let all: Vec<&[u8]> = values().flat_map(h1::codings).collect();
     if !h1::chunked_last(values()) {
         return Err(join(&all));
