@@ -1,10 +1,12 @@
 //! HTTP egress, parse → route → backend → respond where the app's HTTP and
 //! the upstream's differ: a response's transfer codings besides `chunked`
 //! survive Attaché's re-chunking to an HTTP/1.1 app (RFC 9112 §6.1), and an
-//! app that cannot be sent them (HTTP/2, RFC 9113 §8.2.2) gets a 502 that
+//! app that cannot be sent them (HTTP/2, RFC 9113 §8.2.2; HTTP/1.0) gets a 502 that
 //! says why rather than a body it cannot decode; the `cookie` fields an
 //! HTTP/2 app may split a Cookie header into (RFC 9113 §8.2.3) reach an
-//! HTTP/1.1 upstream as one. The upstream is a small raw TCP server, as no
+//! HTTP/1.1 upstream as one; a request body coded besides `chunked` is
+//! refused (501, or 400 when its length is unknown) and its connection
+//! closed. The upstream is a small raw TCP server, as no
 //! ordinary one sends such responses on demand or shows the request head
 //! exactly as it arrived.
 
@@ -165,6 +167,18 @@ async fn transfer_codings_survive_rechunking_or_are_refused() {
         assert_gzip_relayed(&head, &body);
     }
 
+    // HTTP/1.0 has no transfer codings either (hyper's path serves it).
+    for path in ["/chunked", "/close"] {
+        let req = format!("GET {path} HTTP/1.0\r\nhost: app\r\n\r\n");
+        let (head, body) = exchange(addr, req.as_bytes()).await;
+        assert!(head.starts_with("http/1.0 502"), "{path}: {head}");
+        assert!(
+            head.contains("\r\nx-attache-error: transfer-coding\r\n"),
+            "{head}"
+        );
+        assert!(String::from_utf8_lossy(&body).contains("gzip"), "{head}");
+    }
+
     // HTTP/2 has no transfer codings: the body cannot be relayed as it is.
     let h2 = h2_client();
     for path in ["/chunked", "/close"] {
@@ -216,5 +230,127 @@ async fn an_h2_apps_cookie_fields_reach_an_h1_upstream_as_one() {
             reply.body
         );
     }
+    attache.shutdown().await;
+}
+
+/// An app's request body coded besides `chunked` (gzip, say) is refused
+/// before any upstream sees it, as nginx does: 501 when `chunked` is last
+/// (the gzip coding would be lost taking the chunking off), 400 when the
+/// body's length cannot be told (`chunked` not last, or twice; RFC 9112
+/// §6.3). The connection is closed after the answer: no pipelined request
+/// is read from where the framing left off. Plain `chunked` still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_coded_besides_chunked_is_refused_and_closed() {
+    let up = raw_upstream(echo_head).await;
+    let attache = start_attache(&one_route("/", "echo", up, "", "")).await;
+    let addr = attache.http_addr.expect("http listener");
+    let body = "5\r\nhello\r\n0\r\n\r\n";
+    // After the body, a second request: it must not be answered.
+    let next = "GET /next HTTP/1.1\r\nhost: app\r\n\r\n";
+    let cases = [
+        ("transfer-encoding: gzip, chunked\r\n", 501),
+        (
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            501,
+        ),
+        ("transfer-encoding: chunked, chunked\r\n", 400),
+        (
+            "transfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n",
+            400,
+        ),
+        ("transfer-encoding: chunked, gzip\r\n", 400),
+        ("transfer-encoding: gzip\r\n", 400),
+    ];
+    for (fields, status) in cases {
+        let req = format!("POST /up HTTP/1.1\r\nhost: app\r\n{fields}\r\n{body}{next}");
+        let (head, got) = exchange(addr, req.as_bytes()).await;
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            head.starts_with(&format!("http/1.1 {status} ")),
+            "{fields:?}: {head}{got}"
+        );
+        assert!(
+            head.contains("\r\nconnection: close\r\n"),
+            "{fields:?}: {head}"
+        );
+        assert!(
+            !got.contains("HTTP/1.1"),
+            "{fields:?}: a second answer: {got}"
+        );
+        if status == 501 {
+            assert!(
+                head.contains("\r\nx-attache-error: transfer-coding\r\n"),
+                "{head}"
+            );
+            assert!(got.contains("gzip, chunked"), "{got}");
+        }
+    }
+    // Chunked alone is relayed.
+    let req = format!(
+        "POST /up HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n{body}"
+    );
+    let (head, got) = exchange(addr, req.as_bytes()).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(String::from_utf8_lossy(&got).contains("POST /up"), "{head}");
+    attache.shutdown().await;
+}
+
+/// One HTTP/2 frame: its type, flags, stream and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("small").to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An HTTP/2 request carrying `Transfer-Encoding` is malformed (RFC 9113
+/// §8.2.2): it never reaches the upstream; its stream is reset. (hyper's
+/// h2 refuses it before Attaché sees it; a real HTTP/2 client will not
+/// send one, so the frames are written by hand: HPACK literals, no
+/// Huffman.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_request_with_transfer_encoding_is_reset() {
+    let up = raw_upstream(echo_head).await;
+    let attache = start_attache(&one_route("/", "echo", up, "", "")).await;
+    let addr = attache.http_addr.expect("http listener");
+    let mut block = vec![0x83, 0x86, 0x84]; // :method POST, :scheme http, :path /
+    for (name, value) in [
+        (&b":authority"[..], &b"app"[..]),
+        (b"transfer-encoding", b"gzip, chunked"),
+    ] {
+        block.push(0x00); // literal, not indexed, new name
+        block.push(u8::try_from(name.len()).expect("short"));
+        block.extend_from_slice(name);
+        block.push(u8::try_from(value.len()).expect("short"));
+        block.extend_from_slice(value);
+    }
+    let mut req = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    req.extend(h2_frame(4, 0, 0, &[])); // SETTINGS
+    req.extend(h2_frame(1, 0x5, 1, &block)); // HEADERS, END_STREAM | END_HEADERS
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(&req).await.expect("write");
+    let read_frames = async {
+        loop {
+            let mut head = [0u8; 9];
+            tcp.read_exact(&mut head).await.expect("a frame");
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            tcp.read_exact(&mut payload).await.expect("its payload");
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            match (head[3], stream) {
+                (3, 1) => return payload, // RST_STREAM
+                (1, 1) => panic!("stream 1 was answered: the request was relayed"),
+                _ => {}
+            }
+        }
+    };
+    let code = tokio::time::timeout(Duration::from_secs(5), read_frames)
+        .await
+        .expect("stream 1 reset within 5 s");
+    assert_eq!(code, [0, 0, 0, 1], "PROTOCOL_ERROR");
+    // Closed, or shutdown would wait out the connection.
+    drop(tcp);
     attache.shutdown().await;
 }

@@ -49,6 +49,11 @@ pub enum LocalError {
     /// be re-chunked: relayed without them it would be garbage.
     #[error("the upstream's response has transfer codings {0:?}, which cannot be relayed to this client")]
     TransferCoding(String),
+    /// The app's body has transfer codings besides chunked (gzip, say):
+    /// relayed, they would need a coding Attaché cannot name upstream on
+    /// every path, so, as nginx does, it is refused (501).
+    #[error("the request has transfer codings {0:?}; only chunked is supported")]
+    RequestTransferCoding(String),
     #[error("no response within the timeout of {0:?}")]
     Timeout(std::time::Duration),
     #[error("retries of cluster {0:?} are over budget; the last try failed: {1}")]
@@ -72,7 +77,9 @@ impl LocalError {
             LocalError::TlsVerify(..) => "tls-verify-failed",
             LocalError::TlsRejected(..) => "tls-rejected",
             LocalError::Reset(..) => "upstream-reset",
-            LocalError::TransferCoding(_) => "transfer-coding",
+            LocalError::TransferCoding(_) | LocalError::RequestTransferCoding(_) => {
+                "transfer-coding"
+            }
             LocalError::Timeout(_) => "timeout",
             LocalError::BudgetExhausted(_, last) => last.cause(),
             LocalError::ShuttingDown => "shutting-down",
@@ -96,6 +103,7 @@ impl LocalError {
             | LocalError::TlsRejected(..)
             | LocalError::Reset(..)
             | LocalError::TransferCoding(_) => StatusCode::BAD_GATEWAY,
+            LocalError::RequestTransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
             LocalError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             LocalError::BudgetExhausted(_, last) => last.status(),
         }

@@ -10,6 +10,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
+use super::error::LocalError;
 use crate::core::http::h1;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -85,11 +86,15 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// last). Call before [`strip_hop_by_hop`], which removes the field.
 pub fn transfer_codings(headers: &HeaderMap) -> Result<Option<HeaderValue>, String> {
     let fields = headers.get_all(header::TRANSFER_ENCODING);
-    // Nearly every response: no field, nothing allocated.
-    if fields.iter().next().is_none() {
-        return Ok(None);
-    }
     let values = || fields.iter().map(HeaderValue::as_bytes);
+    // Nearly every response: no field, or `chunked` alone; nothing
+    // allocated.
+    let mut codings = values().flat_map(h1::codings);
+    match (codings.next(), codings.next()) {
+        (None, _) if fields.iter().next().is_none() => return Ok(None),
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => return Ok(None),
+        _ => {}
+    }
     let all: Vec<&[u8]> = values().flat_map(h1::codings).collect();
     if !h1::chunked_last(values()) {
         return Err(join(&all));
@@ -102,6 +107,35 @@ pub fn transfer_codings(headers: &HeaderMap) -> Result<Option<HeaderValue>, Stri
         return Ok(None);
     }
     Ok(HeaderValue::from_str(&join(&kept)).ok())
+}
+
+/// Refuses a request body framed by more than one `chunked`. hyper has
+/// already refused (400) one whose last coding is not `chunked`; a coding
+/// before it (gzip, say) would be lost taking the chunking off, so, as
+/// nginx does, it is not implemented (501), and `chunked` twice leaves the
+/// length unknown (400, RFC 9112 §6.3). Either way the app connection is
+/// not reused.
+pub fn request_framing(headers: &HeaderMap) -> Result<(), LocalError> {
+    let fields = headers.get_all(header::TRANSFER_ENCODING);
+    let values = || fields.iter().map(HeaderValue::as_bytes);
+    let mut codings = values().flat_map(h1::codings);
+    // Nearly every request: no field; a streamed one: `chunked` alone.
+    match (codings.next(), codings.next()) {
+        (None, _) if fields.iter().next().is_none() => return Ok(()),
+        (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => return Ok(()),
+        _ => {}
+    }
+    let all: Vec<&[u8]> = values().flat_map(h1::codings).collect();
+    let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+    let once = all.iter().filter(|c| chunked(c)).count() == 1;
+    let once_last = once && all.last().is_some_and(|c| chunked(c));
+    match once_last {
+        true => Err(LocalError::RequestTransferCoding(join(&all))),
+        false => Err(LocalError::BadRequest(format!(
+            "transfer-encoding {:?}: chunked must be the last coding, once",
+            join(&all)
+        ))),
+    }
 }
 
 fn join(codings: &[&[u8]]) -> String {

@@ -38,21 +38,35 @@ pub async fn handle(
     let host = client_host(&parts);
     let request_id = headers::request_id(&mut parts.headers, &ctx.request_id);
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+    // A body framed other than by chunked alone is refused, and its
+    // connection not reused: what follows the body is unknown.
+    let framing = headers::request_framing(&parts.headers);
     let Some(index) = ctx.router.find(host_str, parts.uri.path()) else {
-        let resp = LocalError::NoRoute(parts.uri.path().to_owned()).response(Some(&request_id));
+        let mut resp = LocalError::NoRoute(parts.uri.path().to_owned()).response(Some(&request_id));
+        if framing.is_err() {
+            close(&mut resp);
+        }
         ctx.unmatched.response(404, start.elapsed());
         return resp;
     };
     let route = &ctx.routes[index];
     let version = parts.version;
-    let forwarded = forward(&ctx, route, parts, body, &peer, host.as_ref()).await;
+    let refused = framing.is_err();
+    let forwarded = match framing {
+        Ok(()) => forward(&ctx, route, parts, body, &peer, host.as_ref()).await,
+        Err(error) => Err(error),
+    };
     let mut resp = match forwarded.and_then(|r| relayable(r, version)) {
         Ok(resp) => resp,
         Err(error) => {
             debug!(%error, route = index, cluster = %route.cluster.name, "request failed");
             route.stats.local_error();
             route.cluster.stats.local_error();
-            error.response(Some(&request_id))
+            let mut resp = error.response(Some(&request_id));
+            if refused {
+                close(&mut resp);
+            }
+            resp
         }
     };
     resp.headers_mut()
@@ -66,6 +80,13 @@ pub async fn handle(
         .stats
         .response(resp.status().as_u16(), elapsed);
     resp
+}
+
+/// Marks an HTTP/1 answer as the connection's last: hyper closes after it
+/// instead of reading on where the request's framing left it.
+fn close(resp: &mut Response<Body>) {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// The upstream's response without its hop-by-hop fields, ready for an

@@ -5,8 +5,9 @@
 //! the try waited for the app to send more, so the try's timer can leave
 //! that time out and the upstream is not blamed for a slow upload, and
 //! how the body failed if it did (a bad chunk, the app gone, the app
-//! quiet too long or past `request_body_timeout`), so the try's failure is answered as the app's (400,
-//! 408) and never reported to outlier detection.
+//! quiet too long or past `request_body_timeout`), so the try's failure
+//! is answered as the app's (400, 408) and never reported to outlier
+//! detection.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};

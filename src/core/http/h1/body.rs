@@ -44,11 +44,23 @@ impl Framing {
             return Ok(Framing::Empty);
         }
         let mut length = None;
-        // The last coding of the last field (RFC 9112 §6.3).
+        // The last coding (RFC 9112 §6.3); empty for a field naming none.
         let mut coding: Option<&[u8]> = None;
+        let mut after_chunked = false;
         for (name, value) in head.fields() {
             if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                coding = value.rsplit(|&b| b == b',').next().map(<[u8]>::trim_ascii);
+                coding = Some(b"");
+                for t in super::codings(value) {
+                    if after_chunked {
+                        // Not relayable: re-chunking would apply `chunked`
+                        // twice.
+                        return Err(H1Error::Invalid(
+                            "transfer coding applied after chunked".into(),
+                        ));
+                    }
+                    after_chunked = t.eq_ignore_ascii_case(b"chunked");
+                    coding = Some(t);
+                }
             } else if name.eq_ignore_ascii_case(b"content-length") {
                 let n = super::parse_length(value)
                     .ok_or_else(|| H1Error::Invalid("content-length".into()))?;
@@ -57,13 +69,6 @@ impl Framing {
                 }
                 length = Some(n);
             }
-        }
-        let te = |(n, _): &(&[u8], &[u8])| n.eq_ignore_ascii_case(b"transfer-encoding");
-        if coding.is_some() && !super::chunked_last(head.fields().filter(te).map(|(_, v)| v)) {
-            // Not relayable: re-chunking would apply `chunked` twice.
-            return Err(H1Error::Invalid(
-                "transfer coding applied after chunked".into(),
-            ));
         }
         match coding {
             Some(c) if c.eq_ignore_ascii_case(b"chunked") => {

@@ -91,6 +91,26 @@ fn framing_follows_method_status_and_headers() {
         (false, 200, "", Framing::Close),
         // Encoded, not chunked: ends when the upstream closes.
         (false, 200, "transfer-encoding: gzip\r\n", Framing::Close),
+        (
+            false,
+            200,
+            "transfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n",
+            Framing::Chunked(Chunk::Size),
+        ),
+        // An empty list element names no coding (RFC 9110 §5.6.1).
+        (
+            false,
+            200,
+            "transfer-encoding: chunked,\r\n",
+            Framing::Chunked(Chunk::Size),
+        ),
+        // A field naming none: still not framed by a length.
+        (
+            false,
+            200,
+            "transfer-encoding: \r\ncontent-length: 2\r\n",
+            Framing::Close,
+        ),
     ];
     for (head_method, s, fields, want) in cases {
         let got = Framing::of(head_method, &head(s, fields)).unwrap();

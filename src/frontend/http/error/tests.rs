@@ -19,6 +19,11 @@ async fn every_local_error_names_its_cause() {
             502,
             "transfer-coding",
         ),
+        (
+            LocalError::RequestTransferCoding("gzip, chunked".into()),
+            501,
+            "transfer-coding",
+        ),
         (LocalError::Ejected("p".into()), 503, "ejected"),
         (LocalError::Timeout(Duration::from_secs(1)), 504, "timeout"),
         (

@@ -394,6 +394,8 @@ pub fn write_response_head(
             .any(|(_, v)| tokens(v).any(|t| t.eq_ignore_ascii_case(name)))
     };
     let (mut has_id, mut has_date) = (false, false);
+    // Transfer codings besides chunked (rare): written before Attaché's.
+    let mut coded = false;
     for (name, value) in head.fields() {
         has_date |= name.eq_ignore_ascii_case(b"date");
         let keep = match kind(name, request_id.0) {
@@ -410,7 +412,12 @@ pub fn write_response_head(
             }
             Kind::ContentLength => !chunked,
             Kind::Te => value.eq_ignore_ascii_case(b"trailers"),
-            Kind::Connection | Kind::HopByHop | Kind::Streamed => false,
+            Kind::Streamed => {
+                // Upgrade's name is shorter.
+                coded |= name.len() == 17 && tokens(value).any(|t| !is_chunked(t));
+                false
+            }
+            Kind::Connection | Kind::HopByHop => false,
         };
         if keep {
             field(out, name, value);
@@ -424,18 +431,9 @@ pub fn write_response_head(
         write_date(out);
     }
     if chunked {
-        // The upstream's other codings stay, before Attaché's chunking
-        // (RFC 9112 §6.1): the app must still undo them (gzip, say).
-        // `Framing` refused a `chunked` before them.
         out.extend_from_slice(b"transfer-encoding: ");
-        for (_, value) in head
-            .fields()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"transfer-encoding"))
-        {
-            for coding in tokens(value).filter(|c| !c.eq_ignore_ascii_case(b"chunked")) {
-                out.extend_from_slice(coding);
-                out.extend_from_slice(b", ");
-            }
+        if coded {
+            write_codings(out, head);
         }
         out.extend_from_slice(b"chunked\r\n");
     }
@@ -443,6 +441,25 @@ pub fn write_response_head(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The upstream's codings besides chunked, each followed by ", ": they
+/// stay, before Attaché's chunking (RFC 9112 §6.1), as the app must still
+/// undo them (gzip, say). `Framing` refused a `chunked` before them.
+fn write_codings(out: &mut BytesMut, head: &RawHead) {
+    for (_, value) in head
+        .fields()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"transfer-encoding"))
+    {
+        for coding in tokens(value).filter(|&c| !is_chunked(c)) {
+            out.extend_from_slice(coding);
+            out.extend_from_slice(b", ");
+        }
+    }
+}
+
+fn is_chunked(coding: &[u8]) -> bool {
+    coding.eq_ignore_ascii_case(b"chunked")
 }
 
 /// `date: <now>` (IMF-fixdate).

@@ -179,3 +179,37 @@ fn split_cookie_fields_are_joined_into_one() {
     join_cookies(&mut one);
     assert_eq!(one, map(&[("cookie", "a=1")]));
 }
+
+#[test]
+fn a_request_is_framed_by_chunked_alone() {
+    fn framing(fields: &[(&'static str, &'static str)]) -> Result<(), LocalError> {
+        request_framing(&map(fields))
+    }
+    assert_eq!(framing(&[]), Ok(()));
+    assert_eq!(framing(&[("transfer-encoding", "Chunked")]), Ok(()));
+    for fields in [
+        &[("transfer-encoding", "gzip, chunked")][..],
+        &[
+            ("transfer-encoding", "gzip"),
+            ("transfer-encoding", "chunked"),
+        ][..],
+    ] {
+        let want = LocalError::RequestTransferCoding("gzip, chunked".into());
+        assert_eq!(framing(fields), Err(want), "{fields:?}");
+    }
+    for fields in [
+        &[("transfer-encoding", "chunked, chunked")][..],
+        &[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ][..],
+        &[("transfer-encoding", "chunked, gzip")][..],
+        &[("transfer-encoding", ",")][..],
+    ] {
+        let got = framing(fields);
+        assert!(
+            matches!(got, Err(LocalError::BadRequest(_))),
+            "{fields:?}: {got:?}"
+        );
+    }
+}
