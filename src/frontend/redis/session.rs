@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::net::Stream;
+use attache_redis_protocol::command::fast::Progress;
 use attache_redis_protocol::command::{self, Affinity, DedicatedReason, Request, RequestLimits};
 use attache_redis_protocol::frame::{Limits, Version};
 use bytes::{Bytes, BytesMut};
@@ -81,6 +82,10 @@ pub(super) struct Session {
     /// `command_timeout`), so a server that never answers cannot hold the
     /// client's other commands for good.
     pub orphans: VecDeque<(oneshot::Receiver<Reply>, Instant)>,
+    /// How far the request at the front of the read buffer has been
+    /// scanned, so a request arriving over many reads is not rescanned
+    /// from its start on each (see `command::next_command_from`).
+    pub scan: Progress,
 }
 
 impl Session {
@@ -110,6 +115,7 @@ impl Session {
             last_channel: Channel::Blocking,
             held: None,
             orphans: VecDeque::new(),
+            scan: Progress::default(),
         }
     }
 }
@@ -272,9 +278,14 @@ async fn hand_over(
 }
 
 /// Splits the next request; a malformed one is answered like Redis does
-/// (`-ERR Protocol error: …`) and ends the session.
+/// (`-ERR Protocol error: …`) and ends the session. Until a client that
+/// must authenticate has, Redis's lower bounds apply to its requests.
 fn next_request(rbuf: &mut BytesMut, limits: &RequestLimits, s: &mut Session) -> Option<Request> {
-    match command::next_command(rbuf, limits) {
+    let limits = RequestLimits {
+        unauthenticated: !s.authed,
+        ..*limits
+    };
+    match command::next_command_from(rbuf, &limits, &mut s.scan) {
         Ok(r) => r,
         Err(e) => {
             // Answered in order after earlier replies; then the session ends.
@@ -287,6 +298,7 @@ fn next_request(rbuf: &mut BytesMut, limits: &RequestLimits, s: &mut Session) ->
             s.error(&text);
             s.quit = true;
             rbuf.clear();
+            s.scan = Progress::default();
             None
         }
     }
@@ -367,6 +379,7 @@ impl Session {
         if self.drop_from_blocking() {
             self.held = None;
             rbuf.clear();
+            self.scan = Progress::default();
             *buffered = false;
         }
     }
