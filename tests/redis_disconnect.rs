@@ -72,6 +72,12 @@ async fn blocked_becomes(server: &RedisServer, want: u64, within: Duration) -> u
 /// Sends `cmds` in one write, waits until Redis blocks on the first, then
 /// closes the client; Redis and Attaché must let go of it.
 async fn leave_while_blocked(cmds: &[&[&str]]) {
+    leave_while_blocked_after(cmds, &[]).await;
+}
+
+/// [`leave_while_blocked`], sending `later` once Redis blocks, before
+/// leaving.
+async fn leave_while_blocked_after(cmds: &[&[&str]], later: &[&[&str]]) {
     let (server, attache, addr) = setup().await;
     let ctx = attache.redis.clone().expect("redis context");
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
@@ -83,6 +89,13 @@ async fn leave_while_blocked(cmds: &[&[&str]]) {
     let n = blocked_becomes(&server, 1, Duration::from_secs(5)).await;
     assert_eq!(n, 1, "{cmds:?}: Redis never blocked");
     assert_eq!(ctx.clients(), 1, "the client counted while connected");
+    let mut out = Vec::new();
+    for c in later {
+        out.extend_from_slice(&encode(c));
+    }
+    tcp.write_all(&out).await.expect("write");
+    // Long enough for Attaché to read what it reads ahead.
+    sleep(Duration::from_millis(200)).await;
     drop(tcp);
     let n = blocked_becomes(&server, 0, FREED_WITHIN).await;
     assert_eq!(n, 0, "{cmds:?}: Redis still blocks for a client that left");
@@ -111,6 +124,18 @@ async fn blpop_with_a_command_behind_it_is_freed_when_the_client_leaves() {
     leave_while_blocked(&[&["BLPOP", "k", "0"], &["GET", "x"]]).await;
 }
 
+/// More pipelined behind the blocking command than Attaché reads ahead
+/// (16 KiB): the rest stays unread in the socket, and the client leaving
+/// must be noticed without reading it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blpop_with_more_than_the_read_ahead_behind_it_is_freed_when_the_client_leaves() {
+    let big = "x".repeat(64 * 1024);
+    // The first command waits for the BLPOP's reply (held), so Attaché
+    // reads the rest only ahead, up to its limit.
+    let later: &[&[&str]] = &[&["GET", "x"], &["SET", "big", &big], &["GET", "x"]];
+    leave_while_blocked_after(&[&["BLPOP", "k", "0"]], later).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xread_block_forever_is_freed_when_the_client_leaves() {
     leave_while_blocked(&[&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]]).await;
@@ -123,13 +148,15 @@ async fn wait_forever_is_freed_when_the_client_leaves() {
 
 /// Watching the socket while the pipeline is full must not cost a client
 /// that sends a pipeline and half-closes its side the replies it is owed:
-/// what was read ahead is still run after the end of its input.
+/// what was read ahead is still run after the end of its input, and so is
+/// what was still unread in the socket when its close was noticed (the
+/// pipeline is well over the 16 KiB read ahead).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_closed_client_still_gets_its_pipeline_answered() {
     let (_server, attache, addr) = start_single("max_pipeline = 2").await;
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     let mut out = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..2000 {
         out.extend_from_slice(&encode(&["INCR", "half"]));
     }
     tcp.write_all(&out).await.expect("write");
@@ -145,7 +172,7 @@ async fn half_closed_client_still_gets_its_pipeline_answered() {
         got.push(r);
         at += used;
     }
-    let want: Vec<Resp> = (1..=200).map(Resp::Int).collect();
+    let want: Vec<Resp> = (1..=2000).map(Resp::Int).collect();
     assert_eq!(got, want);
     attache.shutdown().await;
 }

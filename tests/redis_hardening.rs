@@ -36,6 +36,11 @@ impl Raw {
     /// The reply to `args` and how many bytes it took.
     async fn sized(&mut self, args: &[&str]) -> (Resp, usize) {
         self.tcp.write_all(&encode(args)).await.expect("write");
+        self.reply().await
+    }
+
+    /// The next reply and how many bytes it took.
+    async fn reply(&mut self) -> (Resp, usize) {
         loop {
             if let Some((r, used)) = parse(&self.buf) {
                 self.buf.drain(..used);
@@ -181,4 +186,76 @@ async fn deny_list_is_not_bypassed_through_a_relay() {
     assert_eq!(c.cmd(&["GET", "keep"]).await, Resp::bulk("me"));
     drop(c);
     attache.shutdown().await;
+}
+
+/// Everything the connection sends until it closes (within 5 s).
+async fn until_closed(tcp: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got))
+        .await
+        .expect("Attaché closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Like Redis 6.2+: until a client that must authenticate has, a request
+/// of more than 10 elements or with a bulk string over 16 KiB is refused
+/// from its header and the connection closed, so an unauthenticated
+/// client cannot make Attaché buffer or scan a large request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_clients_get_redis_lower_request_bounds() {
+    let (_server, _attache, addr) = start_single("client_password = \"pw\"").await;
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    c.write_all(b"*100000\r\n$1\r\na\r\n").await.expect("write");
+    assert_eq!(
+        until_closed(&mut c).await,
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    c.write_all(b"*2\r\n$4\r\nAUTH\r\n$1000000\r\nxx")
+        .await
+        .expect("write");
+    assert_eq!(
+        until_closed(&mut c).await,
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    // At the bounds, and past them once authenticated, requests are served.
+    let mut c = Raw::connect(addr).await;
+    let ten: Vec<String> = (0..9).map(|i| i.to_string()).collect();
+    let mut push = vec!["RPUSH", "l"];
+    push.extend(ten[..8].iter().map(String::as_str));
+    assert!(c.cmd(&push).await.err().starts_with("NOAUTH"));
+    assert_eq!(c.cmd(&["AUTH", "pw"]).await, Resp::ok());
+    let big = "v".repeat(100_000);
+    let mut push = vec!["RPUSH", "l", big.as_str()];
+    push.extend(ten.iter().map(String::as_str));
+    assert_eq!(c.cmd(&push).await, Resp::Int(10));
+    // Without a password to require, the bounds never apply.
+    let (_server, _attache, open) = start_single("").await;
+    let mut c = Raw::connect(open).await;
+    assert_eq!(c.cmd(&push).await, Resp::Int(10));
+}
+
+/// A request trickling in over many reads, each a few bytes, is put
+/// together correctly (the session scans on from where the previous read
+/// stopped; the unit tests count that work), on the plain lane and off it,
+/// with the next request right behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_trickled_in_small_reads_is_served() {
+    let (_server, _attache, addr) = start_single("").await;
+    let mut c = Raw::connect(addr).await;
+    c.tcp.set_nodelay(true).expect("nodelay");
+    let values: Vec<String> = (0..2000).map(|i| format!("v{i}")).collect();
+    for (name, key) in [("RPUSH", "plain"), ("LPUSH", "other")] {
+        let mut args = vec![name, key];
+        args.extend(values.iter().map(String::as_str));
+        let mut bytes = encode(&args);
+        bytes.extend_from_slice(&encode(&["LLEN", key]));
+        for chunk in bytes.chunks(5) {
+            c.tcp.write_all(chunk).await.expect("write");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(c.reply().await.0, Resp::Int(2000), "{name}");
+        assert_eq!(c.reply().await.0, Resp::Int(2000), "LLEN after {name}");
+    }
 }

@@ -36,6 +36,11 @@ pub enum CommandError {
     NotBulk(u8),
     #[error("Protocol error: a request must be an array of bulk strings")]
     NotArray,
+    /// See [`RequestLimits::unauthenticated`].
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulk,
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulk,
 }
 
 /// Bounds for parsing client requests.
@@ -45,6 +50,10 @@ pub struct RequestLimits {
     pub frame: Limits,
     /// Longest inline line.
     pub max_inline_len: usize,
+    /// The client has not authenticated yet and must: Redis's own lower
+    /// bounds apply, as Redis 6.2 and later apply them (arrays of at most
+    /// 10 elements, bulk strings of at most 16 KiB; see [`fast`]).
+    pub unauthenticated: bool,
 }
 
 impl Default for RequestLimits {
@@ -52,6 +61,7 @@ impl Default for RequestLimits {
         Self {
             frame: Limits::default(),
             max_inline_len: inline::DEFAULT_MAX_INLINE_LEN,
+            unauthenticated: false,
         }
     }
 }
@@ -72,30 +82,81 @@ pub fn next_command(
     buf: &mut BytesMut,
     limits: &RequestLimits,
 ) -> Result<Option<Request>, CommandError> {
+    next_command_from(buf, limits, &mut fast::Progress::default())
+}
+
+/// [`next_command`] for a buffer that grows by reads: `progress` carries
+/// how far the previous attempt got through an incomplete request, so a
+/// request trickling in is not rescanned from its start on every read
+/// (which would make it quadratic). Keep one `progress` per buffer and
+/// reset it if bytes leave the buffer other than through this function.
+///
+/// A request is an array of bulk strings, as Redis reads it: an element
+/// of any other type is refused as soon as its first byte arrives.
+pub fn next_command_from(
+    buf: &mut BytesMut,
+    limits: &RequestLimits,
+    progress: &mut fast::Progress,
+) -> Result<Option<Request>, CommandError> {
     let Some(&first) = buf.first() else {
+        progress.restart();
         return Ok(None);
     };
     if first != b'*' {
-        return Ok(
-            inline::next_line(buf, limits.max_inline_len)?.map(|line| Request {
-                command: Command::new(line.args),
-                raw: line.raw,
-            }),
-        );
-    }
-    if let Some(scan) = fast::scan(buf, limits.frame.max_frame_size) {
-        let fast::Scan::Complete { len, count } = scan else {
-            return Ok(None);
-        };
-        let raw = buf.split_to(len).freeze();
-        let mut args = Vec::with_capacity(count);
-        args.extend(fast::args(&raw, count).map(|(s, e)| raw.slice(s..e)));
-        return Ok(Some(Request {
-            command: Command::new(args),
-            raw,
+        let line = inline::next_line_from(buf, limits.max_inline_len, &mut progress.searched);
+        if !matches!(line, Ok(None)) {
+            progress.restart();
+        }
+        return Ok(line?.map(|line| Request {
+            command: Command::new(line.args),
+            raw: line.raw,
         }));
     }
-    next_command_general(buf, limits)
+    let max = limits.frame.max_frame_size;
+    let scanned = fast::scan_from(buf, max, limits.unauthenticated, progress);
+    if !matches!(scanned, Ok(fast::Scan::Incomplete)) {
+        progress.restart();
+    }
+    match scanned {
+        Ok(fast::Scan::Incomplete) => Ok(None),
+        Ok(fast::Scan::Complete { len, count }) => {
+            let raw = buf.split_to(len).freeze();
+            let mut args = Vec::with_capacity(count);
+            args.extend(fast::args(&raw, count).map(|(s, e)| raw.slice(s..e)));
+            Ok(Some(Request {
+                command: Command::new(args),
+                raw,
+            }))
+        }
+        Err(fast::Reject::UnauthenticatedMultibulk) => Err(CommandError::UnauthenticatedMultibulk),
+        Err(fast::Reject::UnauthenticatedBulk) => Err(CommandError::UnauthenticatedBulk),
+        Err(fast::Reject::TooLarge { len }) => Err(FrameError::TooLarge { len, max }.into()),
+        Err(fast::Reject::Other { at: 0 }) => next_command_general(buf, limits),
+        Err(fast::Reject::Other { at }) => odd_element(buf, at, max).map(|()| None),
+    }
+}
+
+/// Element `at` of a request array is not a plain bulk string (the fast
+/// scan said so): the error for it, or `Ok` while its header is still
+/// incomplete. Looks at that element only, never at what came before.
+fn odd_element(buf: &[u8], at: usize, max: usize) -> Result<(), CommandError> {
+    let element = &buf[at..];
+    if element.first() != Some(&b'$') {
+        return Err(CommandError::NotBulk(
+            element.first().copied().unwrap_or(b'?'),
+        ));
+    }
+    let flat = Limits {
+        max_frame_size: max,
+        max_depth: 0,
+    };
+    match frame::frame_len(element, Version::Resp2, &flat)? {
+        None => Ok(()),
+        Some(end) if at + end > max => Err(FrameError::TooLarge { len: at + end, max }.into()),
+        // `$-1`: a null where a string must be.
+        Some(5) if element.starts_with(b"$-1\r\n") => Err(CommandError::NotBulk(b'_')),
+        Some(_) => Err(FrameError::Malformed("unexpected request element".into()).into()),
+    }
 }
 
 /// [`next_command`] without the fast path: every shape, every error.

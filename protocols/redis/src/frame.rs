@@ -15,8 +15,9 @@
 //! that become zero-copy [`Bytes`] slices in our own [`Frame`].
 //!
 //! A frame arriving over several reads is rescanned from its start on each
-//! attempt; the scan reads headers only and skips string bodies, so this
-//! stays small next to the I/O.
+//! attempt; the scan reads headers only and skips string bodies. That suits
+//! server replies; client requests, which an untrusted peer can trickle in,
+//! go through `command::next_command_from`, which resumes where it stopped.
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::RangeFrame as Range2;

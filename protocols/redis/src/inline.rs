@@ -45,7 +45,22 @@ pub struct InlineLine {
 /// the line is incomplete; a line longer than `max_len` is an error even
 /// before its end arrives, so a client cannot grow the buffer without bound.
 pub fn next_line(buf: &mut BytesMut, max_len: usize) -> Result<Option<InlineLine>, InlineError> {
-    let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
+    next_line_from(buf, max_len, &mut 0)
+}
+
+/// [`next_line`] for a buffer that grows by reads: the first `searched`
+/// bytes are known to hold no newline, so only the rest is searched, and
+/// `searched` is updated while the line is incomplete (the caller resets
+/// it once a line, or an error, has been taken).
+pub fn next_line_from(
+    buf: &mut BytesMut,
+    max_len: usize,
+    searched: &mut usize,
+) -> Result<Option<InlineLine>, InlineError> {
+    let from = (*searched).min(buf.len());
+    let found = buf[from..].iter().position(|&b| b == b'\n');
+    let Some(newline) = found.map(|i| from + i) else {
+        *searched = buf.len();
         if buf.len() > max_len {
             return Err(InlineError::TooLong { max: max_len });
         }

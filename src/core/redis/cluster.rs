@@ -26,6 +26,8 @@ use tracing::{debug, warn};
 use super::conn::{self, RedisBackendError, Setup};
 use super::mux::Reply;
 use super::topology::{Node, TargetTemplate};
+
+mod prune;
 use super::LaneChoice;
 use crate::config::redis::ReadFrom;
 
@@ -49,8 +51,9 @@ pub struct Cluster {
     template: TargetTemplate,
     seeds: Vec<String>,
     map: RwLock<Arc<SlotMap>>,
-    /// Every node ever seen, by address, so their connections survive
-    /// map refreshes.
+    /// The nodes in use, by address, so their connections survive map
+    /// refreshes; those a refresh no longer lists are forgotten (see
+    /// [`prune`]).
     known: RwLock<HashMap<String, Arc<Node>>>,
     nudge: mpsc::Sender<()>,
     /// The node that last sent MOVED: it knows the new owner, so the next
@@ -166,7 +169,7 @@ impl Cluster {
 
     fn known_node(&self, addr: &str, readonly: bool) -> Arc<Node> {
         let key = if readonly {
-            format!("{addr}#readonly")
+            prune::readonly_key(addr)
         } else {
             addr.to_owned()
         };
@@ -409,9 +412,7 @@ impl Cluster {
         for addr in candidates {
             match self.fetch_slots(&addr).await {
                 Ok(map) => {
-                    if let Ok(mut m) = self.map.write() {
-                        *m = Arc::new(map);
-                    }
+                    self.install(map);
                     return Ok(());
                 }
                 Err(e) => last_err = e,

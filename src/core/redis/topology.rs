@@ -4,9 +4,8 @@
 //! hash tag, so Attaché can replace twemproxy without moving any data;
 //! `cluster` follows a Redis Cluster's slot map (see [`super::cluster`]).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use attache_redis_protocol::frame::Limits;
 use attache_redis_protocol::ketama::{HashTag, KetamaError};
@@ -17,6 +16,8 @@ use super::conn::{RedisTarget, Setup};
 use super::mux::{Mux, NodeStats};
 use super::ring::{EjectPolicy, ShardRing};
 use super::sentinel::Sentinel;
+
+mod muxes;
 use crate::config::redis::{NodeSpec, ReadFrom, RedisConfig, RedisMode};
 use crate::net::tls;
 
@@ -39,7 +40,7 @@ pub struct Node {
     pub addr: String,
     pub target: Arc<RedisTarget>,
     connections: usize,
-    muxes: Mutex<HashMap<Setup, Arc<Mux>>>,
+    muxes: muxes::Muxes,
     /// Counted by every shared connection to this server, whatever its
     /// setup, for the admin metrics.
     pub stats: Arc<NodeStats>,
@@ -51,28 +52,21 @@ impl Node {
             addr: target.addr.clone(),
             target: Arc::new(target),
             connections,
-            muxes: Mutex::new(HashMap::new()),
+            muxes: muxes::Muxes::new(),
             stats: Arc::default(),
         }
     }
 
     /// The shared connections for one setup, made on first use.
     pub fn mux(&self, setup: Setup) -> Arc<Mux> {
-        let mut muxes = match self.muxes.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        muxes
-            .entry(setup)
-            .or_insert_with(|| {
-                Arc::new(Mux::with_stats(
-                    self.target.clone(),
-                    setup,
-                    self.connections,
-                    self.stats.clone(),
-                ))
-            })
-            .clone()
+        self.muxes.get(setup, || {
+            Mux::with_stats(
+                self.target.clone(),
+                setup,
+                self.connections,
+                self.stats.clone(),
+            )
+        })
     }
 }
 

@@ -70,7 +70,8 @@ impl Session {
     /// [`Session::batchable`] would batch; anything else is left for the
     /// general path.
     pub(super) fn take_plain(&mut self, rbuf: &mut BytesMut, limits: &RequestLimits) -> bool {
-        let Some(len) = command::fast::plain_len(rbuf, limits.frame.max_frame_size) else {
+        let max = limits.frame.max_frame_size;
+        let Some(len) = command::fast::plain_len_from(rbuf, max, &mut self.scan) else {
             return false;
         };
         self.batch(&rbuf[..len]);

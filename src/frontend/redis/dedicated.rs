@@ -178,8 +178,9 @@ where
         ..RequestLimits::default()
     };
     let mut out = BytesMut::new();
+    let mut progress = command::fast::Progress::default();
     loop {
-        while let Some(req) = command::next_command(&mut buf, &limits)
+        while let Some(req) = command::next_command_from(&mut buf, &limits, &mut progress)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?
         {
             let denied = req

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::net::Stream;
+use attache_redis_protocol::command::fast::Progress;
 use attache_redis_protocol::command::{self, Affinity, DedicatedReason, Request, RequestLimits};
 use attache_redis_protocol::frame::{Limits, Version};
 use bytes::{Bytes, BytesMut};
@@ -81,6 +82,10 @@ pub(super) struct Session {
     /// `command_timeout`), so a server that never answers cannot hold the
     /// client's other commands for good.
     pub orphans: VecDeque<(oneshot::Receiver<Reply>, Instant)>,
+    /// How far the request at the front of the read buffer has been
+    /// scanned, so a request arriving over many reads is not rescanned
+    /// from its start on each (see `command::next_command_from`).
+    pub scan: Progress,
 }
 
 impl Session {
@@ -110,6 +115,7 @@ impl Session {
             last_channel: Channel::Blocking,
             held: None,
             orphans: VecDeque::new(),
+            scan: Progress::default(),
         }
     }
 }
@@ -131,6 +137,8 @@ pub(super) async fn run(
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     // No more reads: the client left (`gone`) or shutdown began.
     let (mut closing, mut gone) = (false, false);
+    // The client closed its side, noticed with bytes of it still unread.
+    let mut peer_closed = false;
     let mut stop = shutdown.signal();
     // Requests already read but not parsed because the pipeline was full.
     let mut buffered = false;
@@ -139,8 +147,9 @@ pub(super) async fn run(
     // commands wait for the new primary too.
     let sentinel = s.ctx.topology.sentinel().cloned();
     loop {
-        if gone {
-            s.client_gone(&mut rbuf, &mut buffered);
+        if (gone || peer_closed) && s.client_gone(&mut rbuf, &mut buffered) {
+            // What it sent after its blocking command is dropped, read or not.
+            (closing, gone) = (true, true);
         }
         write_ready(&mut s, &mut tcp, &mut wbuf).await?;
         // A client that half-closed after a pipeline still gets the
@@ -160,14 +169,18 @@ pub(super) async fn run(
         }
         let reading = room && !closing;
         // Not reading commands, the socket is still watched (a little is
-        // read ahead, parsed later) so that a client leaving is noticed:
-        // one leaving behind a blocking command would otherwise be waited
-        // for as long as the command blocks, forever for `BLPOP k 0`.
+        // read ahead, parsed later; past that, its close is watched for
+        // without reading) so that a client leaving is noticed: one
+        // leaving behind a blocking command would otherwise be waited for
+        // as long as the command blocks, forever for `BLPOP k 0`.
         let room_ahead = match reading {
             true => usize::MAX,
             false => READ_AHEAD.saturating_sub(rbuf.len()),
         };
-        let watching = !closing && !s.quit && room_ahead > 0;
+        // Its close already noticed, there is nothing to watch for until
+        // there is room to read again.
+        let watched_out = peer_closed && room_ahead == 0;
+        let watching = !closing && !s.quit && !watched_out;
         // Biased, no random start per turn. The shutdown signal goes first
         // (a flag check while nothing fired) so a client that never stops
         // sending still sees the drain begin.
@@ -175,7 +188,11 @@ pub(super) async fn run(
             biased;
             _ = stop.fired(), if !closing => closing = true,
             r = read_some(&mut tcp, &mut rbuf, room_ahead), if watching => {
-                if r? == 0 {
+                let Some(n) = r? else {
+                    peer_closed = true;
+                    continue;
+                };
+                if n == 0 {
                     (closing, gone) = (true, true);
                     continue;
                 }
@@ -197,13 +214,23 @@ pub(super) async fn run(
 /// (see the session loop), so that it notices the client leave.
 const READ_AHEAD: usize = 16 * 1024;
 
-/// Reads at most `limit` more bytes into `rbuf`; 0 means the client closed.
-async fn read_some(tcp: &mut Stream, rbuf: &mut BytesMut, limit: usize) -> std::io::Result<usize> {
+/// Reads at most `limit` more bytes into `rbuf`; `Some(0)` means the
+/// client closed. With `limit` 0, reads nothing and returns `None` once
+/// the client has closed its side (or reset), bytes of it still unread.
+async fn read_some(
+    tcp: &mut Stream,
+    rbuf: &mut BytesMut,
+    limit: usize,
+) -> std::io::Result<Option<usize>> {
     use bytes::BufMut;
+    if limit == 0 {
+        crate::net::peer_closed(tcp.tcp()).await?;
+        return Ok(None);
+    }
     if rbuf.capacity() - rbuf.len() < 4096 {
         rbuf.reserve(16 * 1024);
     }
-    tcp.read_buf(&mut rbuf.limit(limit)).await
+    tcp.read_buf(&mut rbuf.limit(limit)).await.map(Some)
 }
 
 /// Handles the complete requests in `rbuf` until the pipeline is full
@@ -272,9 +299,14 @@ async fn hand_over(
 }
 
 /// Splits the next request; a malformed one is answered like Redis does
-/// (`-ERR Protocol error: …`) and ends the session.
+/// (`-ERR Protocol error: …`) and ends the session. Until a client that
+/// must authenticate has, Redis's lower bounds apply to its requests.
 fn next_request(rbuf: &mut BytesMut, limits: &RequestLimits, s: &mut Session) -> Option<Request> {
-    match command::next_command(rbuf, limits) {
+    let limits = RequestLimits {
+        unauthenticated: !s.authed,
+        ..*limits
+    };
+    match command::next_command_from(rbuf, &limits, &mut s.scan) {
         Ok(r) => r,
         Err(e) => {
             // Answered in order after earlier replies; then the session ends.
@@ -287,6 +319,7 @@ fn next_request(rbuf: &mut BytesMut, limits: &RequestLimits, s: &mut Session) ->
             s.error(&text);
             s.quit = true;
             rbuf.clear();
+            s.scan = Progress::default();
             None
         }
     }
@@ -362,13 +395,17 @@ impl Session {
     /// The client left: its blocking commands (and whatever it sent after
     /// them) will never be answered to anyone, so they are dropped, which
     /// makes their tasks close their server connections. Commands before
-    /// them still complete (the session ends once they have).
-    fn client_gone(&mut self, rbuf: &mut BytesMut, buffered: &mut bool) {
-        if self.drop_from_blocking() {
-            self.held = None;
-            rbuf.clear();
-            *buffered = false;
+    /// them still complete (the session ends once they have). True when
+    /// something was dropped: nothing more of the client's may then run.
+    fn client_gone(&mut self, rbuf: &mut BytesMut, buffered: &mut bool) -> bool {
+        if !self.drop_from_blocking() {
+            return false;
         }
+        self.held = None;
+        rbuf.clear();
+        self.scan = Progress::default();
+        *buffered = false;
+        true
     }
 
     pub(super) fn setup(&self) -> Setup {

@@ -45,14 +45,17 @@ fn empty_requests_carry_no_command() {
 fn requests_must_be_arrays_of_bulk_strings() {
     assert_eq!(next(b"*1\r\n:1\r\n"), Err(CommandError::NotBulk(b':')));
     assert_eq!(next(b"*1\r\n*0\r\n"), Err(CommandError::NotBulk(b'*')));
-    assert!(matches!(
+    // Like Redis: refused at the element's first byte, whatever follows.
+    assert_eq!(
         next(b"*1\r\n*1\r\n$1\r\na\r\n"),
-        Err(CommandError::Frame(FrameError::TooDeep { .. }))
-    ));
-    assert!(matches!(
-        next(b"*1\r\n_\r\n"),
-        Err(CommandError::Frame(FrameError::NotResp2(b'_')))
-    ));
+        Err(CommandError::NotBulk(b'*'))
+    );
+    assert_eq!(next(b"*1\r\n_\r\n"), Err(CommandError::NotBulk(b'_')));
+    assert_eq!(
+        next(b"*3\r\n$1\r\na\r\n:"),
+        Err(CommandError::NotBulk(b':'))
+    );
+    assert_eq!(next(b"*2\r\n$-1\r\n"), Err(CommandError::NotBulk(b'_')));
     assert_eq!(
         next(b"SET a \"b\r\n"),
         Err(CommandError::Inline(InlineError::UnbalancedQuotes))
@@ -75,6 +78,7 @@ fn request_size_limit_applies_to_bulk_headers() {
             ..Limits::default()
         },
         max_inline_len: 10,
+        unauthenticated: false,
     };
     let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1000\r\n"[..]);
     assert!(matches!(

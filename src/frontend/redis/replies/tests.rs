@@ -45,6 +45,7 @@ fn session(max_queued_bytes: u64) -> Session {
         last_channel: crate::frontend::redis::order::Channel::Blocking,
         held: None,
         orphans: std::collections::VecDeque::new(),
+        scan: Default::default(),
     }
 }
 

@@ -1,7 +1,7 @@
 use bytes::BytesMut;
 
 use super::*;
-use crate::command::{next_command, RequestLimits};
+use crate::command::{next_command, next_command_from, CommandError, Request, RequestLimits};
 use crate::frame::Limits;
 
 const MAX: usize = 1 << 20;
@@ -57,7 +57,9 @@ fn leaves_everything_else_to_the_general_decoder() {
 }
 
 /// Whatever the input, `next_command` (fast path first) agrees with the
-/// general decoder alone.
+/// general decoder alone, except that it may refuse a request before the
+/// general decoder has seen all of it (an element that is not a bulk
+/// string, or an array too long to fit).
 #[test]
 fn agrees_with_the_general_decoder() {
     let limits = RequestLimits {
@@ -66,6 +68,7 @@ fn agrees_with_the_general_decoder() {
             max_depth: 1,
         },
         max_inline_len: 64,
+        unauthenticated: false,
     };
     let samples: &[&[u8]] = &[
         b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
@@ -81,8 +84,20 @@ fn agrees_with_the_general_decoder() {
             let mut slow = BytesMut::from(&s[..cut]);
             let a = next_command(&mut fast, &limits);
             let b = crate::command::next_command_general(&mut slow, &limits);
-            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{:?}", &s[..cut]);
-            assert_eq!(fast, slow);
+            let whole = crate::command::next_command_general(&mut BytesMut::from(*s), &limits);
+            match (&a, &b) {
+                (Err(_), Ok(None)) => assert!(whole.is_err(), "{:?}", &s[..cut]),
+                (Err(x), Err(y)) => assert_eq!(
+                    std::mem::discriminant(x),
+                    std::mem::discriminant(y),
+                    "{:?}",
+                    &s[..cut]
+                ),
+                _ => {
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{:?}", &s[..cut]);
+                    assert_eq!(fast, slow);
+                }
+            }
         }
     }
 }
@@ -115,4 +130,111 @@ fn plain_len_takes_only_complete_plain_commands() {
     }
     // A frame over the limit is the general decoder's to refuse.
     assert_eq!(plain_len(get, 8), None);
+}
+
+/// One request, trickled in a byte at a time into a growing buffer.
+fn trickle(request: &[u8], limits: &RequestLimits) -> (Request, Progress) {
+    let mut progress = Progress::default();
+    let mut buf = BytesMut::new();
+    for (i, b) in request.iter().enumerate() {
+        buf.extend_from_slice(&[*b]);
+        let got = next_command_from(&mut buf, limits, &mut progress).expect("valid request");
+        if let Some(req) = got {
+            assert_eq!(i + 1, request.len(), "complete only at its last byte");
+            assert!(buf.is_empty());
+            return (req, progress);
+        }
+    }
+    panic!("request never complete");
+}
+
+/// A request arriving in many small reads is scanned on from where the
+/// previous read stopped: header bytes examined stay linear in its size
+/// (rescanning from the start on every read examined ~n²/2 of them).
+#[test]
+fn a_trickled_request_is_not_rescanned() {
+    let limits = RequestLimits::default();
+    let mut request = b"*5001\r\n$5\r\nRPUSH\r\n".to_vec();
+    for _ in 0..5000 {
+        request.extend_from_slice(b"$1\r\na\r\n");
+    }
+    let (req, progress) = trickle(&request, &limits);
+    assert_eq!(req.command.map(|c| c.args.len()), Some(5001));
+    assert!(
+        progress.examined() <= request.len(),
+        "{} header bytes examined for a {}-byte request",
+        progress.examined(),
+        request.len()
+    );
+    // A large bulk string: its body is skipped, never examined.
+    let mut big = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 100_000));
+    big.extend_from_slice(b"\r\n");
+    let (_, progress) = trickle(&big, &limits);
+    assert!(progress.examined() < 64, "{}", progress.examined());
+}
+
+#[test]
+fn a_trickled_inline_line_is_searched_once() {
+    let mut searched = 0;
+    let mut buf = BytesMut::new();
+    for _ in 0..1000 {
+        buf.extend_from_slice(b"a");
+        let line = crate::inline::next_line_from(&mut buf, 4096, &mut searched);
+        assert_eq!(line, Ok(None));
+        assert_eq!(searched, buf.len());
+    }
+    buf.extend_from_slice(b" b\r\n");
+    let line = crate::inline::next_line_from(&mut buf, 4096, &mut searched);
+    assert_eq!(line.map(|l| l.map(|l| l.args.len())), Ok(Some(2)));
+    // What `searched` covers is not searched again (here, wrongly
+    // claimed, a newline in it goes unseen).
+    let mut buf = BytesMut::from(&b"a\nbc"[..]);
+    let mut searched = 2;
+    assert_eq!(
+        crate::inline::next_line_from(&mut buf, 4096, &mut searched),
+        Ok(None)
+    );
+    assert_eq!(searched, 4);
+}
+
+/// Redis's bounds for a client that must authenticate and has not.
+#[test]
+fn unauthenticated_clients_get_redis_lower_bounds() {
+    let strict = RequestLimits {
+        unauthenticated: true,
+        ..RequestLimits::default()
+    };
+    let next = |input: &[u8], limits: &RequestLimits| {
+        next_command(&mut BytesMut::from(input), limits).map(|r| r.is_some())
+    };
+    let cases: &[(&[u8], Result<bool, CommandError>)] = &[
+        (b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n", Ok(true)),
+        (b"*10\r\n", Ok(false)),
+        (b"*11\r\n", Err(CommandError::UnauthenticatedMultibulk)),
+        (
+            b"*100000\r\n$1\r\n",
+            Err(CommandError::UnauthenticatedMultibulk),
+        ),
+        (b"*2\r\n$4\r\nAUTH\r\n$16384\r\n", Ok(false)),
+        (
+            b"*2\r\n$4\r\nAUTH\r\n$16385\r\n",
+            Err(CommandError::UnauthenticatedBulk),
+        ),
+        (b"*1\r\n$999999\r\n", Err(CommandError::UnauthenticatedBulk)),
+    ];
+    for (input, want) in cases {
+        let got = next(input, &strict);
+        assert_eq!(&got, want, "{:?}", String::from_utf8_lossy(input));
+        // Authenticated (or no password required), none of it applies.
+        assert!(next(input, &RequestLimits::default()).is_ok());
+    }
+    assert_eq!(
+        CommandError::UnauthenticatedMultibulk.to_string(),
+        "Protocol error: unauthenticated multibulk length"
+    );
+    assert_eq!(
+        CommandError::UnauthenticatedBulk.to_string(),
+        "Protocol error: unauthenticated bulk length"
+    );
 }
