@@ -500,3 +500,38 @@ async fn read_from(s: &mut tokio::net::tcp::OwnedReadHalf) -> Option<(u8, Vec<u8
     s.read_exact(&mut body).await.ok()?;
     Some((tag, body))
 }
+
+/// A batch whose Parse the server fails before the rest of the batch
+/// arrives: the server skips to Sync, so Attaché must neither add an error
+/// of its own for the now-unknown statement nor wait for an answer to an
+/// abort the server skips. The client sees what PostgreSQL shows directly:
+/// one error, then ReadyForQuery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_server_failed_before_it_was_all_sent_ends_like_direct() {
+    let (pg, _attache, addr) = one_connection_pool().await;
+    async fn split_batch(s: &mut TcpStream) -> (String, String, u8) {
+        send(s, &[parse("s1", "selec 1")]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send(s, &[bind("", "s1"), execute(""), sync()]).await;
+        let seen = tokio::time::timeout(Duration::from_secs(10), read_until_ready_or_close(s))
+            .await
+            .expect("no ReadyForQuery in 10 s")
+            .expect("the connection closed");
+        let code = seen
+            .iter()
+            .find(|(t, _)| *t == b'E')
+            .map(|(_, b)| error_fields(b).0)
+            .unwrap_or_default();
+        let status = seen
+            .last()
+            .and_then(|(_, b)| b.first().copied())
+            .unwrap_or(0);
+        (tags(&seen), code, status)
+    }
+    let mut direct = raw_login(pg.addr(), "app", "app").await;
+    let expected = split_batch(&mut direct).await;
+    assert_eq!(expected, ("EZ".into(), "42601".into(), b'I'));
+    let mut a = raw_login(addr, "app", "app").await;
+    assert_eq!(split_batch(&mut a).await, expected);
+    assert_eq!(raw_query_one(&mut a, "select 1").await, "1");
+}

@@ -133,6 +133,10 @@ pub struct ServerConn {
     /// until it sends one (and it is answered), whatever the last
     /// ReadyForQuery said.
     pub unsynced: bool,
+    /// The server failed the batch not synced yet (an ErrorResponse came
+    /// and no Sync has been sent since): it ignores everything up to that
+    /// Sync, and has already told the client why.
+    pub skipping: bool,
     pub created: Instant,
     pub max_message_size: usize,
 }
@@ -189,6 +193,7 @@ impl ServerConn {
             prepared_tick: 0,
             broken: false,
             unsynced: false,
+            skipping: false,
             created: Instant::now(),
             max_message_size: target.max_message_size,
         };

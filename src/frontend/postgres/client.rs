@@ -162,6 +162,12 @@ impl Session {
     /// Queues an error of Attaché's own; a simple query also gets its
     /// ReadyForQuery, an extended batch is skipped up to Sync.
     fn synth_error(&mut self, code: &str, message: &str, simple: bool) {
+        if !simple && self.server.as_ref().is_some_and(|s| s.skipping) {
+            // The server already failed this batch and told the client;
+            // PostgreSQL reports one error per batch and skips the rest.
+            self.skip_until_sync = true;
+            return;
+        }
         let mut b = BytesMut::new();
         messages::error(&mut b, code, message);
         if simple {
@@ -207,7 +213,10 @@ impl Session {
         replies: bool,
         want: Want,
     ) -> Result<(), FrontendError> {
-        if self.ensure_server(false, want).await {
+        // A fast-path function call is answered like a simple query (the
+        // client sends no Sync after it): an error must come with its
+        // ReadyForQuery.
+        if self.ensure_server(m.tag == b'F', want).await {
             self.sout.extend_from_slice(m.frame);
             if replies {
                 self.expect.push_back(Expect::Reply(m.tag));
@@ -222,6 +231,7 @@ impl Session {
             // Its ReadyForQuery is now expected; the connection is free
             // once that (and everything before it) is answered.
             s.unsynced = false;
+            s.skipping = false;
             self.sout.extend_from_slice(m.frame);
             self.expect.push_back(Expect::Reply(b'S'));
         } else {

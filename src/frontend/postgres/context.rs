@@ -34,8 +34,11 @@ pub struct PgContext {
     pub cancel: Arc<CancelRegistry>,
     /// Logged-in clients, for the admin console.
     pub clients: Arc<super::clients::ClientRegistry>,
-    /// SCRAM verifiers derived from plaintext passwords, computed once.
-    pub(super) verifiers: Mutex<HashMap<String, ScramVerifier>>,
+    /// SCRAM verifiers derived from plaintext passwords, computed once,
+    /// by user and password: a derivation that began before a reload (or
+    /// for a console admin sharing a pool user's name) is never taken for
+    /// another password.
+    pub(super) verifiers: Mutex<HashMap<(String, String), ScramVerifier>>,
     pub(super) pause_state: super::pause::PauseState,
     /// The process's reloader, for the admin console's RELOAD (weak: the
     /// reloader holds this context).
@@ -338,7 +341,8 @@ impl PgContext {
         if let Ok(v) = ScramVerifier::parse(password) {
             return Some(v);
         }
-        if let Some(v) = self.cached_verifiers().get(user) {
+        let key = (user.to_owned(), password.to_owned());
+        if let Some(v) = self.cached_verifiers().get(&key) {
             return Some(v.clone());
         }
         let mut salt = [0u8; 16];
@@ -348,10 +352,12 @@ impl PgContext {
         let v = tokio::task::spawn_blocking(derive).await.ok()?.ok()?;
         // Two first logins may both derive one: the first kept wins.
         let mut cache = self.cached_verifiers();
-        Some(cache.entry(user.to_owned()).or_insert(v).clone())
+        Some(cache.entry(key).or_insert(v).clone())
     }
 
-    fn cached_verifiers(&self) -> std::sync::MutexGuard<'_, HashMap<String, ScramVerifier>> {
+    fn cached_verifiers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), ScramVerifier>> {
         match self.verifiers.lock() {
             Ok(c) => c,
             Err(p) => p.into_inner(),

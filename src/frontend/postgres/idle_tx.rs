@@ -2,9 +2,9 @@
 //! holds a server connection inside a transaction and sends nothing.
 //!
 //! The timer is armed when the session becomes idle in a transaction (the
-//! server's last ReadyForQuery said `T` or `E`, nothing is outstanding and
-//! no request has begun to arrive) and disarmed by anything else, so it
-//! costs a clock read per statement only when configured. When it fires,
+//! server's last ReadyForQuery said `T` or `E` and nothing is outstanding)
+//! and disarmed by each whole request the client sends, so it costs a
+//! clock read per statement only when configured. When it fires,
 //! the client gets a FATAL 25P03 and its server connection is closed (the
 //! server rolls the transaction back), which frees the pool slot.
 
@@ -17,6 +17,9 @@ use tracing::info;
 use super::error::FrontendError;
 use super::send_fatal;
 use super::session::Session;
+
+/// How long the FATAL may wait for a client that does not read.
+const FATAL_WRITE_LIMIT: Duration = Duration::from_secs(1);
 
 /// The idle-in-transaction timer of one session.
 #[derive(Default)]
@@ -48,6 +51,11 @@ impl IdleTransaction {
         self.armed = true;
     }
 
+    /// The client sent a request: the next idle moment starts a new count.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+
     /// Completes when the armed timer runs out; never when disarmed.
     pub async fn expired(&mut self) {
         match self.sleep.as_mut() {
@@ -59,13 +67,14 @@ impl IdleTransaction {
 
 impl Session {
     /// Inside a transaction on the attached server, with nothing
-    /// outstanding and no request begun.
+    /// outstanding. A request only partly sent does not count as activity
+    /// (as in PgBouncer): a client trickling a byte now and then still
+    /// holds the transaction idle.
     pub(super) fn idle_in_transaction(&self) -> bool {
         self.tx_status != b'I'
             && self.server.is_some()
             && self.expect.is_empty()
             && self.sout.is_empty()
-            && self.cbuf.is_empty()
     }
 
     /// The timer ran out: the client is told why and closed, and the
@@ -79,17 +88,19 @@ impl Session {
                 "client idle in transaction past idle_transaction_timeout; closing it"
             )
         });
-        let e = FrontendError::IdleTransactionTimeout;
-        send_fatal(
-            &mut self.client,
-            e.sqlstate(),
-            "terminating connection due to idle transaction timeout (idle_transaction_timeout)",
-        )
-        .await;
+        // The server first: a client that stopped reading must not keep
+        // the transaction open while the FATAL waits to be written.
         if let Some(conn) = self.server.take() {
             self.pool.discard(conn);
         }
         self.release();
+        let e = FrontendError::IdleTransactionTimeout;
+        let fatal = send_fatal(
+            &mut self.client,
+            e.sqlstate(),
+            "terminating connection due to idle transaction timeout (idle_transaction_timeout)",
+        );
+        let _ = tokio::time::timeout(FATAL_WRITE_LIMIT, fatal).await;
         Err(e)
     }
 }

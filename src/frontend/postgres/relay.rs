@@ -153,6 +153,11 @@ impl Session {
             b'G' => self.on_copy_in(),
             _ => {}
         }
+        if m.tag == b'Z' && matches!(self.expect.front(), Some(Expect::SwallowAbort)) {
+            // The server skipped the abort (it had failed the batch
+            // already): nothing of it to swallow.
+            self.expect.pop_front();
+        }
         let swallow = matches!(
             self.expect.front(),
             Some(
@@ -238,11 +243,16 @@ impl Session {
     fn skip_to_sync(&mut self) {
         while let Some(e) = self.expect.front() {
             if matches!(e, Expect::Reply(b'S')) {
-                break;
+                return;
             }
             if let Some(e) = self.expect.pop_front() {
                 self.undo(e);
             }
+        }
+        // No Sync sent yet: the batch the client is still sending has
+        // failed on the server.
+        if let Some(s) = self.server.as_mut() {
+            s.skipping = true;
         }
     }
 

@@ -226,8 +226,14 @@ impl Session {
                 Event::Client(Ok(0)) => return Ok(()),
                 Event::Client(Ok(_)) => {
                     activity.requests += 1;
+                    let pending = self.cbuf.len();
                     if let Flow::Exit = self.on_client_bytes().await? {
                         return Ok(());
+                    }
+                    if self.cbuf.len() < pending {
+                        // A whole request came (even one Attaché answers
+                        // itself): the client is not idle in its transaction.
+                        in_tx.disarm();
                     }
                 }
                 Event::Client(Err(e)) => return Err(e.into()),
@@ -470,9 +476,9 @@ impl Session {
     }
 
     async fn flush(&mut self) -> Result<(), FrontendError> {
-        let mut relayed = false;
         // Losing the server while writing may queue requests for another
-        // one (a read retried elsewhere): those go out too.
+        // one (a read retried elsewhere), and releasing it may queue a
+        // WAL-position query or settings: those go out too.
         while !self.sout.is_empty() {
             let mut out = std::mem::take(&mut self.sout);
             let n = out.len() as u64;
@@ -489,20 +495,19 @@ impl Session {
                     s.broken = true;
                 }
             }
-            relayed |= self.write_server(&out).await?;
+            let relayed = self.write_server(&out).await?;
             out.clear();
             shrink(&mut out);
             if self.sout.is_empty() {
                 // Its room is kept for the next batch.
                 self.sout = out;
             }
+            if relayed {
+                // The replies read while writing may have been the last ones.
+                self.maybe_release();
+            }
         }
-        self.flush_client().await?;
-        if relayed {
-            // The replies read while writing may have been the last ones.
-            self.maybe_release();
-        }
-        Ok(())
+        self.flush_client().await
     }
 
     pub(super) async fn flush_client(&mut self) -> Result<(), FrontendError> {

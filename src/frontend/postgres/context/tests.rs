@@ -42,3 +42,21 @@ async fn deriving_a_verifier_leaves_the_runtime_free() {
     let again = ctx.scram_verifier("u0", "secret").await.unwrap();
     assert_eq!(first.to_string(), again.to_string());
 }
+
+/// The cache is keyed by password too: a verifier derived for an old
+/// password (a reload changed it while a login was deriving, or a console
+/// admin shares the user's name) is never served for another one.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cached_verifier_serves_only_its_own_password() {
+    let cfg = crate::config::parse(CONFIG).unwrap();
+    let ctx = PgContext::new(cfg.postgres.unwrap()).unwrap();
+    let old = ctx.scram_verifier("u", "old secret").await.unwrap();
+    let new = ctx.scram_verifier("u", "new secret").await.unwrap();
+    assert_ne!(
+        old.to_string(),
+        new.to_string(),
+        "the old password's verifier was served"
+    );
+    let old_again = ctx.scram_verifier("u", "old secret").await.unwrap();
+    assert_eq!(old.to_string(), old_again.to_string());
+}
