@@ -50,12 +50,23 @@ impl Muxes {
     /// aside) that nobody holds and nobody asked for during [`IDLE`]; a
     /// session that keeps one (`single` mode caches its own) holds it.
     /// Their connections close once the replies in flight on them are in.
+    ///
+    /// Database 0, which sharded and cluster routing ask for on every
+    /// request, is served without a clock read; the sweep runs on the use
+    /// of another database.
     pub(super) fn get(&self, setup: Setup, make: impl FnOnce() -> Mux) -> Arc<Mux> {
-        let now = Instant::now();
         let mut inner = match self.inner.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
+        if setup.db == 0 {
+            let entry = inner.by_setup.entry(setup).or_insert_with(|| Entry {
+                mux: Arc::new(make()),
+                used: Instant::now(),
+            });
+            return entry.mux.clone();
+        }
+        let now = Instant::now();
         if now.duration_since(inner.swept) >= IDLE {
             inner.swept = now;
             inner.by_setup.retain(|setup, e| {
