@@ -296,3 +296,52 @@ async fn a_trickling_upload_is_cut_at_the_request_body_timeout() {
     }
     attache.shutdown().await;
 }
+
+/// An HTTP/2 app that takes a response head but grants no flow-control
+/// window for its body would make hyper stop polling that body: the
+/// upstream connection (here the cluster's only one, `max_connections =
+/// 1`) would stay held for as long as the app keeps its connection. After
+/// `stream_idle_timeout` without a frame going out it is let go, and
+/// another app's request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_app_that_takes_no_body_data_does_not_hold_the_upstream() {
+    let up = upstream().await;
+    let toml = config(&up, "", "max_connections = 1")
+        .replace("[http]\n", "[http]\nstream_idle_timeout = \"500ms\"\n");
+    let attache = start_attache(&toml).await;
+    let addr = attache.http_addr.expect("http listener");
+    let stingy: support::http::TestClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .http2_initial_stream_window_size(0)
+            .build_http();
+    let req = hyper::Request::get(format!("http://{addr}/bytes/1000000"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), stingy.request(req))
+        .await
+        .expect("the head is not flow-controlled")
+        .expect("a response");
+    assert_eq!(head.status(), 200);
+    // Kept, never read: the stream stays open with no window.
+    let _held = head;
+    let other = support::http::h1_client();
+    let mut last = None;
+    let mut served_after = None;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        let r = support::http::get(&other, addr, "/x", &[]).await;
+        if r.status == 200 {
+            served_after = Some(started.elapsed());
+            break;
+        }
+        last = Some((r.status, r.body));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served_after = served_after.unwrap_or_else(|| panic!("never served: {last:?}"));
+    assert!(
+        served_after < Duration::from_millis(2500),
+        "served {served_after:?} after the stall began"
+    );
+    attache.shutdown().await;
+}

@@ -460,6 +460,42 @@ async fn circuit_breaker_queues_up_to_max_pending() {
     attache.shutdown().await;
 }
 
+/// A request queued for a cluster slot waits no longer than its route's
+/// timeout: with the only slot held by a slow request of another route,
+/// it gets 504 when its own 500 ms are up, never reaches the upstream,
+/// and the endpoint is not blamed (the next request is served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_queued_for_a_slot_times_out_with_its_route() {
+    let up = upstream("up", Mode::Ok).await;
+    let cluster = "max_requests = 1\nmax_pending_requests = 4\noutlier = { consecutive_5xx = 1 }";
+    let routes = [
+        ("/slow/", "timeout = \"10s\"\nrewrite = \"/\""),
+        ("/", "timeout = \"500ms\""),
+    ];
+    let toml = config(&[up.addr()], cluster, &routes);
+    let (attache, addr) = attache_addr(&toml).await;
+    let c = h1_client();
+    let slow = {
+        let c = c.clone();
+        tokio::spawn(async move { get(&c, addr, "/slow/sleep/2500", &[]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for path in ["/x", "/sleep/0"] {
+        let t = Instant::now();
+        let r = get(&c, addr, path, &[]).await;
+        let took = t.elapsed();
+        assert_local(&r, 504, "timeout");
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_millis(1200),
+            "{path}: answered after {took:?}"
+        );
+    }
+    assert_ok_from(&slow.await.unwrap(), "up");
+    assert_eq!(up.requests(), 1, "the queued requests never went out");
+    assert_ok_from(&get(&c, addr, "/x", &[]).await, "up");
+    attache.shutdown().await;
+}
+
 /// Sends `n` GETs; true when `watched` received none of them.
 async fn skipped(c: &TestClient, addr: SocketAddr, watched: &Upstream, n: usize) -> bool {
     let before = watched.requests();

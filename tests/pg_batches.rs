@@ -535,3 +535,54 @@ async fn a_batch_the_server_failed_before_it_was_all_sent_ends_like_direct() {
     assert_eq!(split_batch(&mut a).await, expected);
     assert_eq!(raw_query_one(&mut a, "select 1").await, "1");
 }
+
+/// A Bind (here to a statement that does not exist, which Attaché answers
+/// itself) arrives during an extended-protocol COPY: as on a server, the
+/// COPY fails with an error naming the message, the rest of the batch is
+/// skipped to Sync, and the client gets its ReadyForQuery instead of
+/// waiting forever on a server still in copy-in. Nothing was copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_message_during_extended_copy_fails_the_copy() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    let copy = [
+        parse("", "copy t from stdin"),
+        bind("", ""),
+        execute(""),
+        sync(),
+    ];
+    send(&mut a, &[copy.concat()]).await;
+    read_until(&mut a, b'G').await;
+    let stray = [copy_data(b"1\n"), bind("", "nope"), execute(""), sync()];
+    send(&mut a, &[stray.concat()]).await;
+    let seen = read_until(&mut a, b'E').await;
+    let (_, message) = error_fields(&seen[seen.len() - 1].1);
+    assert!(
+        message.contains("unexpected message type 0x42"),
+        "{message}"
+    );
+    let rest = read_until(&mut a, b'Z').await;
+    assert_eq!(tags(&rest), "Z", "skipped to Sync");
+    assert_eq!(rest[0].1, b"I");
+    assert_eq!(raw_query_one(&mut a, "select count(*) from t").await, "0");
+}
+
+/// The same during a simple-protocol COPY: the COPY fails, its Query gets
+/// its ReadyForQuery, the stray Query is dropped (as a server drops it),
+/// and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_message_during_simple_copy_fails_the_copy() {
+    let (_pg, _attache, addr) = one_connection_pool().await;
+    let mut a = raw_login(addr, "app", "app").await;
+    send(&mut a, &[query("copy t from stdin")]).await;
+    read_until(&mut a, b'G').await;
+    send(&mut a, &[copy_data(b"1\n"), parse("s1", "select 1")]).await;
+    let seen = read_until(&mut a, b'E').await;
+    let (_, message) = error_fields(&seen[seen.len() - 1].1);
+    assert!(
+        message.contains("unexpected message type 0x50"),
+        "{message}"
+    );
+    assert_eq!(tags(&read_until(&mut a, b'Z').await), "Z");
+    assert_eq!(raw_query_one(&mut a, "select count(*) from t").await, "0");
+}

@@ -148,3 +148,55 @@ async fn idle_transaction_timeout_ends_the_transaction_and_frees_the_server() {
     assert_eq!(count, "0", "the idle transaction was rolled back");
     attache.shutdown().await;
 }
+
+/// `idle_transaction_timeout = 1s`: a client inside a transaction that
+/// sends a whole statement every 600 ms lives well past the second (each
+/// request starts a new count), while bytes of a request that never
+/// completes are not activity: the client is ended about a second after
+/// its last whole request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_transaction_timeout_counts_whole_requests_only() {
+    let pg = trust_app_server();
+    let extra = "auth = \"trust\"\nidle_transaction_timeout = \"1s\"";
+    let attache = start_attache(&pg_config(&pg, "app", extra, "")).await;
+    let addr = attache.postgres_addr.unwrap();
+    let mut a = raw_login(addr, "app", "app").await;
+    send(&mut a, &[query("begin")]).await;
+    let seen = read_until_ready(&mut a).await;
+    assert_eq!(seen.last().map(|(_, b)| b.as_slice()), Some(&b"T"[..]));
+    let began = Instant::now();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(raw_query_one(&mut a, "select 1").await, "1");
+    }
+    assert!(began.elapsed() >= Duration::from_secs(3));
+    // Half a Query message, then a byte more every 300 ms: never whole.
+    let q = query("select 2");
+    send(&mut a, &[q[..3].to_vec()]).await;
+    let last_whole = Instant::now();
+    let mut ended = None;
+    let mut first = [0u8; 1];
+    for b in &q[3..q.len() - 1] {
+        tokio::select! {
+            r = a.peek(&mut first) => {
+                assert_eq!(r.unwrap(), 1, "the FATAL, not a close");
+                ended = Some(last_whole.elapsed());
+                break;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                assert_eq!(a.try_write(&[*b]).unwrap(), 1);
+            }
+        }
+    }
+    let ended = ended.expect("ended while the request trickled in");
+    assert!(
+        (Duration::from_millis(900)..Duration::from_millis(2000)).contains(&ended),
+        "ended {ended:?} after the last whole request"
+    );
+    let (tag, body) = read_message(&mut a).await.expect("a FATAL");
+    assert_eq!(tag, b'E');
+    let (code, message) = error_fields(&body);
+    assert_eq!(code, "25P03", "{message} after {ended:?}");
+    assert!(read_message(&mut a).await.is_none(), "then closed");
+    attache.shutdown().await;
+}

@@ -121,3 +121,64 @@ async fn values_of_64_mb_pass_through() {
     assert_eq!(server.cli(&["STRLEN", "big"]).unwrap(), "67108864");
     attache.shutdown().await;
 }
+
+/// Runs `lines` (one command a line) on one redis-cli connection.
+fn cli_session(port: u16, lines: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// WAIT through Attaché (on a connection of its own, as a blocking
+/// command) counts the replicas that have the client's writes: with the
+/// only replica stopped, a write followed by WAIT gets 0 after the
+/// timeout, and 1 once the replica runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_counts_replicas_that_have_the_clients_writes() {
+    let primary = RedisBuilder::new().start().unwrap();
+    let replica = start_replica_of(&primary).unwrap();
+    let toml = format!("[redis]\nnodes = [\"{}\"]\n", primary.addr());
+    let mut cfg = attache::config::parse(&toml).unwrap();
+    cfg.redis.as_mut().unwrap().listen = "127.0.0.1:0".into();
+    let attache = attache::app::Attache::start(cfg).await.unwrap();
+    let port = attache.redis_addr.unwrap().port();
+    let run = |lines: &'static str| tokio::task::spawn_blocking(move || cli_session(port, lines));
+
+    let caught_up = run("SET k v\nWAIT 1 5000\n").await.unwrap();
+    assert_eq!(caught_up, ["OK", "1"], "the replica is in sync");
+    let info = replica.cli(&["INFO", "server"]).unwrap();
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .map(|p| p.trim().to_owned())
+        .expect("the replica's pid");
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let started = std::time::Instant::now();
+    let lagging = run("SET k2 v2\nWAIT 1 700\n").await.unwrap();
+    let took = started.elapsed();
+    signal("-CONT");
+    assert_eq!(lagging, ["OK", "0"], "no replica has k2 (after {took:?})");
+    assert!(took >= std::time::Duration::from_millis(600), "{took:?}");
+    let again = run("WAIT 1 5000\n").await.unwrap();
+    assert_eq!(again, ["1"], "the resumed replica acknowledges");
+    attache.shutdown().await;
+}

@@ -256,6 +256,17 @@ fn map_knob(path: &str, k: &Knob, v: &str, t: &mut Table, un: &mut Vec<Unmapped>
                 "0 waits forever in PgBouncer; Attaché always has this timeout (its default applies)"
                     .into(),
             ),
+            // Attaché refuses idle_transaction_timeout under 1s (a client
+            // between two statements of one transaction would be cut off);
+            // PgBouncer takes fractions, so round up instead of writing a
+            // config that does not load.
+            Ok(d) if k.dst == "idle_transaction_timeout"
+                && !d.0.is_zero()
+                && d.0 < std::time::Duration::from_secs(1) =>
+            {
+                t.set(k.dst, Value::str("1s"));
+                skip("below Attaché's minimum of 1s; 1s written".into());
+            }
             Ok(d) => t.set(k.dst, Value::str(d.to_string())),
             Err(e) => skip(e),
         },

@@ -253,7 +253,147 @@ async fn transactions_run_on_one_node() {
     assert_eq!(c.cmd(&["PING"]).await, Resp::Simple("PONG".into()));
 }
 
+/// Redis's transaction rules where Attaché answers for the server: a
+/// rejected command poisons MULTI; keyless commands before the first
+/// keyed one wait for its node (instead of tying the transaction to the
+/// first node); UNWATCH inside MULTI is queued; WATCH inside MULTI is an
+/// error that leaves the transaction open; and between WATCH and MULTI a
+/// command for another node simply runs there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_rules_match_redis() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
+    let [x, y, w] = sh.key_per_node("rules:").await;
+    let mut c = sh.client().await;
+    let pong = Resp::Simple("PONG".into());
+
+    // An unknown command inside MULTI: EXECABORT, nothing applied.
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["SET", &x, "1"]).await, Resp::queued());
+    let unknown = c.cmd(&["FOOBAR", "a"]).await;
+    assert!(
+        unknown.err().starts_with("ERR unknown command"),
+        "{unknown:?}"
+    );
+    let exec = c.cmd(&["EXEC"]).await;
+    assert!(exec.err().starts_with("EXECABORT"), "{exec:?}");
+    assert_eq!(c.cmd(&["EXISTS", &x]).await, Resp::Int(0));
+    // So does one refused before any keyed command.
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert!(!c.cmd(&["SELECT", "1"]).await.err().is_empty());
+    assert_eq!(c.cmd(&["SET", &x, "1"]).await, Resp::queued());
+    assert!(c.cmd(&["EXEC"]).await.err().starts_with("EXECABORT"));
+    assert_eq!(c.cmd(&["EXISTS", &x]).await, Resp::Int(0));
+
+    // Keyless first, then keys of any one node, with UNWATCH queued.
+    for k in [&x, &y, &w] {
+        assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+        assert_eq!(c.cmd(&["PING"]).await, Resp::queued());
+        assert_eq!(c.cmd(&["UNWATCH"]).await, Resp::queued());
+        assert_eq!(c.cmd(&["SET", k, "v"]).await, Resp::queued());
+        assert_eq!(c.cmd(&["APPEND", k, "w"]).await, Resp::queued());
+        let done = c.cmd(&["EXEC"]).await;
+        assert_eq!(
+            done,
+            Resp::Array(vec![pong.clone(), Resp::ok(), Resp::ok(), Resp::Int(2)]),
+            "{k}"
+        );
+    }
+    assert_eq!(c.cmd(&["EXISTS", &x, &y, &w]).await, Resp::Int(3));
+    // Only keyless commands: run on some node, all replies there.
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["PING"]).await, Resp::queued());
+    assert_eq!(c.cmd(&["ECHO", "hi"]).await, Resp::queued());
+    let done = c.cmd(&["EXEC"]).await;
+    assert_eq!(done, Resp::Array(vec![pong.clone(), Resp::bulk("hi")]));
+
+    // WATCH inside MULTI: an error, and the transaction goes on.
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    let nested = c.cmd(&["WATCH", &x]).await;
+    assert_eq!(nested.err(), "ERR WATCH inside MULTI is not allowed");
+    assert_eq!(c.cmd(&["SET", &x, "again"]).await, Resp::queued());
+    assert_eq!(c.cmd(&["EXEC"]).await, Resp::Array(vec![Resp::ok()]));
+    assert_eq!(c.cmd(&["GET", &x]).await, Resp::bulk("again"));
+
+    // Between WATCH and MULTI, a read of another node's key just runs.
+    assert_eq!(c.cmd(&["WATCH", &w]).await, Resp::ok());
+    assert_eq!(c.cmd(&["GET", &y]).await, Resp::bulk("vw"));
+    assert_eq!(c.cmd(&["MGET", &x, &y]).await.items().len(), 2);
+    assert_eq!(c.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(c.cmd(&["SET", &w, "watched"]).await, Resp::queued());
+    assert_eq!(c.cmd(&["EXEC"]).await, Resp::Array(vec![Resp::ok()]));
+    assert_eq!(c.cmd(&["GET", &w]).await, Resp::bulk("watched"));
+}
+
+/// Scripts are loaded on every node, so EVALSHA works whichever node its
+/// key lives on; SCRIPT EXISTS and FLUSH cover all nodes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_load_on_every_node() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
+    let keys = sh.key_per_node("lua:").await;
+    let mut c = sh.client().await;
+    let body = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
+    let sha = match c.cmd(&["SCRIPT", "LOAD", body]).await {
+        Resp::Bulk(s) => s,
+        other => panic!("{other:?}"),
+    };
+    for k in &keys {
+        assert_eq!(c.cmd(&["EVALSHA", &sha, "1", k, "5"]).await, Resp::Int(5));
+    }
+    for i in 0..3 {
+        let mut d = sh.direct(i).await;
+        let there = d.cmd(&["SCRIPT", "EXISTS", &sha]).await;
+        assert_eq!(there, Resp::Array(vec![Resp::Int(1)]), "node {i}");
+    }
+    // Missing on one node: not there as far as the client can use it.
+    let mut d = sh.direct(1).await;
+    assert_eq!(d.cmd(&["SCRIPT", "FLUSH"]).await, Resp::ok());
+    let exists = c.cmd(&["SCRIPT", "EXISTS", &sha, "0000"]).await;
+    assert_eq!(exists, Resp::Array(vec![Resp::Int(0), Resp::Int(0)]));
+    assert_eq!(
+        c.cmd(&["SCRIPT", "LOAD", body]).await,
+        Resp::Bulk(sha.clone())
+    );
+    let exists = c.cmd(&["SCRIPT", "EXISTS", &sha]).await;
+    assert_eq!(exists, Resp::Array(vec![Resp::Int(1)]));
+    assert_eq!(c.cmd(&["SCRIPT", "FLUSH"]).await, Resp::ok());
+    // Function libraries too: FCALL works for a key on any node.
+    let lib = "#!lua name=attachelib\nredis.register_function('attache_incr', \
+               function(keys, args) return redis.call('INCRBY', keys[1], args[1]) end)";
+    let loaded = c.cmd(&["FUNCTION", "LOAD", lib]).await;
+    assert_eq!(loaded, Resp::bulk("attachelib"));
+    for k in &keys {
+        let r = c.cmd(&["FCALL", "attache_incr", "1", k, "1"]).await;
+        assert_eq!(r, Resp::Int(6), "{k}");
+    }
+    assert_eq!(
+        c.cmd(&["FUNCTION", "DELETE", "attachelib"]).await,
+        Resp::ok()
+    );
+    for i in 0..3 {
+        let mut d = sh.direct(i).await;
+        let there = d.cmd(&["SCRIPT", "EXISTS", &sha]).await;
+        assert_eq!(there, Resp::Array(vec![Resp::Int(0)]), "node {i}");
+    }
+}
+
 // ---------------------------------------------------------------- 6. blocking
+
+/// Keys on different nodes cannot be waited on together: CROSSSLOT, as
+/// for any multi-key command that must stay on one node (not a wait on
+/// the first node, which holds neither key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pop_over_two_nodes_is_crossslot() {
+    let sh = Shards::start("fnv1a_64", [1, 1, 1], "").await;
+    let [x, y, _] = sh.key_per_node("bq:").await;
+    let mut c = sh.client().await;
+    let started = Instant::now();
+    assert_eq!(c.cmd(&["BLPOP", &x, &y, "2"]).await.err(), CROSS);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+    assert_eq!(c.cmd(&["PING"]).await, Resp::Simple("PONG".into()));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_pop_waits_on_the_keys_node() {

@@ -114,6 +114,11 @@ impl Cluster {
         self.balancer.pick(&self.endpoints(), now, exclude)
     }
 
+    /// A free request slot now, if there is one (no waiting, no timer).
+    pub fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.requests.clone().try_acquire_owned().ok()
+    }
+
     /// Circuit breaking: a slot for one request, waiting while fewer than
     /// `max_pending_requests` wait; `Overflow` at once past that.
     pub async fn admit(&self) -> Result<OwnedSemaphorePermit, Overflow> {

@@ -299,6 +299,10 @@ impl Cluster {
             mut on_replica,
         } = sent;
         let mut last = None;
+        // Whether the last try went with ASKING: a TRYAGAIN from an
+        // importing node must be retried with it again, or the node
+        // answers MOVED back to where the ASK came from.
+        let mut asked = false;
         for attempt in 0..=MAX_REDIRECTS {
             let reply = match rx.await.unwrap_or(Err(RedisBackendError::Lost)) {
                 Ok(r) => r,
@@ -325,9 +329,12 @@ impl Cluster {
             if matches!(redir, Redirect::Moved(_)) {
                 on_replica = false;
             }
+            let again = matches!(redir, Redirect::TryAgain);
             let Some((to, asking)) = self.hop(redir, &node, attempt).await else {
                 return Ok(reply);
             };
+            let asking = asking || (again && asked);
+            asked = asking;
             node = to;
             last = Some(reply);
             if attempt == MAX_REDIRECTS {

@@ -32,6 +32,29 @@ const UNSET: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Add
 /// Stale pooled connections skipped per try before giving up on reuse.
 pub(super) const MAX_STALE: usize = 3;
 
+/// A slot in the route's cluster (circuit breaking), waiting at most
+/// until `deadline`, the end of the route's timeout: slots may be held for
+/// long by streams and uploads, and a request queued behind them is
+/// answered 504 in time instead of waiting without end.
+pub(super) async fn admit(
+    route: &RouteEntry,
+    deadline: Instant,
+) -> Result<tokio::sync::OwnedSemaphorePermit, LocalError> {
+    let cluster = &route.cluster;
+    // The usual case costs no timer.
+    if let Some(slot) = cluster.try_admit() {
+        return Ok(slot);
+    }
+    match tokio::time::timeout_at(deadline.into(), cluster.admit()).await {
+        Ok(Ok(slot)) => Ok(slot),
+        Ok(Err(_)) => {
+            cluster.stats.overflowed();
+            Err(LocalError::Overflow(cluster.name.clone()))
+        }
+        Err(_) => Err(LocalError::Timeout(route.cfg.timeout.0)),
+    }
+}
+
 /// How one try reaches an endpoint, for one kind of request.
 pub(super) trait Exchange {
     type Resp;
@@ -145,6 +168,11 @@ impl<'a, X: Exchange> Attempt<'a, X> {
         // One clock reading serves the pick, the try's deadline and its
         // latency (clock reads are a visible share of a proxied request).
         let now = Instant::now();
+        if now >= self.deadline {
+            // The route's time went on waiting for a slot: a try now
+            // would be cut off at once and blamed on a healthy endpoint.
+            return fail(LocalError::Timeout(self.route.cfg.timeout.0), false);
+        }
         let ep = match cluster.pick(self.tried_addrs(), now) {
             Pick::Endpoint(ep) => ep,
             Pick::AllEjected => return fail(LocalError::Ejected(cluster.name.clone()), false),

@@ -413,10 +413,7 @@ async fn forward(
     ready: Instant,
 ) -> Result<(RawResponse, Option<Instant>), LocalError> {
     let cluster = &route.cluster;
-    let _slot = cluster.admit().await.map_err(|_| {
-        cluster.stats.overflowed();
-        LocalError::Overflow(cluster.name.clone())
-    })?;
+    let _slot = super::attempt::admit(route, ready + route.cfg.timeout.0).await?;
     let original = head.target(buf);
     let rewritten = ctx.router.rewrite(route.index, original);
     if let Some(r) = &rewritten {

@@ -18,7 +18,7 @@ use super::attempt::{raw_try, Attempt, Exchange, Fault, RawRequest, TryError, MA
 use super::body::{BodyLimits, ReqBody};
 use super::error::LocalError;
 use super::headers;
-use super::idle::Idle;
+use super::idle::{Idle, Watched};
 use super::tunnel::{self, TunnelGuard};
 use super::upload::Upload;
 use super::{HttpContext, RouteEntry};
@@ -146,6 +146,7 @@ async fn forward(
     headers::add_forwarded(&mut parts.headers, peer, host);
     headers::ensure_traceparent(&mut parts.headers);
     let target = target(ctx, route, &parts)?;
+    let h2 = parts.version == Version::HTTP_2;
     let repeatable = route.cfg.retry_non_idempotent || parts.method.is_idempotent();
     let idle = ctx.config.stream_idle_timeout.0;
     // Kept whole when a retry may need it, or when it is small and its
@@ -162,10 +163,7 @@ async fn forward(
     // request takes a cluster slot, as on the pass-through path: apps that
     // send a head and nothing more must not fill the cluster's slots.
     let body = request_body(ctx, body, client_upgrade.is_some(), buffer).await?;
-    let _slot = cluster.admit().await.map_err(|_| {
-        cluster.stats.overflowed();
-        LocalError::Overflow(cluster.name.clone())
-    })?;
+    let _slot = super::attempt::admit(route, Instant::now() + route.cfg.timeout.0).await?;
     // The route's timeout runs from here: the time the app took to send a
     // kept body is its own, not the upstream's (a streamed body's waits
     // are left out as the try goes, see `Exchange::upload`).
@@ -190,7 +188,10 @@ async fn forward(
             return Ok(resp);
         }
     }
-    Ok(resp.map(|b| Idle::wrap(b, idle)))
+    Ok(resp.map(|b| match h2 {
+        true => Watched::wrap(Idle::wrap(b, idle), idle),
+        false => Idle::wrap(b, idle),
+    }))
 }
 
 /// The app's body as the tries will send it: kept whole when `buffer`

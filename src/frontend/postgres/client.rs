@@ -90,6 +90,10 @@ impl Session {
         if self.skip_until_sync && m.tag != b'S' {
             return Ok(Flow::Continue);
         }
+        if self.copy_in && !matches!(m.tag, b'd' | b'c' | b'f' | b'H' | b'S' | b'X') {
+            self.fail_copy_in(m.tag);
+            return Ok(Flow::Continue);
+        }
         if let Some(msg) = self
             .lost_tx
             .take_if(|_| matches!(m.tag, b'Q' | b'P' | b'B' | b'E' | b'D' | b'F'))
@@ -178,6 +182,23 @@ impl Session {
         self.push_synth(b.freeze(), None);
         if !simple {
             self.abort_server_batch();
+        }
+    }
+
+    /// Any message but COPY data, Flush or Sync during copy-in fails the
+    /// COPY on a server, which drops that message. Attaché answers some
+    /// messages itself (a Bind of a renamed statement, say), so it cannot
+    /// leave that to the server: it fails the COPY with a CopyFail naming
+    /// the message, the server's error reaches the client as the COPY's,
+    /// and after an extended-protocol COPY the rest is skipped to Sync, as
+    /// the server does. Without this the client's Sync would be ignored by
+    /// the server still in copy-in, and the client would wait forever.
+    fn fail_copy_in(&mut self, tag: u8) {
+        let reason = format!("unexpected message type 0x{tag:02X} during COPY from stdin");
+        messages::copy_fail(&mut self.sout, &reason);
+        self.copy_in = false;
+        if self.copy_extended {
+            self.skip_until_sync = true;
         }
     }
 

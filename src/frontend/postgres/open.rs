@@ -148,6 +148,7 @@ async fn open(
         skip_until_sync: false,
         last_commit: false,
         copy_in: false,
+        copy_extended: false,
         statements: Statements::default(),
         settings: Settings::from_startup(&startup.params),
         cancel: ctx.cancel.register(),

@@ -122,6 +122,7 @@ impl Session {
             }
         }
         self.copy_in = true;
+        self.copy_extended = extended;
         if extended {
             // The Syncs already sent are ignored: the batch ends with the
             // one the client sends after CopyDone.

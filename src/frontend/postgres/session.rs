@@ -96,6 +96,9 @@ pub(super) struct Session {
     pub last_commit: bool,
     /// The server is in copy-in mode and ignores Sync from the client.
     pub copy_in: bool,
+    /// That copy-in came from an extended-protocol Execute: once it fails,
+    /// the server skips to the client's next Sync.
+    pub copy_extended: bool,
     pub statements: Statements,
     pub settings: Settings,
     pub cancel: CancelHandle,

@@ -41,16 +41,16 @@ pub(super) fn classify(s: &mut Session, cmd: &Command) -> Local {
         // Allowed before AUTH and run at once even inside MULTI, as by Redis.
         "RESET" if !s.ctx.is_denied("RESET") => reset(s),
         _ if !s.authed => s.error("NOAUTH Authentication required."),
-        _ if s.ctx.is_denied(name) => s.error(&format!(
+        _ if s.ctx.is_denied(name) => s.reject(&format!(
             "ERR command '{name}' is disabled by Attaché's configuration"
         )),
         // They would make a shared connection a replication link (see
         // `REPLICATION`), as twemproxy and Envoy refuse them too.
-        "SYNC" | "PSYNC" | "REPLCONF" => s.error(REPLICATION),
+        "SYNC" | "PSYNC" | "REPLCONF" => s.reject(REPLICATION),
         // Flags on the connection for the next command, which on a shared
         // connection is another client's. Attaché follows ASK itself, and
         // `read_from` decides where reads go.
-        "ASKING" => s.error(
+        "ASKING" => s.reject(
             "ERR attache: ASKING cannot go through a proxy; Attaché follows ASK redirects itself",
         ),
         _ if lookup_command(cmd).is_none() => unknown(s, cmd),
@@ -129,7 +129,7 @@ fn unknown(s: &mut Session, cmd: &Command) {
         }
         args.push_str(&format!("'{}' ", echo(a, ECHO_MAX - args.len())));
     }
-    s.error(&format!(
+    s.reject(&format!(
         "ERR unknown command '{name}', with args beginning with: {args}"
     ));
 }
@@ -294,17 +294,20 @@ pub(super) async fn select(s: &mut Session, cmd: &Command) {
         return s.error("ERR DB index is out of range");
     }
     if s.in_transaction() {
-        return s.error("ERR attache: SELECT inside a transaction is not supported");
+        return s.reject("ERR attache: SELECT inside a transaction is not supported");
     }
     let mux = s.ctx.first_mux(s.version, db);
     let mut ping = BytesMut::new();
     crate::core::redis::conn::encode_command(&mut ping, &[b"PING"]);
-    match mux.send(s.lane, ping.freeze()).await {
-        Ok(Ok(_)) => {
+    // Bounded like any command: a stuck server must not hang the session.
+    let limit = s.ctx.config.command_timeout.0;
+    match tokio::time::timeout(limit, mux.send(s.lane, ping.freeze())).await {
+        Ok(Ok(Ok(_))) => {
             s.db = db;
             s.ready(bytes::Bytes::from_static(b"+OK\r\n"));
         }
-        Ok(Err(e)) => s.error(&e.reply_text()),
-        Err(_) => s.error("ERR attache: upstream connection lost"),
+        Ok(Ok(Err(e))) => s.error(&e.reply_text()),
+        Ok(Err(_)) => s.error("ERR attache: upstream connection lost"),
+        Err(_) => s.error(&format!("ERR attache: upstream timeout after {limit:?}")),
     }
 }

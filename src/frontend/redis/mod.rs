@@ -13,6 +13,9 @@ mod route;
 mod session;
 mod txn;
 
+/// Redis Cluster's answer to keys that live on different nodes (slots).
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -19,9 +19,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::session::Session;
+use super::CROSSSLOT;
 use crate::core::redis::{LaneChoice, Node, RedisBackendError, Reply};
-
-const CROSS: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
     let read = s.ctx.topology.reads_from_replicas()
@@ -62,7 +61,7 @@ pub(super) fn route(s: &mut Session, cmd: &Command, raw: Bytes) {
         return s.wait_reply(rx);
     }
     match s.node_for(cmd) {
-        Err(()) => s.error(CROSS),
+        Err(()) => s.error(CROSSSLOT),
         Ok(Some(shard)) => {
             let rx = send_to_shard(s, Some(shard), raw, read, true);
             s.wait_reply(rx);
@@ -209,6 +208,16 @@ fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
         gather(s, fan_out(s), |replies| {
             first_error(&replies).unwrap_or_else(Frame::ok)
         })
+    } else if everywhere(cmd) {
+        let exists = cmd.is("SCRIPT")
+            && cmd
+                .arg(1)
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"EXISTS"));
+        gather(s, fan_out(s), move |replies| match first_error(&replies) {
+            Some(e) => e,
+            None if exists => all_exist(replies),
+            None => replies.into_iter().next().unwrap_or_else(Frame::ok),
+        })
     } else if cmd.is("SCAN") {
         match scan(s, cmd, &nodes) {
             Some(rx) => rx,
@@ -218,6 +227,41 @@ fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
         send_to_shard(s, None, raw, false, false)
     };
     s.wait_reply(rx);
+}
+
+/// Scripts and function libraries live on each node: loaded on one only,
+/// an EVALSHA or FCALL routed by its key to another fails with NOSCRIPT.
+/// So loading, deleting and flushing them reach every node, and SCRIPT
+/// EXISTS says 1 only for a script every node has.
+fn everywhere(cmd: &Command) -> bool {
+    let sub = cmd.arg(1).map(|a| a.to_ascii_uppercase());
+    match sub.as_deref() {
+        Some(b"LOAD" | b"FLUSH" | b"EXISTS") if cmd.is("SCRIPT") => true,
+        Some(b"LOAD" | b"DELETE" | b"FLUSH" | b"RESTORE") => cmd.is("FUNCTION"),
+        _ => false,
+    }
+}
+
+/// SCRIPT EXISTS over all nodes: 1 where every node answered 1.
+fn all_exist(replies: Vec<Frame>) -> Frame {
+    let mut out: Option<Vec<Frame>> = None;
+    for r in replies {
+        let Frame::Array(a) = r else {
+            return Frame::error("ERR attache: unexpected SCRIPT EXISTS reply from a node");
+        };
+        out = Some(match out {
+            None => a,
+            Some(prev) => prev
+                .into_iter()
+                .zip(a)
+                .map(|(x, y)| match (x, y) {
+                    (Frame::Integer(1), Frame::Integer(1)) => Frame::Integer(1),
+                    _ => Frame::Integer(0),
+                })
+                .collect(),
+        });
+    }
+    Frame::Array(out.unwrap_or_default())
 }
 
 fn first_error(replies: &[Frame]) -> Option<Frame> {

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use super::local::{self, Local};
 use super::order::Channel;
 use super::replies::{write_ready, Queued, Slot};
+use super::CROSSSLOT;
 use super::{dedicated, route, txn, RedisContext};
 use crate::core::redis::{Reply, Setup};
 use crate::core::timer::LazyTimer;
@@ -345,15 +346,24 @@ impl Session {
             Affinity::Dedicated(DedicatedReason::Select) => local::select(self, &cmd).await,
             Affinity::Dedicated(reason) => {
                 if self.in_transaction() {
-                    self.error("ERR attache: this command cannot run inside MULTI through a proxy");
+                    self.reject(
+                        "ERR attache: this command cannot run inside MULTI through a proxy",
+                    );
                     return None;
                 }
-                let shard = self.node_for(&cmd).ok().flatten();
+                let Ok(shard) = self.node_for(&cmd) else {
+                    self.error(CROSSSLOT);
+                    return None;
+                };
                 self.pending_relay = Some((req.raw, shard));
                 return Some(reason);
             }
             Affinity::Blocking if !self.in_transaction() => {
-                let shard = self.node_for(&cmd).ok().flatten();
+                // Keys on different nodes cannot be waited on together.
+                let Ok(shard) = self.node_for(&cmd) else {
+                    self.error(CROSSSLOT);
+                    return None;
+                };
                 let node = match shard {
                     Some(sh) => self.ctx.topology.node_for_shard(sh),
                     None => self.ctx.topology.first(),

@@ -12,6 +12,7 @@ use attache_redis_protocol::Command;
 use bytes::{Bytes, BytesMut};
 
 use super::session::Session;
+use super::CROSSSLOT;
 use crate::core::redis::conn::encode_command;
 use crate::core::redis::{Mux, Node};
 
@@ -22,11 +23,12 @@ pub(super) struct Txn {
     server: Option<Weak<Node>>,
     /// MULTI was answered here and must be sent before the first command.
     multi_pending: bool,
+    /// Keyless commands queued (answered `+QUEUED` here) before any keyed
+    /// one said which node the transaction runs on; sent after MULTI.
+    deferred: Vec<Bytes>,
     in_multi: bool,
     poisoned: bool,
 }
-
-const CROSS: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 impl Session {
     pub(super) fn in_transaction(&self) -> bool {
@@ -50,6 +52,7 @@ impl Session {
                     conn: None,
                     server: None,
                     multi_pending: true,
+                    deferred: Vec::new(),
                     in_multi: true,
                     poisoned: false,
                 });
@@ -60,6 +63,7 @@ impl Session {
                     conn: None,
                     server: None,
                     multi_pending: false,
+                    deferred: Vec::new(),
                     in_multi: false,
                     poisoned: false,
                 });
@@ -78,6 +82,10 @@ impl Session {
             }
             txn.in_multi = true;
             return self.in_txn(cmd, raw);
+        }
+        if cmd.is("WATCH") && txn.in_multi {
+            // Redis's answer; the transaction stays open and unharmed.
+            return self.error("ERR WATCH inside MULTI is not allowed");
         }
         let ends = cmd.is("EXEC") || cmd.is("DISCARD") || (cmd.is("UNWATCH") && !txn.in_multi);
         // Sentinel mode: the old primary would take the EXEC and lose it
@@ -101,6 +109,17 @@ impl Session {
             });
         }
         if txn.conn.is_none() {
+            if !ends {
+                // UNWATCH inside MULTI: queued, like a keyless command.
+                return self.defer(raw);
+            }
+            if cmd.is("EXEC") && !txn.deferred.is_empty() {
+                // Only keyless commands: any node runs them.
+                self.open_txn_conn(0);
+                self.send_txn(raw, true);
+                self.txn = None;
+                return;
+            }
             // Nothing reached a server yet: answer as Redis would.
             self.txn = None;
             return match () {
@@ -112,7 +131,7 @@ impl Session {
                 _ => self.ready(Bytes::from_static(b"+OK\r\n")),
             };
         }
-        self.send_txn(raw, None);
+        self.send_txn(raw, false);
         if ends {
             self.txn = None;
         }
@@ -132,49 +151,109 @@ impl Session {
         }
     }
 
+    /// A command refused before it could be queued (unknown, denied, not
+    /// possible through a proxy): inside MULTI it makes EXEC fail with
+    /// EXECABORT, as Redis flags a transaction on a rejected command.
+    pub(super) fn reject(&mut self, text: &str) {
+        if let Some(t) = self.txn.as_mut().filter(|t| t.in_multi) {
+            t.poisoned = true;
+        }
+        self.error(text);
+    }
+
     /// A command inside a transaction: onto its node's private connection.
+    /// Between WATCH and MULTI commands run at once, as on any connection:
+    /// one for another node (or spanning nodes) takes its usual route
+    /// there. Inside MULTI, a keyless command before any keyed one waits
+    /// (queued) for the node to be known.
     pub(super) fn in_txn(&mut self, cmd: &Command, raw: Bytes) {
         let node = self.node_for(cmd);
-        let setup = self.setup();
-        let ctx = self.ctx.clone();
         let Some(txn) = self.txn.as_mut() else { return };
+        let elsewhere = match (&node, &txn.conn) {
+            (Err(()), Some(_)) => true,
+            (Ok(Some(n)), Some((m, _))) => n != m,
+            _ => false,
+        };
+        if elsewhere && !txn.in_multi && !cmd.is("WATCH") {
+            return super::route::route(self, cmd, raw);
+        }
         let node = match (node, &txn.conn) {
             (Err(()), _) => {
                 txn.poisoned = true;
-                return self.error(CROSS);
+                return self.error(CROSSSLOT);
             }
             (Ok(Some(n)), Some((m, _))) if n != *m => {
                 txn.poisoned = true;
-                return self.error(CROSS);
+                return self.error(CROSSSLOT);
             }
             (Ok(Some(n)), None) => n,
             (_, Some((m, _))) => *m,
+            (Ok(None), None) if txn.in_multi => return self.defer(raw),
             (Ok(None), None) => 0,
         };
         if txn.conn.is_none() {
-            let n = ctx.topology.node_for_shard(node);
-            let mux = Arc::new(Mux::single_use(n.target.clone(), setup, n.stats.clone()));
-            txn.conn = Some((node, mux));
-            txn.server = Some(Arc::downgrade(&n));
+            self.open_txn_conn(node);
         }
-        let prefix = std::mem::take(&mut txn.multi_pending).then(multi);
-        self.send_txn(raw, prefix);
+        self.send_txn(raw, true);
     }
 
-    fn send_txn(&mut self, raw: Bytes, prefix: Option<Vec<u8>>) {
-        let Some((_, mux)) = self.txn.as_ref().and_then(|t| t.conn.clone()) else {
+    /// Queues a keyless command until the transaction's node is known;
+    /// held in memory here, so bounded like a pipeline.
+    fn defer(&mut self, raw: Bytes) {
+        let max = self.ctx.config.max_pipeline;
+        let Some(txn) = self.txn.as_mut() else { return };
+        if txn.deferred.len() >= max {
+            return self.reject(&format!(
+                "ERR attache: more than {max} keyless commands queued before the transaction's first key (max_pipeline)"
+            ));
+        }
+        txn.deferred.push(raw);
+        self.ready(Bytes::from_static(QUEUED));
+    }
+
+    /// The transaction's private connection, to `node`'s server.
+    fn open_txn_conn(&mut self, node: usize) {
+        let setup = self.setup();
+        let n = self.ctx.topology.node_for_shard(node);
+        let Some(txn) = self.txn.as_mut() else { return };
+        let mux = Arc::new(Mux::single_use(n.target.clone(), setup, n.stats.clone()));
+        txn.conn = Some((node, mux));
+        txn.server = Some(Arc::downgrade(&n));
+    }
+
+    /// Sends `raw` on the transaction's connection; with `first`, after a
+    /// MULTI still owed to the server and the commands deferred behind it,
+    /// whose replies were given here already (only `raw`'s reaches the
+    /// client).
+    fn send_txn(&mut self, raw: Bytes, first: bool) {
+        let Some(txn) = self.txn.as_mut() else { return };
+        let Some((_, mux)) = txn.conn.clone() else {
             return;
         };
-        let rx = match prefix {
-            Some(mut p) => {
-                p.extend_from_slice(&raw);
-                mux.send_n(0, Bytes::from(p), 2)
+        let mut prefix = Vec::new();
+        let mut replies = 1;
+        if first && std::mem::take(&mut txn.multi_pending) {
+            prefix = multi();
+            replies += 1;
+        }
+        if first {
+            for d in std::mem::take(&mut txn.deferred) {
+                prefix.extend_from_slice(&d);
+                replies += 1;
             }
-            None => mux.send(0, raw),
+        }
+        let rx = match replies {
+            1 => mux.send(0, raw),
+            n => {
+                prefix.extend_from_slice(&raw);
+                mux.send_n(0, Bytes::from(prefix), n)
+            }
         };
         self.wait_reply(rx);
     }
 }
+
+const QUEUED: &[u8] = b"+QUEUED\r\n";
 
 fn multi() -> Vec<u8> {
     let mut b = BytesMut::new();

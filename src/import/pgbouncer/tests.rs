@@ -211,6 +211,18 @@ fn knob_edge_cases() {
 }
 
 #[test]
+fn sub_second_idle_transaction_timeout_rounds_up_to_attaches_minimum() {
+    let ini = "[databases]\napp = host=db\n[pgbouncer]\nidle_transaction_timeout = 0.5\n";
+    let (imported, pg, _d) = run(ini, None);
+    assert_eq!(
+        pg.pool.resolve().idle_transaction_timeout,
+        Some(Duration::from_secs(1))
+    );
+    let u = unmapped(&imported, "pgbouncer.idle_transaction_timeout");
+    assert!(u.reason.contains("1s"), "{u:?}");
+}
+
+#[test]
 fn hosts_sockets_and_listen_addresses() {
     let ini = "[databases]\nsock = host=/var/run/postgresql port=5433\nmulti = host=a,b port=6000,6001\nv6 = host=::1\n\
                [pgbouncer]\nlisten_addr = 127.0.0.1, ::1\nlisten_port = 7432\n";

@@ -63,7 +63,12 @@ pub fn sync(out: &mut BytesMut) {
     header(out, b'S', 0);
 }
 
-/// The SQL text of a simple Query.
+/// CopyFail: ends copy-in with an error carrying `reason`.
+pub fn copy_fail(out: &mut BytesMut, reason: &str) {
+    header(out, b'f', reason.len() + 1);
+    put_cstr(out, reason);
+}
+
 /// The query text of a Query message, as bytes: it is in the client's
 /// `client_encoding`, which need not be UTF-8 (LATIN1, SJIS, …), and is
 /// forwarded unchanged. See [`sql_text`] for classifying it.
