@@ -484,6 +484,35 @@ async fn transactions_watch_and_discard() {
     assert_eq!(a.cmd(&["GET", "d"]).await, Resp::Nil);
     let r = a.cmd(&["EXEC"]).await;
     assert!(r.err().contains("EXEC without MULTI"), "{r:?}");
+
+    // As Redis: a rejected command poisons MULTI; UNWATCH is queued (it
+    // used to end the transaction here); WATCH inside MULTI is refused
+    // and the transaction goes on.
+    assert_eq!(a.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(
+        a.cmd(&["SET", "p", "1"]).await,
+        Resp::Simple("QUEUED".into())
+    );
+    assert!(a
+        .cmd(&["NOSUCHCMD"])
+        .await
+        .err()
+        .starts_with("ERR unknown command"));
+    assert!(a.cmd(&["EXEC"]).await.err().starts_with("EXECABORT"));
+    assert_eq!(a.cmd(&["GET", "p"]).await, Resp::Nil);
+    assert_eq!(a.cmd(&["MULTI"]).await, Resp::ok());
+    assert_eq!(a.cmd(&["UNWATCH"]).await, Resp::Simple("QUEUED".into()));
+    let nested = a.cmd(&["WATCH", "p"]).await;
+    assert_eq!(nested.err(), "ERR WATCH inside MULTI is not allowed");
+    assert_eq!(
+        a.cmd(&["SET", "p", "2"]).await,
+        Resp::Simple("QUEUED".into())
+    );
+    assert_eq!(
+        a.cmd(&["EXEC"]).await,
+        Resp::Array(vec![Resp::ok(), Resp::ok()])
+    );
+    assert_eq!(b.cmd(&["GET", "p"]).await, Resp::bulk("2"));
     drop((a, b));
     attache.shutdown().await;
 }

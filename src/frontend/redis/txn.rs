@@ -110,13 +110,13 @@ impl Session {
         }
         if txn.conn.is_none() {
             if !ends {
-                // UNWATCH inside MULTI: queued, like a keyless command.
-                return self.defer(raw);
+                // UNWATCH inside MULTI: queued, like any keyless command.
+                return self.in_txn(cmd, raw);
             }
             if cmd.is("EXEC") && !txn.deferred.is_empty() {
                 // Only keyless commands: any node runs them.
                 self.open_txn_conn(0);
-                self.send_txn(raw, true);
+                self.send_txn(raw);
                 self.txn = None;
                 return;
             }
@@ -131,7 +131,7 @@ impl Session {
                 _ => self.ready(Bytes::from_static(b"+OK\r\n")),
             };
         }
-        self.send_txn(raw, false);
+        self.send_txn(raw);
         if ends {
             self.txn = None;
         }
@@ -168,6 +168,7 @@ impl Session {
     /// (queued) for the node to be known.
     pub(super) fn in_txn(&mut self, cmd: &Command, raw: Bytes) {
         let node = self.node_for(cmd);
+        let sharded = self.ctx.topology.is_sharded();
         let Some(txn) = self.txn.as_mut() else { return };
         let elsewhere = match (&node, &txn.conn) {
             (Err(()), Some(_)) => true,
@@ -188,13 +189,15 @@ impl Session {
             }
             (Ok(Some(n)), None) => n,
             (_, Some((m, _))) => *m,
-            (Ok(None), None) if txn.in_multi => return self.defer(raw),
+            // With one node there is nothing to wait for: the transaction
+            // starts at once (so a failover under it is noticed at EXEC).
+            (Ok(None), None) if txn.in_multi && sharded => return self.defer(raw),
             (Ok(None), None) => 0,
         };
         if txn.conn.is_none() {
             self.open_txn_conn(node);
         }
-        self.send_txn(raw, true);
+        self.send_txn(raw);
     }
 
     /// Queues a keyless command until the transaction's node is known;
@@ -221,26 +224,23 @@ impl Session {
         txn.server = Some(Arc::downgrade(&n));
     }
 
-    /// Sends `raw` on the transaction's connection; with `first`, after a
-    /// MULTI still owed to the server and the commands deferred behind it,
-    /// whose replies were given here already (only `raw`'s reaches the
-    /// client).
-    fn send_txn(&mut self, raw: Bytes, first: bool) {
+    /// Sends `raw` on the transaction's connection, after a MULTI still
+    /// owed to the server and the commands deferred behind it, whose
+    /// replies were given here already (only `raw`'s reaches the client).
+    fn send_txn(&mut self, raw: Bytes) {
         let Some(txn) = self.txn.as_mut() else { return };
         let Some((_, mux)) = txn.conn.clone() else {
             return;
         };
         let mut prefix = Vec::new();
         let mut replies = 1;
-        if first && std::mem::take(&mut txn.multi_pending) {
+        if std::mem::take(&mut txn.multi_pending) {
             prefix = multi();
             replies += 1;
         }
-        if first {
-            for d in std::mem::take(&mut txn.deferred) {
-                prefix.extend_from_slice(&d);
-                replies += 1;
-            }
+        for d in std::mem::take(&mut txn.deferred) {
+            prefix.extend_from_slice(&d);
+            replies += 1;
         }
         let rx = match replies {
             1 => mux.send(0, raw),
