@@ -326,3 +326,40 @@ fn max_queued_bytes_is_validated() {
         "the error should name redis.max_queued_bytes: {text}"
     );
 }
+
+/// A small `max_request_size` bounds what clients send, not what servers
+/// answer: a 2 MiB value comes back whole, and the other client's
+/// commands on the same shared connection are answered too. A reply over
+/// `max_reply_size` (here 1 MiB) is refused with an error, and the next
+/// command is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_bounded_by_max_reply_size_not_max_request_size() {
+    let _turn = SERIAL.lock().await;
+    let extra = "max_request_size = \"1MiB\"\nconnections_per_node = 1";
+    let (_server, attache, addr) = start_single(extra).await;
+    let mut a = Raw::connect(addr).await;
+    let mut b = Raw::connect(addr).await;
+    let last = (2 << 20) - 1;
+    let offset = last.to_string();
+    let setrange = [&b"SETRANGE"[..], b"big", offset.as_bytes(), b"x"];
+    assert_eq!(a.cmd(&setrange).await, Resp::Int(2 << 20));
+    a.send(&encode(&[b"GET", b"big"])).await;
+    assert_eq!(b.cmd(&[b"INCR", b"n"]).await, Resp::Int(1));
+    match a.read().await {
+        Resp::Bulk(v) => assert_eq!((v.len(), v[last]), (2 << 20, b'x')),
+        other => panic!("GET big: {other:?}"),
+    }
+    assert_eq!(b.cmd(&[b"INCR", b"n"]).await, Resp::Int(2));
+    attache.shutdown().await;
+
+    let extra = "max_reply_size = \"1MiB\"\nconnections_per_node = 1";
+    let (_server, attache, addr) = start_single(extra).await;
+    let mut a = Raw::connect(addr).await;
+    assert_eq!(a.cmd(&setrange).await, Resp::Int(2 << 20));
+    match a.cmd(&[b"GET", b"big"]).await {
+        Resp::Err(e) => assert!(e.contains("exceeds the limit"), "{e}"),
+        other => panic!("GET big over max_reply_size: {other:?}"),
+    }
+    assert_eq!(a.cmd(&[b"STRLEN", b"big"]).await, Resp::Int(2 << 20));
+    attache.shutdown().await;
+}

@@ -101,9 +101,17 @@ pub struct RedisConfig {
     /// from it.
     #[serde(default = "defaults::max_pipeline")]
     pub max_pipeline: usize,
-    /// Largest request or reply (Redis's own `proto-max-bulk-len` is 512 MB).
+    /// Largest request a client may send (Redis's own
+    /// `proto-max-bulk-len` is 512 MB).
     #[serde(default = "defaults::max_request_size")]
     pub max_request_size: ByteSize,
+    /// Largest reply Attaché takes from a server. A reply is whole before
+    /// it is relayed, and one past this fails its shared connection (every
+    /// command on it gets an error), so it sits well above any reply an
+    /// application means to get: an aggregate (`LRANGE`, `KEYS`,
+    /// `HGETALL`) may be larger than the largest request.
+    #[serde(default = "defaults::max_reply_size")]
+    pub max_reply_size: ByteSize,
     /// Reply bytes Attaché may hold for one client that has not read them
     /// yet (received, plus its commands in flight at the size of its
     /// recent replies). Past it Attaché stops reading that client's
@@ -265,6 +273,9 @@ pub(crate) mod defaults {
     }
     pub fn max_request_size() -> ByteSize {
         ByteSize(512 << 20)
+    }
+    pub fn max_reply_size() -> ByteSize {
+        ByteSize(1 << 30)
     }
     /// Far above what pipelining needs to keep a link busy (a window of a
     /// few MB fills any bandwidth-delay product) and above most single

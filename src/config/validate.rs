@@ -136,6 +136,9 @@ fn check_redis(r: &super::redis::RedisConfig, errs: &mut Errors) {
     if r.max_request_size.0 < 1024 {
         errs.push("redis.max_request_size", "must be at least 1KiB");
     }
+    if r.max_reply_size.0 < 1024 {
+        errs.push("redis.max_reply_size", "must be at least 1KiB");
+    }
     if r.max_queued_bytes.0 < 1024 {
         errs.push("redis.max_queued_bytes", "must be at least 1KiB");
     }

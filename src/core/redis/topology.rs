@@ -157,7 +157,7 @@ impl TargetTemplate {
             connect_timeout: cfg.connect_timeout.0,
             readonly: false,
             limits: Limits {
-                max_frame_size: cfg.max_request_size.0 as usize,
+                max_frame_size: cfg.max_reply_size.0 as usize,
                 ..Limits::default()
             },
         }
