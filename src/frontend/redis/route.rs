@@ -209,10 +209,7 @@ fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
             first_error(&replies).unwrap_or_else(Frame::ok)
         })
     } else if everywhere(cmd) {
-        let exists = cmd.is("SCRIPT")
-            && cmd
-                .arg(1)
-                .is_some_and(|a| a.eq_ignore_ascii_case(b"EXISTS"));
+        let exists = cmd.is("SCRIPT") && sub_is(cmd, &["EXISTS"]);
         gather(s, fan_out(s), move |replies| match first_error(&replies) {
             Some(e) => e,
             None if exists => all_exist(replies),
@@ -234,12 +231,14 @@ fn keyless(s: &mut Session, cmd: &Command, raw: Bytes) {
 /// So loading, deleting and flushing them reach every node, and SCRIPT
 /// EXISTS says 1 only for a script every node has.
 fn everywhere(cmd: &Command) -> bool {
-    let sub = cmd.arg(1).map(|a| a.to_ascii_uppercase());
-    match sub.as_deref() {
-        Some(b"LOAD" | b"FLUSH" | b"EXISTS") if cmd.is("SCRIPT") => true,
-        Some(b"LOAD" | b"DELETE" | b"FLUSH" | b"RESTORE") => cmd.is("FUNCTION"),
-        _ => false,
-    }
+    (cmd.is("SCRIPT") && sub_is(cmd, &["LOAD", "FLUSH", "EXISTS"]))
+        || (cmd.is("FUNCTION") && sub_is(cmd, &["LOAD", "DELETE", "FLUSH", "RESTORE"]))
+}
+
+/// Whether `cmd`'s subcommand is one of `names` (any case, no copy).
+fn sub_is(cmd: &Command, names: &[&str]) -> bool {
+    cmd.arg(1)
+        .is_some_and(|a| names.iter().any(|n| a.eq_ignore_ascii_case(n.as_bytes())))
 }
 
 /// SCRIPT EXISTS over all nodes: 1 where every node answered 1.
